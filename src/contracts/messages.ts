@@ -1,0 +1,205 @@
+/**
+ * Message schemas of seeds 000/001 as TypeBox (JSON Schema) definitions. Field names are the seed's
+ * kebab-case names in camelCase (`model-id` becomes `modelId`), the same spelling the console protocol
+ * uses. The same schemas validate bus messages and HTTP bodies.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const Uuid = Type.String({ format: 'uuid', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' });
+const Instant = Type.String({ format: 'date-time', minLength: 20 });
+const Fraction = Type.Number({ minimum: 0, maximum: 1 });
+const Geozone = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
+
+export const EnergySource = Type.Union([Type.Literal('cogen'), Type.Literal('grid'), Type.Literal('battery')]);
+export type EnergySource = Static<typeof EnergySource>;
+
+export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('normal'), Type.Literal('background')]);
+export type Priority = Static<typeof Priority>;
+
+export const NodeCapacity = Type.Object({
+  cpuCores: Type.Number({ minimum: 0 }),
+  memoryGb: Type.Number({ minimum: 0 }),
+  gpus: Type.Integer({ minimum: 0 }),
+  gpuMemoryGb: Type.Optional(Type.Number({ minimum: 0 })),
+});
+export type NodeCapacity = Static<typeof NodeCapacity>;
+
+/** NodeTelemetry v2 (seed 000), with ArcNet's optional additions for nodes that report more. */
+export const NodeTelemetryV2 = Type.Object({
+  schemaVersion: Type.Literal(2),
+  id: Uuid,
+  geohash: Type.String({ minLength: 6, maxLength: 6, pattern: '^[0-9bcdefghjkmnpqrstuvwxyz]{6}$' }),
+  energySource: EnergySource,
+  batteryLevel: Fraction,
+  gpuUtilization: Fraction,
+  gpuMemoryFreeGb: Type.Number({ minimum: 0 }),
+  modelsLoaded: Type.Array(Type.String({ minLength: 1 })),
+  timestamp: Instant,
+  // ArcNet additions: optional so a seed-conformant node still validates.
+  geozone: Type.Optional(Geozone),
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  cpuLoad: Type.Optional(Fraction),
+  tags: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  capacity: Type.Optional(NodeCapacity),
+  datasetsHot: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+});
+export type NodeTelemetry = Static<typeof NodeTelemetryV2>;
+
+export const InferenceRequestV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  id: Uuid,
+  modelId: Type.String({ minLength: 1, maxLength: 256 }),
+  contextWindowTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+  priority: Priority,
+  maxLatencyMs: Type.Integer({ minimum: 1 }),
+  requesterGeozone: Geozone,
+});
+export type InferenceRequest = Static<typeof InferenceRequestV1>;
+
+export const InferenceDispatchV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  requestId: Uuid,
+  nodeId: Uuid,
+  modelId: Type.String({ minLength: 1 }),
+  contextWindowTokens: Type.Integer({ minimum: 1 }),
+  dispatchedAt: Instant,
+  // ArcNet additions: the reservation's fencing token travels with the dispatch so the node's
+  // result can be matched to the lease it was given under.
+  fencingToken: Type.Optional(Type.Integer({ minimum: 1 })),
+  geozone: Type.Optional(Geozone),
+  requesterGeozone: Type.Optional(Geozone),
+  score: Type.Optional(Type.Number()),
+  priority: Type.Optional(Priority),
+  maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+export type InferenceDispatch = Static<typeof InferenceDispatchV1>;
+
+/** InferenceResult v1: named by seed 001 (`{request-id, node-id, latency-ms, status}`), defined here. */
+export const InferenceResultV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  requestId: Uuid,
+  nodeId: Uuid,
+  latencyMs: Type.Number({ minimum: 0 }),
+  status: Type.Union([Type.Literal('completed'), Type.Literal('failed')]),
+  completedAt: Instant,
+  fencingToken: Type.Optional(Type.Integer({ minimum: 1 })),
+  error: Type.Optional(Type.String()),
+  outputTokens: Type.Optional(Type.Integer({ minimum: 0 })),
+  output: Type.Optional(Type.String({ maxLength: 65_536 })),
+});
+export type InferenceResult = Static<typeof InferenceResultV1>;
+
+export const TrainingJobV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  id: Uuid,
+  datasetUri: Type.String({ minLength: 1 }),
+  datasetSizeGb: Type.Number({ minimum: 0 }),
+  estimatedFlops: Type.Number({ minimum: 0 }),
+  checkpointUri: Type.Optional(Type.String({ minLength: 1 })),
+  target: Type.Union([Type.Literal('hpc'), Type.Literal('federated')]),
+  routingReason: Type.String(),
+  urgency: Type.Optional(Type.Union([Type.Literal('critical'), Type.Literal('normal'), Type.Literal('low')])),
+});
+export type TrainingJob = Static<typeof TrainingJobV1>;
+
+/** HpcJob v1: named by seed 001 for `arc.bridge.pending` and `ornl.bridge.ingress`, defined here. */
+export const HpcJobV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  id: Uuid,
+  trainingJobId: Uuid,
+  datasetUri: Type.String({ minLength: 1 }),
+  datasetSizeGb: Type.Number({ minimum: 0 }),
+  destination: Type.String({ minLength: 1 }),
+  status: Type.Union([
+    Type.Literal('pending'),
+    Type.Literal('transferring'),
+    Type.Literal('queued'),
+    Type.Literal('running'),
+    Type.Literal('completed'),
+    Type.Literal('failed'),
+  ]),
+  bytesTransferred: Type.Integer({ minimum: 0 }),
+  submittedAt: Instant,
+  sourceNodeId: Type.Optional(Uuid),
+  schedulerJobId: Type.Optional(Type.String()),
+});
+export type HpcJob = Static<typeof HpcJobV1>;
+
+/** FederatedTask v1: named by seed 001 for `arc.scheduler.training`, defined here. */
+export const FederatedTaskV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  id: Uuid,
+  trainingJobId: Uuid,
+  round: Type.Integer({ minimum: 0 }),
+  nodeId: Uuid,
+  datasetUri: Type.String({ minLength: 1 }),
+  partition: Type.Object({ index: Type.Integer({ minimum: 0 }), count: Type.Integer({ minimum: 1 }) }),
+  checkpointUri: Type.Optional(Type.String()),
+  issuedAt: Instant,
+});
+export type FederatedTask = Static<typeof FederatedTaskV1>;
+
+export const RegionalSummaryV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  geozoneId: Geozone,
+  totalNodes: Type.Integer({ minimum: 0 }),
+  activeNodes: Type.Integer({ minimum: 0 }),
+  avgGpuUtil: Fraction,
+  energyBreakdown: Type.Object({
+    cogen: Type.Integer({ minimum: 0 }),
+    grid: Type.Integer({ minimum: 0 }),
+    battery: Type.Integer({ minimum: 0 }),
+  }),
+  timestamp: Instant,
+});
+export type RegionalSummary = Static<typeof RegionalSummaryV1>;
+
+export const Severity = Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'), Type.Literal('success')]);
+export type Severity = Static<typeof Severity>;
+
+/** SystemEvent v1: named by seed 001, shaped like the console's system message plus a machine-readable kind. */
+export const SystemEventV1 = Type.Object({
+  schemaVersion: Type.Literal(1),
+  id: Uuid,
+  kind: Type.String({ minLength: 1 }),
+  severity: Severity,
+  message: Type.String(),
+  geozone: Type.Optional(Geozone),
+  subjectId: Type.Optional(Type.String()),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  timestamp: Instant,
+});
+export type SystemEvent = Static<typeof SystemEventV1>;
+
+export interface SchemaDefinition {
+  readonly name: string;
+  readonly version: number;
+  readonly schema: TSchema;
+}
+
+export const schemas = {
+  NodeTelemetry: { name: 'NodeTelemetry', version: 2, schema: NodeTelemetryV2 },
+  InferenceRequest: { name: 'InferenceRequest', version: 1, schema: InferenceRequestV1 },
+  InferenceDispatch: { name: 'InferenceDispatch', version: 1, schema: InferenceDispatchV1 },
+  InferenceResult: { name: 'InferenceResult', version: 1, schema: InferenceResultV1 },
+  TrainingJob: { name: 'TrainingJob', version: 1, schema: TrainingJobV1 },
+  HpcJob: { name: 'HpcJob', version: 1, schema: HpcJobV1 },
+  FederatedTask: { name: 'FederatedTask', version: 1, schema: FederatedTaskV1 },
+  RegionalSummary: { name: 'RegionalSummary', version: 1, schema: RegionalSummaryV1 },
+  SystemEvent: { name: 'SystemEvent', version: 1, schema: SystemEventV1 },
+} as const satisfies Record<string, SchemaDefinition>;
+
+export type SchemaName = keyof typeof schemas;
+
+/** Payload type for each schema name, so typed publish/subscribe check at compile time. */
+export interface MessageTypes {
+  NodeTelemetry: NodeTelemetry;
+  InferenceRequest: InferenceRequest;
+  InferenceDispatch: InferenceDispatch;
+  InferenceResult: InferenceResult;
+  TrainingJob: TrainingJob;
+  HpcJob: HpcJob;
+  FederatedTask: FederatedTask;
+  RegionalSummary: RegionalSummary;
+  SystemEvent: SystemEvent;
+}
