@@ -1,0 +1,71 @@
+/**
+ * The Bus port: named topics of keyed records with partitions (order per key), consumer groups
+ * with committed offsets and at-least-once delivery. Adapters move bytes and headers; encoding,
+ * validation and dead-lettering live above the port (`typed-bus.ts`) so every adapter behaves alike.
+ */
+
+export type Headers = Record<string, string>;
+
+export interface OutgoingRecord {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly headers: Headers;
+}
+
+export interface ConsumedRecord extends OutgoingRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  /** When the broker accepted the record, ms since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface TopicConfig {
+  readonly topic: string;
+  readonly partitions: number;
+  readonly retentionMs: number;
+}
+
+export interface ConsumeOptions {
+  /** Consumer group: members of one group share partitions; each group sees every record. */
+  readonly group: string;
+  readonly topics: readonly string[];
+  /**
+   * Called for each record in partition order. The offset is committed after the promise resolves;
+   * a rejection means "not processed": the record is redelivered after a backoff, so handlers must
+   * be idempotent. The adapter never skips a record because its handler failed.
+   */
+  readonly handler: (record: ConsumedRecord) => Promise<void> | void;
+  /** Where a group with no committed offset starts: the earliest record (default) or only new ones. */
+  readonly startAt?: 'earliest' | 'latest';
+}
+
+export interface Consumer {
+  /** Leaves the group; partitions move to the remaining members from the last committed offset. */
+  close(): Promise<void>;
+}
+
+export interface BusAdapter {
+  readonly kind: string;
+  /** Creates topics that do not exist yet; existing ones are left as they are. */
+  ensureTopics(configs: readonly TopicConfig[]): Promise<void>;
+  /** Appends records; resolves once they are durable in the adapter's sense. Topics are created on first use if missing. */
+  produce(topic: string, records: readonly OutgoingRecord[]): Promise<void>;
+  consume(options: ConsumeOptions): Promise<Consumer>;
+  /** Committed offset (next offset to read) of a group on a partition, for lag and tests. */
+  committed(group: string, topic: string, partition: number): Promise<number>;
+  /** Records of one partition from an offset, for inspection (dead-letter browsing, tests). */
+  read(topic: string, partition: number, fromOffset: number, limit: number): Promise<ConsumedRecord[]>;
+  partitions(topic: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Stable partition for a key: the same key always lands in the same partition (murmur-like FNV-1a). */
+export function partitionForKey(key: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % partitions;
+}

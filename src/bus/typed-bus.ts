@@ -1,0 +1,182 @@
+/**
+ * Typed messages over any Bus adapter: schema name and version travel in headers, payloads are
+ * validated on both sides, and a record no reader can trust (undecodable, invalid, unknown schema
+ * version, or a handler that keeps failing) goes to `arc.dead-letter.<topic>` with the reason in
+ * headers instead of being misread or dropped.
+ */
+import { randomBytes } from 'node:crypto';
+import { errorMessage, ArcError } from '../core/errors.ts';
+import type { Logger } from '../core/logging.ts';
+import { silentLogger } from '../core/logging.ts';
+import { schemas, type MessageTypes, type SchemaName } from '../contracts/messages.ts';
+import { topicSpecFor, topics, concreteTopics, DEAD_LETTER_RETENTION_MS } from '../contracts/topics.ts';
+import { validateMessage } from '../contracts/validation.ts';
+import type { BusAdapter, ConsumedRecord, Consumer, Headers } from './ports.ts';
+
+export const HEADER_SCHEMA = 'arc-schema';
+export const HEADER_VERSION = 'arc-schema-version';
+export const HEADER_CONTENT_TYPE = 'content-type';
+export const HEADER_TRACEPARENT = 'traceparent';
+export const HEADER_DLQ_REASON = 'arc-dlq-reason';
+export const HEADER_DLQ_TOPIC = 'arc-dlq-topic';
+export const HEADER_DLQ_PARTITION = 'arc-dlq-partition';
+export const HEADER_DLQ_OFFSET = 'arc-dlq-offset';
+export const HEADER_DLQ_GROUP = 'arc-dlq-group';
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/** Hooks for metrics; the bus knows nothing of Prometheus. */
+export interface BusObserver {
+  produced?(topic: string, count: number): void;
+  consumed?(topic: string, group: string): void;
+  deadLettered?(topic: string, reason: string): void;
+}
+
+export interface MessageMeta {
+  readonly record: ConsumedRecord;
+  readonly traceparent: string | undefined;
+}
+
+export interface SubscribeOptions {
+  readonly startAt?: 'earliest' | 'latest';
+  /** Handler failures before the record is dead-lettered; retries back off in the adapter. */
+  readonly maxAttempts?: number;
+}
+
+export interface MessageBusOptions {
+  readonly logger?: Logger;
+  readonly observer?: BusObserver;
+}
+
+export class MessageBus {
+  readonly adapter: BusAdapter;
+  private readonly logger: Logger;
+  private readonly observer: BusObserver;
+
+  constructor(adapter: BusAdapter, options: MessageBusOptions = {}) {
+    this.adapter = adapter;
+    this.logger = options.logger ?? silentLogger;
+    this.observer = options.observer ?? {};
+  }
+
+  /** Creates the topic table's topics (per geozone for regional ones) and their dead-letter topics. */
+  async ensureTopics(geozones: readonly string[]): Promise<void> {
+    const configs = concreteTopics(geozones).flatMap(({ spec, topic }) => [
+      { topic, partitions: spec.partitions, retentionMs: spec.retentionMs },
+      { topic: topics.deadLetter(topic), partitions: 1, retentionMs: DEAD_LETTER_RETENTION_MS },
+    ]);
+    await this.adapter.ensureTopics(configs);
+  }
+
+  /** Encodes and validates; throws ArcError INVALID_INPUT (not retryable) when the message is not valid. */
+  encode<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], traceparent?: string): { key: string; value: Uint8Array; headers: Headers } {
+    const checked = validateMessage(schema, message);
+    if (!checked.ok) {
+      throw new ArcError('INVALID_INPUT', `refusing to publish an invalid ${schema} to ${topic}: ${checked.error}`, { retryable: false });
+    }
+    const spec = topicSpecFor(topic);
+    const keyField = spec?.key ?? 'id';
+    const key = String((message as unknown as Record<string, unknown>)[keyField] ?? '');
+    return {
+      key,
+      value: Buffer.from(JSON.stringify(message)),
+      headers: {
+        [HEADER_SCHEMA]: schema,
+        [HEADER_VERSION]: String(schemas[schema].version),
+        [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE,
+        [HEADER_TRACEPARENT]: traceparent ?? newTraceparent(),
+      },
+    };
+  }
+
+  async publish<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], options: { traceparent?: string } = {}): Promise<void> {
+    await this.adapter.produce(topic, [this.encode(topic, schema, message, options.traceparent)]);
+    this.observer.produced?.(topic, 1);
+  }
+
+  async subscribe<N extends SchemaName>(
+    group: string,
+    topicNames: readonly string[],
+    schema: N,
+    handler: (message: MessageTypes[N], meta: MessageMeta) => Promise<void> | void,
+    options: SubscribeOptions = {},
+  ): Promise<Consumer> {
+    const maxAttempts = options.maxAttempts ?? 20;
+    const attempts = new Map<string, number>();
+    return this.adapter.consume({
+      group,
+      topics: topicNames,
+      startAt: options.startAt ?? 'earliest',
+      handler: async (record) => {
+        const decoded = decodeRecord(record, schema);
+        if (!decoded.ok) {
+          await this.deadLetter(record, group, decoded.reason);
+          return;
+        }
+        this.observer.consumed?.(record.topic, group);
+        try {
+          await handler(decoded.message, { record, traceparent: record.headers[HEADER_TRACEPARENT] });
+          if (attempts.size > 0) attempts.delete(attemptKey(record));
+        } catch (error) {
+          const key = attemptKey(record);
+          const count = (attempts.get(key) ?? 0) + 1;
+          if (count < maxAttempts) {
+            attempts.set(key, count);
+            this.logger.warn({ topic: record.topic, offset: record.offset, attempt: count, err: errorMessage(error) }, 'handler failed; will retry');
+            throw error;
+          }
+          attempts.delete(key);
+          await this.deadLetter(record, group, `handler failed ${count} times: ${errorMessage(error)}`);
+        }
+      },
+    });
+  }
+
+  private async deadLetter(record: ConsumedRecord, group: string, reason: string): Promise<void> {
+    const headers: Headers = {
+      ...record.headers,
+      [HEADER_DLQ_REASON]: reason,
+      [HEADER_DLQ_TOPIC]: record.topic,
+      [HEADER_DLQ_PARTITION]: String(record.partition),
+      [HEADER_DLQ_OFFSET]: String(record.offset),
+      [HEADER_DLQ_GROUP]: group,
+    };
+    await this.adapter.produce(topics.deadLetter(record.topic), [{ key: record.key, value: record.value, headers }]);
+    this.observer.deadLettered?.(record.topic, reason);
+    this.logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, group, reason }, 'message dead-lettered');
+  }
+}
+
+type Decoded<T> = { ok: true; message: T } | { ok: false; reason: string };
+
+export function decodeRecord<N extends SchemaName>(record: ConsumedRecord, expected: N): Decoded<MessageTypes[N]> {
+  const name = record.headers[HEADER_SCHEMA];
+  const version = record.headers[HEADER_VERSION];
+  const where = `${record.topic}[${record.partition}]@${record.offset}`;
+  if (name === undefined || version === undefined) {
+    return { ok: false, reason: `${where}: missing ${HEADER_SCHEMA}/${HEADER_VERSION} headers` };
+  }
+  if (name !== expected) return { ok: false, reason: `${where}: schema ${name} where ${expected} was expected` };
+  const known = schemas[expected].version;
+  if (Number(version) !== known) {
+    return { ok: false, reason: `${where}: ${name} version ${version} is not known to this reader (it reads version ${known})` };
+  }
+  const contentType = record.headers[HEADER_CONTENT_TYPE] ?? JSON_CONTENT_TYPE;
+  if (contentType !== JSON_CONTENT_TYPE) return { ok: false, reason: `${where}: unsupported content-type ${contentType}` };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength).toString('utf8'));
+  } catch (error) {
+    return { ok: false, reason: `${where}: payload is not valid JSON (${errorMessage(error)})` };
+  }
+  const checked = validateMessage(expected, parsed);
+  if (!checked.ok) return { ok: false, reason: `${where}: invalid ${name} v${version}: ${checked.error}` };
+  return { ok: true, message: checked.value };
+}
+
+function attemptKey(record: ConsumedRecord): string {
+  return `${record.topic}#${record.partition}#${record.offset}`;
+}
+
+export function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}

@@ -1,0 +1,207 @@
+/**
+ * Bus contract: every adapter (in-memory now, Kafka later) must pass these. Topic names carry a
+ * random suffix so a shared broker can run the suite repeatedly.
+ */
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { BusAdapter, ConsumedRecord } from '../../src/bus/ports.ts';
+import { MessageBus, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC, HEADER_SCHEMA, HEADER_VERSION } from '../../src/bus/typed-bus.ts';
+import type { InferenceRequest } from '../../src/contracts/messages.ts';
+
+const encoder = new TextEncoder();
+const text = (record: ConsumedRecord): string => new TextDecoder().decode(record.value);
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function request(overrides: Partial<InferenceRequest> = {}): InferenceRequest {
+  return {
+    schemaVersion: 1,
+    id: randomUUID(),
+    modelId: 'llama-3-70b',
+    contextWindowTokens: 2048,
+    priority: 'normal',
+    maxLatencyMs: 500,
+    requesterGeozone: 'CAISO',
+    ...overrides,
+  };
+}
+
+export function busContract(name: string, open: () => Promise<BusAdapter>): void {
+  describe(`Bus contract: ${name}`, () => {
+    let bus: BusAdapter;
+    let topic: string;
+    beforeEach(async () => {
+      bus = await open();
+      topic = `contract.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 4, retentionMs: 3_600_000 }]);
+    });
+    afterEach(async () => {
+      await bus.close();
+    });
+
+    it('keeps order per key and puts one key in one partition', async () => {
+      const keys = ['a', 'b', 'c', 'd', 'e'];
+      const records = Array.from({ length: 200 }, (_, i) => ({ key: keys[i % keys.length]!, value: encoder.encode(String(i)), headers: {} }));
+      await bus.produce(topic, records);
+      const seen = new Map<string, number[]>();
+      const partitionOf = new Map<string, Set<number>>();
+      const consumer = await bus.consume({
+        group: `g-${randomUUID()}`,
+        topics: [topic],
+        handler: (record) => {
+          seen.set(record.key, [...(seen.get(record.key) ?? []), Number(text(record))]);
+          partitionOf.set(record.key, (partitionOf.get(record.key) ?? new Set()).add(record.partition));
+        },
+      });
+      await until(() => [...seen.values()].reduce((n, v) => n + v.length, 0) === 200);
+      for (const key of keys) {
+        const values = seen.get(key)!;
+        expect(values).toEqual([...values].sort((x, y) => x - y));
+        expect(partitionOf.get(key)!.size).toBe(1);
+      }
+      await consumer.close();
+    });
+
+    it('gives every group every record, and splits a group\'s records between its members exactly once', async () => {
+      const total = 300;
+      await bus.produce(topic, Array.from({ length: total }, (_, i) => ({ key: `k${i}`, value: encoder.encode(String(i)), headers: {} })));
+      const group = `g-${randomUUID()}`;
+      const byMember: number[][] = [[], []];
+      const members = await Promise.all([0, 1].map((m) => bus.consume({ group, topics: [topic], handler: (r) => void byMember[m]!.push(Number(text(r))) })));
+      const other: number[] = [];
+      const otherGroup = await bus.consume({ group: `g-${randomUUID()}`, topics: [topic], handler: (r) => void other.push(Number(text(r))) });
+      await until(() => byMember[0]!.length + byMember[1]!.length === total && other.length === total);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const all = [...byMember[0]!, ...byMember[1]!].sort((a, b) => a - b);
+      expect(all).toEqual(Array.from({ length: total }, (_, i) => i));
+      expect(byMember[0]!.length).toBeGreaterThan(0);
+      expect(byMember[1]!.length).toBeGreaterThan(0);
+      expect([...other].sort((a, b) => a - b)).toEqual(all);
+      await Promise.all([...members, otherGroup].map((c) => c.close()));
+    });
+
+    it('redelivers a record whose handler failed and commits only after success', async () => {
+      await bus.produce(topic, [{ key: 'x', value: encoder.encode('one'), headers: {} }]);
+      const group = `g-${randomUUID()}`;
+      let calls = 0;
+      const consumer = await bus.consume({
+        group,
+        topics: [topic],
+        handler: () => {
+          calls++;
+          if (calls < 3) throw new Error('transient');
+        },
+      });
+      await until(() => calls >= 3);
+      const partitions = await bus.partitions(topic);
+      let committed = 0;
+      for (let p = 0; p < partitions; p++) committed += await bus.committed(group, topic, p);
+      await until(() => committed === 1 || calls > 3);
+      expect(calls).toBe(3);
+      await consumer.close();
+    });
+
+    it('resumes a group from its committed offsets after a member leaves (nothing lost, nothing skipped)', async () => {
+      const group = `g-${randomUUID()}`;
+      await bus.produce(topic, Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: encoder.encode(String(i)), headers: {} })));
+      const first: number[] = [];
+      const c1 = await bus.consume({ group, topics: [topic], handler: (r) => void first.push(Number(text(r))) });
+      await until(() => first.length === 50);
+      await c1.close();
+      await bus.produce(topic, Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: encoder.encode(String(50 + i)), headers: {} })));
+      const second: number[] = [];
+      const c2 = await bus.consume({ group, topics: [topic], handler: (r) => void second.push(Number(text(r))) });
+      await until(() => second.length >= 50);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect([...second].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => 50 + i));
+      await c2.close();
+    });
+
+    it('hands a closed member\'s unfinished record to the remaining member (at-least-once)', async () => {
+      const group = `g-${randomUUID()}`;
+      const done = new Set<string>();
+      let release: () => void = () => undefined;
+      const stuck = new Promise<void>((resolve) => { release = resolve; });
+      const c1 = await bus.consume({
+        group,
+        topics: [topic],
+        handler: async (r) => {
+          if (text(r) === 'slow') await stuck;
+        },
+      });
+      await bus.produce(topic, [{ key: 'slow-key', value: encoder.encode('slow'), headers: {} }]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const c2 = await bus.consume({ group, topics: [topic], handler: (r) => void done.add(text(r)) });
+      const closing = c1.close();
+      release();
+      await closing;
+      await until(() => done.has('slow'));
+      await c2.close();
+    });
+
+    it('starts a new group at the end when asked for only new records', async () => {
+      await bus.produce(topic, [{ key: 'old', value: encoder.encode('old'), headers: {} }]);
+      const seen: string[] = [];
+      const consumer = await bus.consume({ group: `g-${randomUUID()}`, topics: [topic], startAt: 'latest', handler: (r) => void seen.push(text(r)) });
+      await bus.produce(topic, [{ key: 'new', value: encoder.encode('new'), headers: {} }]);
+      await until(() => seen.length === 1);
+      expect(seen).toEqual(['new']);
+      await consumer.close();
+    });
+
+    describe('typed messages', () => {
+      it('delivers valid messages and dead-letters invalid ones with the reason and original topic', async () => {
+        const typed = new MessageBus(bus);
+        const requestTopic = `${topic}.requests`;
+        const good = request();
+        await typed.publish(requestTopic, 'InferenceRequest', good);
+        const bad = { ...request(), contextWindowTokens: -5 };
+        await bus.produce(requestTopic, [{ key: 'CAISO', value: encoder.encode(JSON.stringify(bad)), headers: { [HEADER_SCHEMA]: 'InferenceRequest', [HEADER_VERSION]: '1' } }]);
+        await bus.produce(requestTopic, [{ key: 'CAISO', value: encoder.encode(JSON.stringify(request())), headers: { [HEADER_SCHEMA]: 'InferenceRequest', [HEADER_VERSION]: '7' } }]);
+        await bus.produce(requestTopic, [{ key: 'CAISO', value: encoder.encode('{not json'), headers: { [HEADER_SCHEMA]: 'InferenceRequest', [HEADER_VERSION]: '1' } }]);
+        const received: InferenceRequest[] = [];
+        const consumer = await typed.subscribe(`g-${randomUUID()}`, [requestTopic], 'InferenceRequest', (m) => void received.push(m));
+        const dead: ConsumedRecord[] = [];
+        const dlq = await bus.consume({ group: `g-${randomUUID()}`, topics: [`arc.dead-letter.${requestTopic}`], handler: (r) => void dead.push(r) });
+        await until(() => received.length === 1 && dead.length === 3);
+        expect(received[0]).toEqual(good);
+        const reasons = dead.map((r) => r.headers[HEADER_DLQ_REASON]!);
+        expect(reasons[0]).toMatch(/\/contextWindowTokens/);
+        expect(reasons[1]).toMatch(/version 7 is not known/);
+        expect(reasons[2]).toMatch(/not valid JSON/);
+        expect(dead.every((r) => r.headers[HEADER_DLQ_TOPIC] === requestTopic)).toBe(true);
+        await Promise.all([consumer.close(), dlq.close()]);
+      });
+
+      it('dead-letters a record whose handler keeps failing instead of blocking its partition forever', async () => {
+        const typed = new MessageBus(bus);
+        const requestTopic = `${topic}.poison`;
+        const poison = request({ modelId: 'poison' });
+        const fine = request({ modelId: 'fine' });
+        await typed.publish(requestTopic, 'InferenceRequest', poison);
+        await typed.publish(requestTopic, 'InferenceRequest', fine);
+        const handled: string[] = [];
+        const consumer = await typed.subscribe(`g-${randomUUID()}`, [requestTopic], 'InferenceRequest', (m) => {
+          if (m.modelId === 'poison') throw new Error('cannot handle poison');
+          handled.push(m.modelId);
+        }, { maxAttempts: 3 });
+        const dead: ConsumedRecord[] = [];
+        const dlq = await bus.consume({ group: `g-${randomUUID()}`, topics: [`arc.dead-letter.${requestTopic}`], handler: (r) => void dead.push(r) });
+        await until(() => handled.includes('fine') && dead.length === 1);
+        expect(dead[0]!.headers[HEADER_DLQ_REASON]).toMatch(/handler failed 3 times: cannot handle poison/);
+        await Promise.all([consumer.close(), dlq.close()]);
+      });
+
+      it('refuses to publish an invalid message', async () => {
+        const typed = new MessageBus(bus);
+        await expect(typed.publish(`${topic}.x`, 'InferenceRequest', { ...request(), priority: 'urgent' as 'normal' })).rejects.toThrow(/\/priority/);
+      });
+    });
+  });
+}
