@@ -1,0 +1,188 @@
+/**
+ * The inference candidate index: routing decisions in O(1) + O(log n) instead of a scan.
+ *
+ * For every (geozone, model) a max-heap holds the nodes that pass every filter that does not depend
+ * on time, ordered by their score for a requester in the same geozone. Within one geozone the
+ * same-geozone term is the same for every node, so that order is also the right order for a
+ * requester anywhere else; only the top of each other geozone's heap has to be rescored for a
+ * forwarded request. Reserved nodes leave the heaps until released or expired; nodes found silent
+ * at the top are dropped until their next telemetry. `place()` over all nodes is the reference the
+ * property tests hold this index to.
+ */
+import type { NodeState } from '../mesh/node.ts';
+import { better, firstFailure, place, scoreNode, type PlacementContext, type Profile, type Unplaceable } from './framework.ts';
+import { IndexedMaxHeap } from './indexed-heap.ts';
+import type { InferenceAsk } from './inference-profile.ts';
+
+export interface Reservation {
+  readonly nodeId: string;
+  readonly holder: string;
+  readonly token: number;
+  readonly expiresAt: number;
+}
+
+export interface Candidate {
+  readonly node: NodeState;
+  readonly score: number;
+  /** True when the node is outside the requester's geozone (cross-region forwarding). */
+  readonly forwarded: boolean;
+}
+
+export class InferenceCandidateIndex {
+  private readonly profile: Profile<NodeState, InferenceAsk>;
+  private readonly offlineAfterMs: number;
+  private readonly nodes = new Map<string, NodeState>();
+  private readonly heaps = new Map<string, Map<string, IndexedMaxHeap>>();
+  private readonly memberOf = new Map<string, IndexedMaxHeap[]>();
+  private readonly reservations = new Map<string, Reservation>();
+  /** Reservation expiry order: a min-heap on expiry, kept as a max-heap on its negation. */
+  private readonly expiries = new IndexedMaxHeap();
+  private readonly neverReserved = (): boolean => false;
+
+  constructor(profile: Profile<NodeState, InferenceAsk>, offlineAfterMs: number) {
+    this.profile = profile;
+    this.offlineAfterMs = offlineAfterMs;
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+
+  node(id: string): NodeState | undefined {
+    return this.nodes.get(id);
+  }
+
+  allNodes(): IterableIterator<NodeState> {
+    return this.nodes.values();
+  }
+
+  reservation(nodeId: string): Reservation | undefined {
+    return this.reservations.get(nodeId);
+  }
+
+  reservationCount(): number {
+    return this.reservations.size;
+  }
+
+  /** Telemetry arrived: the node's place in the heaps follows; a reservation it holds is kept. */
+  upsert(node: NodeState): void {
+    this.nodes.set(node.id, node);
+    if (this.reservations.has(node.id)) return;
+    this.insert(node);
+  }
+
+  remove(nodeId: string): void {
+    this.nodes.delete(nodeId);
+    this.unlink(nodeId);
+  }
+
+  reserve(reservation: Reservation): void {
+    this.reservations.set(reservation.nodeId, reservation);
+    this.expiries.upsert(reservation.nodeId, -reservation.expiresAt);
+    this.unlink(reservation.nodeId);
+  }
+
+  /** Ends a reservation if `token` is the one held (any token when omitted); the node becomes a candidate again. */
+  release(nodeId: string, token?: number): Reservation | undefined {
+    const held = this.reservations.get(nodeId);
+    if (!held || (token !== undefined && held.token !== token)) return undefined;
+    this.reservations.delete(nodeId);
+    this.expiries.remove(nodeId);
+    const node = this.nodes.get(nodeId);
+    if (node) this.insert(node);
+    return held;
+  }
+
+  /** Ends reservations whose lease has run out; returns them so the caller can report the lost work. */
+  expire(now: number): Reservation[] {
+    const expired: Reservation[] = [];
+    for (;;) {
+      const id = this.expiries.peekId();
+      if (id === undefined || -this.expiries.peekScore() > now) break;
+      const released = this.release(id);
+      if (released) expired.push(released);
+      else this.expiries.remove(id);
+    }
+    return expired;
+  }
+
+  isReserved(nodeId: string, now: number): boolean {
+    const held = this.reservations.get(nodeId);
+    return held !== undefined && held.expiresAt > now;
+  }
+
+  /** The best feasible node for the ask: the requester's geozone first, else the best other geozone. */
+  best(ask: InferenceAsk, now: number): Candidate | undefined {
+    this.expire(now);
+    const local = this.top(ask.requesterGeozone, ask.modelId, now);
+    if (local) return { node: local.node, score: local.score, forwarded: false };
+    let bestNode: NodeState | undefined;
+    let bestScore = -Infinity;
+    const context = this.context(now);
+    for (const zone of this.heaps.keys()) {
+      if (zone === ask.requesterGeozone) continue;
+      const top = this.top(zone, ask.modelId, now);
+      if (!top) continue;
+      const score = scoreNode(this.profile, top.node, ask, context);
+      if (bestNode === undefined || better(score, top.node.id, bestScore, bestNode.id)) {
+        bestNode = top.node;
+        bestScore = score;
+      }
+    }
+    return bestNode ? { node: bestNode, score: bestScore, forwarded: true } : undefined;
+  }
+
+  /** Why nothing fits: the full filter pipeline over every node (the slow path, only on rejection). */
+  explain(ask: InferenceAsk, now: number): Unplaceable {
+    const decision = place(this.profile, this.nodes.values(), ask, this.context(now), `${ask.modelId} (requested from ${ask.requesterGeozone})`);
+    if (decision.kind === 'none') return decision;
+    return { kind: 'none', reason: `no candidate could be reserved for ${ask.modelId}: every feasible node was taken first`, rejectedBy: {}, considered: this.nodes.size };
+  }
+
+  context(now: number): PlacementContext {
+    return { now, isReserved: (id) => this.isReserved(id, now) };
+  }
+
+  private top(zone: string, modelId: string, now: number): { node: NodeState; score: number } | undefined {
+    const heap = this.heaps.get(zone)?.get(modelId);
+    if (!heap) return undefined;
+    for (;;) {
+      const id = heap.peekId();
+      if (id === undefined) return undefined;
+      const node = this.nodes.get(id)!;
+      if (now - node.lastSeen <= this.offlineAfterMs) return { node, score: heap.peekScore() };
+      // Silent past the limit: out of every heap until it reports again.
+      this.unlink(id);
+    }
+  }
+
+  private insert(node: NodeState): void {
+    this.unlink(node.id);
+    const heaps: IndexedMaxHeap[] = [];
+    const context: PlacementContext = { now: node.lastSeen, isReserved: this.neverReserved };
+    let zoneHeaps = this.heaps.get(node.geozone);
+    if (!zoneHeaps) {
+      zoneHeaps = new Map();
+      this.heaps.set(node.geozone, zoneHeaps);
+    }
+    for (const modelId of node.modelsLoaded) {
+      const ask: InferenceAsk = { modelId, requesterGeozone: node.geozone };
+      if (firstFailure(this.profile, node, ask, context)) continue;
+      let heap = zoneHeaps.get(modelId);
+      if (!heap) {
+        heap = new IndexedMaxHeap();
+        zoneHeaps.set(modelId, heap);
+      }
+      heap.upsert(node.id, scoreNode(this.profile, node, ask, context));
+      heaps.push(heap);
+    }
+    if (heaps.length > 0) this.memberOf.set(node.id, heaps);
+  }
+
+  private unlink(nodeId: string): void {
+    const heaps = this.memberOf.get(nodeId);
+    if (!heaps) return;
+    for (const heap of heaps) heap.remove(nodeId);
+    this.memberOf.delete(nodeId);
+  }
+}

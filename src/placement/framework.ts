@@ -1,0 +1,111 @@
+/**
+ * Placement as a pipeline of small named plugins (the Kubernetes scheduler framework's shape):
+ * filters say whether a node can take the work, with a reason when it cannot; scorers rank the
+ * rest; a profile names the plugins and weights for one family of work. `place` is pure: it takes
+ * a read-only view and returns a decision, never an exception for an expected outcome.
+ */
+
+export type FilterStatus = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+export const PASS: FilterStatus = { ok: true };
+
+export interface PlacementContext {
+  readonly now: number;
+  /** True while another piece of work holds the node. */
+  isReserved(nodeId: string): boolean;
+}
+
+export interface FilterPlugin<N, R> {
+  readonly name: string;
+  /** Short phrase for a rejection summary, e.g. "over 85 % GPU". */
+  readonly rejects: string;
+  filter(node: N, request: R, context: PlacementContext): FilterStatus;
+}
+
+export interface ScorePlugin<N, R> {
+  readonly name: string;
+  /** Raw score; the profile multiplies it by the plugin's weight. */
+  score(node: N, request: R, context: PlacementContext): number;
+}
+
+export interface WeightedScorer<N, R> {
+  readonly plugin: ScorePlugin<N, R>;
+  readonly weight: number;
+}
+
+export interface Profile<N, R> {
+  readonly name: string;
+  readonly filters: readonly FilterPlugin<N, R>[];
+  readonly scorers: readonly WeightedScorer<N, R>[];
+}
+
+export interface Placed<N> {
+  readonly kind: 'placed';
+  readonly node: N;
+  readonly score: number;
+  readonly breakdown: Readonly<Record<string, number>>;
+}
+
+export interface Unplaceable {
+  readonly kind: 'none';
+  /** A sentence a person can act on: which filters removed how many nodes. */
+  readonly reason: string;
+  /** Nodes removed per filter (each node counted once, by the first filter that removed it). */
+  readonly rejectedBy: Readonly<Record<string, number>>;
+  readonly considered: number;
+}
+
+export type Decision<N> = Placed<N> | Unplaceable;
+
+export interface Identified {
+  readonly id: string;
+}
+
+export function scoreNode<N, R>(profile: Profile<N, R>, node: N, request: R, context: PlacementContext): number {
+  let total = 0;
+  for (const { plugin, weight } of profile.scorers) total += weight * plugin.score(node, request, context);
+  return total;
+}
+
+export function firstFailure<N, R>(profile: Profile<N, R>, node: N, request: R, context: PlacementContext): FilterPlugin<N, R> | undefined {
+  for (const filter of profile.filters) if (!filter.filter(node, request, context).ok) return filter;
+  return undefined;
+}
+
+/** Ties go to the lower id so every replica and every run decides the same way. */
+export function better(scoreA: number, idA: string, scoreB: number, idB: string): boolean {
+  return scoreA > scoreB || (scoreA === scoreB && idA < idB);
+}
+
+/** The reference placement: filter every node, score the feasible ones, take the best. */
+export function place<N extends Identified, R>(profile: Profile<N, R>, nodes: Iterable<N>, request: R, context: PlacementContext, subject = 'the request'): Decision<N> {
+  let best: N | undefined;
+  let bestScore = -Infinity;
+  const rejectedBy: Record<string, number> = {};
+  let considered = 0;
+  for (const node of nodes) {
+    considered++;
+    const failed = firstFailure(profile, node, request, context);
+    if (failed) {
+      rejectedBy[failed.name] = (rejectedBy[failed.name] ?? 0) + 1;
+      continue;
+    }
+    const score = scoreNode(profile, node, request, context);
+    if (best === undefined || better(score, node.id, bestScore, best.id)) {
+      best = node;
+      bestScore = score;
+    }
+  }
+  if (best === undefined) return { kind: 'none', reason: explainRejection(profile, rejectedBy, considered, subject), rejectedBy, considered };
+  const breakdown: Record<string, number> = {};
+  for (const { plugin, weight } of profile.scorers) breakdown[plugin.name] = weight * plugin.score(best, request, context);
+  return { kind: 'placed', node: best, score: bestScore, breakdown };
+}
+
+export function explainRejection<N, R>(profile: Profile<N, R>, rejectedBy: Readonly<Record<string, number>>, considered: number, subject: string): string {
+  if (considered === 0) return `no candidate for ${subject}: no nodes are known`;
+  const parts = profile.filters
+    .filter((f) => (rejectedBy[f.name] ?? 0) > 0)
+    .map((f) => `${rejectedBy[f.name]} ${rejectedBy[f.name] === 1 ? 'node' : 'nodes'} ${f.rejects}`);
+  return `no candidate for ${subject} among ${considered} ${considered === 1 ? 'node' : 'nodes'}: ${parts.join(', ')}`;
+}
