@@ -1,0 +1,98 @@
+/**
+ * Prometheus metrics under the seed's names (`arcnet_*`), plus the live figures the status line,
+ * `/stats` and the console show. Gauges about nodes are computed when scraped, from the registry.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { RateMeter, RollingSamples } from '../core/stats.ts';
+import type { BusObserver } from '../bus/typed-bus.ts';
+import type { NodeState } from '../mesh/node.ts';
+
+export interface NodeSource {
+  all(): Iterable<NodeState>;
+}
+
+export class ArcMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'geozone' | 'status'>;
+  readonly inferenceLatency: Histogram<'geozone'>;
+  readonly routingDecision: Histogram<'outcome'>;
+  readonly busProduced: Counter<'topic'>;
+  readonly busConsumed: Counter<'topic'>;
+  readonly deadLetters: Counter<'topic'>;
+  readonly agentsConnected: Gauge;
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route'>;
+  /** Recent routing decision times in ms, for p50/p99 on the status line. */
+  readonly decisionSamples = new RollingSamples(20_000);
+  readonly latencySamples = new RollingSamples(20_000);
+  readonly requestRate = new RateMeter(10);
+  readonly totals = { requests: 0, dispatched: 0, forwarded: 0, completed: 0, failed: 0, rejected: 0 };
+
+  constructor(nodes: NodeSource) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'arcnet_process_' });
+    new Gauge({
+      name: 'arcnet_nodes_total',
+      help: 'Nodes by geozone and status',
+      labelNames: ['geozone', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const node of nodes.all()) this.inc({ geozone: node.geozone, status: node.status });
+      },
+    });
+    new Gauge({
+      name: 'arcnet_gpu_utilization_avg',
+      help: 'Average GPU utilization of the nodes that are not offline, by geozone (0..1)',
+      labelNames: ['geozone'],
+      registers,
+      collect() {
+        this.reset();
+        const sums = new Map<string, [number, number]>();
+        for (const node of nodes.all()) {
+          if (node.status === 'offline') continue;
+          const sum = sums.get(node.geozone) ?? [0, 0];
+          sum[0] += node.gpuUtilization;
+          sum[1]++;
+          sums.set(node.geozone, sum);
+        }
+        for (const [geozone, [total, count]] of sums) this.set({ geozone }, total / count);
+      },
+    });
+    this.requests = new Counter({ name: 'arcnet_inference_requests_total', help: 'Inference requests by requester geozone and status', labelNames: ['geozone', 'status'], registers });
+    this.inferenceLatency = new Histogram({
+      name: 'arcnet_inference_latency_ms',
+      help: 'Inference latency reported by the node, by node geozone (ms)',
+      labelNames: ['geozone'],
+      buckets: [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000],
+      registers,
+    });
+    this.routingDecision = new Histogram({
+      name: 'arcnet_routing_decision_ms',
+      help: 'Time to filter, score and reserve for one request (ms)',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 50],
+      registers,
+    });
+    this.busProduced = new Counter({ name: 'arcnet_bus_messages_produced_total', help: 'Messages produced by topic', labelNames: ['topic'], registers });
+    this.busConsumed = new Counter({ name: 'arcnet_bus_messages_consumed_total', help: 'Messages consumed by topic', labelNames: ['topic'], registers });
+    this.deadLetters = new Counter({ name: 'arcnet_dead_letters_total', help: 'Messages sent to a dead-letter topic, by original topic', labelNames: ['topic'], registers });
+    this.agentsConnected = new Gauge({ name: 'arcnet_agents_connected', help: 'Agent sessions connected to this server', registers });
+    this.httpRequests = new Counter({ name: 'arcnet_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers });
+    this.httpDuration = new Histogram({
+      name: 'arcnet_http_request_duration_seconds',
+      help: 'HTTP request duration (s)',
+      labelNames: ['method', 'route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+  }
+
+  busObserver(): BusObserver {
+    return {
+      produced: (topic, count) => this.busProduced.inc({ topic }, count),
+      consumed: (topic) => this.busConsumed.inc({ topic }),
+      deadLettered: (topic) => this.deadLetters.inc({ topic }),
+    };
+  }
+}

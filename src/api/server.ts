@@ -1,0 +1,282 @@
+/**
+ * The HTTP edge: health, stats, Prometheus metrics, nodes (with bitemporal `asOf`/`knownAt`),
+ * inference submission and status, the console feed and agent sessions. Every bad input is a 400
+ * naming the field; nothing a client sends can take the server down.
+ */
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify';
+import fastifyWebsocket from '@fastify/websocket';
+import { Type, type Static } from '@sinclair/typebox';
+import type { Clock } from '../core/clock.ts';
+import { newId } from '../core/ids.ts';
+import type { Logger } from '../core/logging.ts';
+import { topics } from '../contracts/topics.ts';
+import { Priority, type InferenceRequest } from '../contracts/messages.ts';
+import type { MessageBus } from '../bus/typed-bus.ts';
+import type { DocumentStore } from '../store/ports.ts';
+import type { NodeState } from '../mesh/node.ts';
+import { NODES_COLLECTION } from '../mesh/aggregator.ts';
+import type { InferenceTracker, RequestRecord } from '../inference/tracker.ts';
+import type { Reservation } from '../placement/candidate-index.ts';
+import { AGENT_PATH } from '../agent/protocol.ts';
+import type { ArcMetrics } from './metrics.ts';
+import type { ConsoleHub } from './console-hub.ts';
+import type { AgentGateway } from './agent-gateway.ts';
+
+export interface NodeView {
+  get(id: string): NodeState | undefined;
+  all(): Iterable<NodeState>;
+}
+
+export interface ServerDeps {
+  readonly mode: 'embedded' | 'distributed';
+  readonly bus: MessageBus;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly geozones: readonly string[];
+  readonly nodes: NodeView;
+  readonly documents: DocumentStore;
+  readonly tracker: InferenceTracker;
+  readonly metrics: ArcMetrics;
+  readonly hub: ConsoleHub;
+  readonly gateway: AgentGateway;
+  /** The scheduler's live reservation of a node, where this process runs one. */
+  readonly reservationOf?: (nodeId: string) => Reservation | undefined;
+  readonly decisionTimeoutMs?: number;
+  readonly version: string;
+}
+
+const InferenceBody = Type.Object(
+  {
+    id: Type.Optional(Type.String({ format: 'uuid' })),
+    modelId: Type.String({ minLength: 1, maxLength: 256 }),
+    contextWindowTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+    priority: Type.Optional(Priority),
+    maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    requesterGeozone: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+  },
+  { additionalProperties: false },
+);
+
+const TimeQuery = Type.Object(
+  {
+    asOf: Type.Optional(Type.String({ minLength: 1 })),
+    knownAt: Type.Optional(Type.String({ minLength: 1 })),
+    geozone: Type.Optional(Type.String({ minLength: 1 })),
+    status: Type.Optional(Type.Union([Type.Literal('online'), Type.Literal('busy'), Type.Literal('draining'), Type.Literal('offline')])),
+  },
+  { additionalProperties: false },
+);
+
+class BadRequest extends Error {
+  readonly statusCode = 400;
+}
+
+/** Accepts an ISO-8601 instant or epoch milliseconds. */
+function parseInstant(field: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (Number.isNaN(ms)) throw new BadRequest(`querystring/${field}: "${value}" is not an ISO-8601 instant or epoch milliseconds`);
+  return ms;
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  // Per-request logs would drown the status line at thousands of requests a second; the metrics count them instead.
+  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger, bodyLimit: 1 << 20 });
+  await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
+  const started = Date.now();
+  const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    void reply.status(status).send({ statusCode: status, error: status < 500 ? 'Bad Request' : 'Internal Server Error', message: status < 500 ? error.message : `internal error: ${error.message}` });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url}` });
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    deps.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    done();
+  });
+
+  app.get('/health', async () => ({ status: 'ok', mode: deps.mode, version: deps.version, uptimeS: Math.round((Date.now() - started) / 1000) }));
+
+  app.get('/stats', async () => stats(deps, started));
+
+  app.get('/metrics', async (_request, reply) => {
+    void reply.header('content-type', deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+
+  app.get<{ Querystring: Static<typeof TimeQuery> }>('/api/v1/nodes', { schema: { querystring: TimeQuery } }, async (request) => {
+    const { geozone, status } = request.query;
+    const asOf = parseInstant('asOf', request.query.asOf);
+    const knownAt = parseInstant('knownAt', request.query.knownAt);
+    let nodes: NodeState[];
+    if (asOf === undefined && knownAt === undefined) {
+      nodes = [...deps.nodes.all()];
+    } else {
+      const versions = await deps.documents.list<NodeState>(NODES_COLLECTION, { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) });
+      nodes = versions.flatMap((v) => (v.body ? [v.body] : []));
+    }
+    const filtered = nodes.filter((n) => (geozone === undefined || n.geozone === geozone) && (status === undefined || n.status === status)).sort((a, b) => a.name.localeCompare(b.name));
+    return { count: filtered.length, asOf: asOf === undefined ? null : new Date(asOf).toISOString(), knownAt: knownAt === undefined ? null : new Date(knownAt).toISOString(), nodes: filtered.map((n) => presentNode(n, deps)) };
+  });
+
+  app.get<{ Params: { id: string }; Querystring: Static<typeof TimeQuery> & { history?: string } }>(
+    '/api/v1/nodes/:id',
+    { schema: { querystring: Type.Composite([Type.Omit(TimeQuery, ['geozone', 'status']), Type.Object({ history: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) })], { additionalProperties: false }) } },
+    async (request, reply) => {
+      const { id } = request.params;
+      const asOf = parseInstant('asOf', request.query.asOf);
+      const knownAt = parseInstant('knownAt', request.query.knownAt);
+      let node: NodeState | undefined;
+      let version: { version: number; validFrom: string; txTime: string } | undefined;
+      if (asOf === undefined && knownAt === undefined) {
+        node = deps.nodes.get(id);
+      }
+      if (!node) {
+        const doc = await deps.documents.get<NodeState>(NODES_COLLECTION, id, { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) });
+        node = doc?.body;
+        if (doc) version = { version: doc.version, validFrom: new Date(doc.validFrom).toISOString(), txTime: new Date(doc.txTime).toISOString() };
+      }
+      if (!node) {
+        const when = asOf !== undefined || knownAt !== undefined ? ' at the requested time' : '';
+        return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `node ${id} is not known${when}` });
+      }
+      const body: Record<string, unknown> = { ...presentNode(node, deps), ...(version ? { document: version } : {}) };
+      if (request.query.history === 'true') {
+        body['history'] = (await deps.documents.history<NodeState>(NODES_COLLECTION, id)).map((v) => ({
+          version: v.version,
+          validFrom: new Date(v.validFrom).toISOString(),
+          txTime: new Date(v.txTime).toISOString(),
+          status: v.body?.status,
+          gpuUtilization: v.body?.gpuUtilization,
+          batteryLevel: v.body?.batteryLevel,
+          energySource: v.body?.energySource,
+        }));
+      }
+      return body;
+    },
+  );
+
+  app.post<{ Body: Static<typeof InferenceBody> }>('/api/v1/inference', { schema: { body: InferenceBody } }, async (request, reply) => {
+    const body = request.body;
+    const inference: InferenceRequest = {
+      schemaVersion: 1,
+      id: body.id ?? newId(),
+      modelId: body.modelId,
+      contextWindowTokens: body.contextWindowTokens,
+      priority: body.priority ?? 'normal',
+      maxLatencyMs: body.maxLatencyMs ?? 2_000,
+      requesterGeozone: body.requesterGeozone,
+    };
+    const existing = deps.tracker.get(inference.id);
+    if (existing && existing.status !== 'pending') return reply.status(200).send(presentRequest(existing, deps));
+    deps.tracker.submitted(inference, deps.clock.now());
+    const decision = deps.tracker.waitForDecision(inference.id, decisionTimeoutMs);
+    await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);
+    const outcome = await decision;
+    if (outcome.kind === 'timeout') {
+      return reply.status(202).send({ id: inference.id, status: 'pending', message: `accepted, but no scheduler decided within ${decisionTimeoutMs} ms; poll GET /api/v1/inference/${inference.id}` });
+    }
+    if (outcome.kind === 'rejected') {
+      void reply.header('retry-after', '1');
+      return reply.status(503).send(presentRequest(outcome.record, deps));
+    }
+    return reply.status(201).send(presentRequest(outcome.record, deps));
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) } }, async (request, reply) => {
+    const record = deps.tracker.get(request.params.id);
+    if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only)` });
+    return presentRequest(record, deps);
+  });
+
+  app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) } }, async (request) => ({
+    requests: deps.tracker.recent(request.query.limit ?? 50).map((r) => presentRequest(r, deps)),
+  }));
+
+  app.get('/telemetry', { websocket: true }, (socket) => {
+    deps.hub.add(socket, deps.nodes.all());
+  });
+
+  app.get(AGENT_PATH, { websocket: true }, (socket) => {
+    deps.gateway.handle(socket);
+  });
+
+  app.addHook('onClose', async () => {
+    deps.hub.closeAll();
+    deps.gateway.closeAll();
+  });
+
+  return app;
+}
+
+function presentNode(node: NodeState, deps: ServerDeps): Record<string, unknown> {
+  const reservation = deps.reservationOf?.(node.id);
+  const live = reservation && reservation.expiresAt > deps.clock.now();
+  return {
+    ...node,
+    lastSeen: new Date(node.lastSeen).toISOString(),
+    reportedAt: new Date(node.reportedAt).toISOString(),
+    reservation: live ? { requestId: reservation.holder, fencingToken: reservation.token, expiresAt: new Date(reservation.expiresAt).toISOString() } : null,
+  };
+}
+
+function presentRequest(record: RequestRecord, deps: ServerDeps): Record<string, unknown> {
+  const node = record.nodeId ? deps.nodes.get(record.nodeId) : undefined;
+  const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+  return {
+    id: record.id,
+    status: record.status,
+    modelId: record.modelId,
+    requesterGeozone: record.requesterGeozone,
+    priority: record.priority,
+    nodeId: record.nodeId,
+    nodeName: node?.name,
+    geozone: record.geozone,
+    forwarded: record.forwarded,
+    score: record.score,
+    fencingToken: record.fencingToken,
+    latencyMs: record.latencyMs,
+    outputTokens: record.outputTokens,
+    reason: record.reason,
+    rejectedBy: record.rejectedBy,
+    submittedAt: iso(record.submittedAt),
+    dispatchedAt: iso(record.dispatchedAt),
+    completedAt: iso(record.completedAt),
+  };
+}
+
+export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'mode' | 'gateway'>, started: number): Record<string, unknown> {
+  const zones: Record<string, Record<string, number>> = {};
+  for (const zone of deps.geozones) zones[zone] = { total: 0, online: 0, busy: 0, draining: 0, offline: 0 };
+  let total = 0;
+  for (const node of deps.nodes.all()) {
+    total++;
+    const zone = (zones[node.geozone] ??= { total: 0, online: 0, busy: 0, draining: 0, offline: 0 });
+    zone['total']!++;
+    zone[node.status] = (zone[node.status] ?? 0) + 1;
+  }
+  const m = deps.metrics;
+  const [p50, p99] = m.decisionSamples.percentiles(50, 99);
+  const [l50, l99] = m.latencySamples.percentiles(50, 99);
+  const round = (v: number | undefined, digits = 3): number | null => (v === undefined || Number.isNaN(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
+  return {
+    mode: deps.mode,
+    uptimeS: Math.round((Date.now() - started) / 1000),
+    nodes: { total, byGeozone: zones },
+    agentsConnected: deps.gateway.sessions,
+    inference: {
+      ...m.totals,
+      requestsPerSecond: round(m.requestRate.perSecond(), 1),
+      routingMsP50: round(p50),
+      routingMsP99: round(p99),
+      latencyMsP50: round(l50, 1),
+      latencyMsP99: round(l99, 1),
+    },
+  };
+}

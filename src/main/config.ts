@@ -1,0 +1,53 @@
+/** Everything `arcnet up` can be told, with the seeds' defaults. */
+import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../placement/inference-profile.ts';
+import { DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
+
+export interface EmbeddedConfig {
+  readonly host: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** Where the SQLite store lives; null keeps state in memory only. */
+  readonly dataDir: string | null;
+  readonly geozones: readonly string[];
+  readonly telemetryIntervalMs: number;
+  readonly offlineAfterMs: number;
+  readonly summaryIntervalMs: number;
+  readonly reservationTtlMs: number;
+  readonly maxRetries: number;
+  readonly placement: InferenceProfileConfig;
+  readonly simulation: {
+    readonly nodes: number;
+    /** Inference requests per second from the built-in load; 0 for none. */
+    readonly requestRate: number;
+    readonly seed: number;
+    readonly speed: number;
+    readonly silencesPerHour?: number;
+  };
+}
+
+export const DEFAULT_GEOZONES = ['CAISO', 'ERCOT', 'PJM'] as const;
+
+export const DEFAULT_CONFIG: EmbeddedConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  dataDir: '.arcnet',
+  geozones: DEFAULT_GEOZONES,
+  telemetryIntervalMs: 10_000,
+  offlineAfterMs: 30_000,
+  summaryIntervalMs: 60_000,
+  reservationTtlMs: DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
+  maxRetries: DEFAULT_SCHEDULER_CONFIG.maxRetries,
+  placement: DEFAULT_INFERENCE_PROFILE,
+  simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
+};
+
+export function withDefaults(overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement'>> & { simulation?: Partial<EmbeddedConfig['simulation']>; placement?: Partial<InferenceProfileConfig> }): EmbeddedConfig {
+  const offlineAfterMs = overrides.offlineAfterMs ?? DEFAULT_CONFIG.offlineAfterMs;
+  return {
+    ...DEFAULT_CONFIG,
+    ...overrides,
+    offlineAfterMs,
+    placement: { ...DEFAULT_CONFIG.placement, offlineAfterMs, ...overrides.placement },
+    simulation: { ...DEFAULT_CONFIG.simulation, ...overrides.simulation },
+  };
+}

@@ -1,0 +1,228 @@
+/**
+ * Composition root of the embedded mode (`arcnet up`): every role in one process over the
+ * in-memory bus and the SQLite store, simulated nodes plus any real agents that connect, the API
+ * and console feed on one port. Roles only see ports; this is the one place adapters are chosen.
+ */
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { newId } from '../core/ids.ts';
+import { errorMessage } from '../core/errors.ts';
+import { silentLogger, type Logger } from '../core/logging.ts';
+import type { InferenceRequest } from '../contracts/messages.ts';
+import { topics } from '../contracts/topics.ts';
+import { MemoryBus } from '../bus/memory.ts';
+import { MessageBus } from '../bus/typed-bus.ts';
+import { openSqliteStores } from '../store/sqlite.ts';
+import type { StateStores } from '../store/ports.ts';
+import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG } from '../mesh/aggregator.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
+import { InferenceTracker } from '../inference/tracker.ts';
+import { DispatchRouter } from '../inference/dispatch-router.ts';
+import { ArcMetrics } from '../api/metrics.ts';
+import { ConsoleHub } from '../api/console-hub.ts';
+import { AgentGateway } from '../api/agent-gateway.ts';
+import { buildServer } from '../api/server.ts';
+import { SimulatedMesh } from '../sim/mesh.ts';
+import { LoadGenerator } from '../sim/load.ts';
+import { seededRandom } from '../sim/random.ts';
+import type { EmbeddedConfig } from './config.ts';
+
+export const VERSION = '0.1.0';
+
+export interface EmbeddedSystem {
+  readonly config: EmbeddedConfig;
+  readonly url: string;
+  readonly bus: MessageBus;
+  readonly memoryBus: MemoryBus;
+  readonly stores: StateStores;
+  readonly aggregator: RegionalAggregator;
+  readonly scheduler: InferenceScheduler;
+  readonly tracker: InferenceTracker;
+  readonly router: DispatchRouter;
+  readonly metrics: ArcMetrics;
+  readonly gateway: AgentGateway;
+  readonly server: FastifyInstance;
+  readonly mesh: SimulatedMesh | undefined;
+  readonly load: LoadGenerator | undefined;
+  /** Publishes a request as a client would, recording it for status queries. */
+  submit(request: InferenceRequest): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+export async function startEmbedded(config: EmbeddedConfig, options: StartOptions = {}): Promise<EmbeddedSystem> {
+  const logger = options.logger ?? silentLogger;
+  const clock = options.clock ?? systemClock;
+  let path = ':memory:';
+  if (config.dataDir !== null) {
+    mkdirSync(config.dataDir, { recursive: true });
+    path = join(config.dataDir, 'arcnet.db');
+  }
+  const stores = openSqliteStores({ path, clock, logger });
+  const instanceId = `arc-${newId().slice(0, 8)}`;
+
+  let aggregator: RegionalAggregator | undefined;
+  const metrics = new ArcMetrics({ all: () => aggregator?.registry.all() ?? [] });
+  const memoryBus = new MemoryBus();
+  const bus = new MessageBus(memoryBus, { logger, observer: metrics.busObserver() });
+  await bus.ensureTopics(config.geozones);
+
+  const hub = new ConsoleHub();
+  aggregator = new RegionalAggregator({
+    bus,
+    documents: stores.documents,
+    clock,
+    logger: logger.child({ component: 'aggregator' }),
+    config: { ...DEFAULT_AGGREGATOR_CONFIG, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs },
+    onTelemetry: (_node, telemetry) => hub.telemetry(telemetry),
+  });
+  const scheduler = new InferenceScheduler({
+    bus,
+    leases: stores.leases,
+    clock,
+    logger: logger.child({ component: 'scheduler' }),
+    instanceId,
+    config: { ...DEFAULT_SCHEDULER_CONFIG, placement: config.placement, reservationTtlMs: config.reservationTtlMs, maxRetries: config.maxRetries },
+    observer: {
+      routed: (outcome) => {
+        metrics.decisionSamples.add(outcome.decisionMs);
+        metrics.routingDecision.observe({ outcome: outcome.status }, outcome.decisionMs);
+      },
+    },
+  });
+  const tracker = new InferenceTracker();
+  const registry = aggregator.registry;
+  tracker.addListener({
+    dispatched: (record, dispatch) => {
+      metrics.totals.requests++;
+      metrics.totals.dispatched++;
+      if (record.forwarded) metrics.totals.forwarded++;
+      metrics.requestRate.mark();
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'dispatched' });
+      hub.inference({
+        requestId: record.id,
+        geohash: registry.get(dispatch.nodeId)?.geohash,
+        targetNodeId: dispatch.nodeId,
+        modelId: dispatch.modelId,
+        priority: dispatch.priority ?? 'normal',
+        status: 'dispatched',
+        timestamp: dispatch.dispatchedAt,
+      });
+    },
+    rejected: (record) => {
+      metrics.totals.requests++;
+      metrics.totals.rejected++;
+      metrics.requestRate.mark();
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'rejected' });
+    },
+    finished: (record, result) => {
+      metrics.totals[result.status]++;
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: result.status });
+      const node = registry.get(result.nodeId);
+      if (result.status === 'completed') {
+        metrics.latencySamples.add(result.latencyMs);
+        metrics.inferenceLatency.observe({ geozone: node?.geozone ?? 'unknown' }, result.latencyMs);
+      }
+      hub.inference({
+        requestId: record.id,
+        geohash: node?.geohash,
+        targetNodeId: result.nodeId,
+        modelId: record.modelId ?? 'unknown',
+        priority: (record.priority as 'normal' | undefined) ?? 'normal',
+        status: result.status,
+        latencyMs: result.latencyMs,
+        timestamp: result.completedAt,
+      });
+    },
+    event: (event) => hub.system(event),
+  });
+  const router = new DispatchRouter(bus, clock);
+  const gateway = new AgentGateway({
+    bus,
+    router,
+    geozones: config.geozones,
+    telemetryIntervalMs: config.telemetryIntervalMs,
+    logger: logger.child({ component: 'agents' }),
+    onSessionsChanged: (count) => metrics.agentsConnected.set(count),
+  });
+
+  // Readers start before writers, so nothing published during start-up goes unseen.
+  await tracker.start(bus, config.geozones, instanceId);
+  await router.start(config.geozones, `${instanceId}-dispatch-router`);
+  await aggregator.start();
+  await scheduler.start();
+
+  const server = await buildServer({
+    mode: 'embedded',
+    bus,
+    clock,
+    logger,
+    geozones: config.geozones,
+    nodes: registry,
+    documents: stores.documents,
+    tracker,
+    metrics,
+    hub,
+    gateway,
+    reservationOf: (nodeId) => scheduler.index.reservation(nodeId),
+    version: VERSION,
+  });
+  await server.listen({ host: config.host, port: config.port });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+  const submit = async (request: InferenceRequest): Promise<void> => {
+    tracker.submitted(request, clock.now());
+    await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
+  };
+
+  let mesh: SimulatedMesh | undefined;
+  let load: LoadGenerator | undefined;
+  if (config.simulation.nodes > 0) {
+    mesh = new SimulatedMesh({
+      bus,
+      router,
+      clock,
+      logger: logger.child({ component: 'simulator' }),
+      geozones: config.geozones,
+      nodes: config.simulation.nodes,
+      telemetryIntervalMs: config.telemetryIntervalMs,
+      seed: config.simulation.seed,
+      speed: config.simulation.speed,
+      ...(config.simulation.silencesPerHour === undefined ? {} : { silencesPerHour: config.simulation.silencesPerHour }),
+    });
+    mesh.start();
+  }
+  if (config.simulation.requestRate > 0) {
+    load = new LoadGenerator({ rate: config.simulation.requestRate, geozones: config.geozones, random: seededRandom(config.simulation.seed + 1), submit, logger });
+    load.start();
+  }
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await load?.stop();
+    await mesh?.stop();
+    await server.close();
+    await scheduler.stop();
+    await aggregator.stop();
+    await router.stop();
+    await tracker.stop();
+    await memoryBus.close();
+    try {
+      await stores.close();
+    } catch (error) {
+      logger.error({ err: errorMessage(error) }, 'store did not close cleanly');
+    }
+  };
+
+  return { config, url, bus, memoryBus, stores, aggregator, scheduler, tracker, router, metrics, gateway, server, mesh, load, submit, stop };
+}
