@@ -1,0 +1,226 @@
+/**
+ * The whole embedded system in one process, on real components (memory bus, SQLite store, the HTTP
+ * server), with a manual clock so silence and expiry are exact.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { ManualClock } from '../../src/core/clock.ts';
+import { seededUuid } from '../../src/core/ids.ts';
+import type { InferenceDispatch, NodeTelemetry, EnergySource } from '../../src/contracts/messages.ts';
+import { topics } from '../../src/contracts/topics.ts';
+import { HEADER_DLQ_REASON, HEADER_DLQ_TOPIC, HEADER_SCHEMA, HEADER_VERSION } from '../../src/bus/typed-bus.ts';
+import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
+import { withDefaults } from '../../src/main/config.ts';
+
+interface Seed {
+  name: string;
+  geozone: string;
+  geohash: string;
+  energySource: EnergySource;
+  batteryLevel: number;
+  gpuUtilization: number;
+  models: string[];
+}
+
+// Ten nodes with known telemetry. Expected choices below are worked out from the seed's formula.
+const seeds: Seed[] = [
+  { name: 'caiso-a', geozone: 'CAISO', geohash: '9q9hvu', energySource: 'grid', batteryLevel: 0.9, gpuUtilization: 0.3, models: ['llama-3-70b'] },
+  { name: 'caiso-b', geozone: 'CAISO', geohash: '9q5ctr', energySource: 'cogen', batteryLevel: 0.5, gpuUtilization: 0.6, models: ['llama-3-70b', 'mistral-7b'] },
+  { name: 'caiso-c', geozone: 'CAISO', geohash: '9mudwb', energySource: 'battery', batteryLevel: 0.15, gpuUtilization: 0.0, models: ['llama-3-70b'] },
+  { name: 'caiso-d', geozone: 'CAISO', geohash: '9qce5d', energySource: 'grid', batteryLevel: 1.0, gpuUtilization: 0.9, models: ['llama-3-70b'] },
+  { name: 'ercot-a', geozone: 'ERCOT', geohash: '9vk1eh', energySource: 'cogen', batteryLevel: 1.0, gpuUtilization: 0.1, models: ['llama-3-70b', 'whisper'] },
+  { name: 'ercot-b', geozone: 'ERCOT', geohash: '9vg4mq', energySource: 'grid', batteryLevel: 0.4, gpuUtilization: 0.2, models: ['whisper'] },
+  { name: 'ercot-c', geozone: 'ERCOT', geohash: '9v6kpm', energySource: 'battery', batteryLevel: 0.8, gpuUtilization: 0.5, models: ['sdxl'] },
+  { name: 'pjm-a', geozone: 'PJM', geohash: 'dr4e3x', energySource: 'grid', batteryLevel: 0.7, gpuUtilization: 0.4, models: ['sdxl', 'whisper'] },
+  { name: 'pjm-b', geozone: 'PJM', geohash: 'dqcjqc', energySource: 'cogen', batteryLevel: 0.2, gpuUtilization: 0.7, models: ['sdxl'] },
+  { name: 'pjm-c', geozone: 'PJM', geohash: 'dqcrzr', energySource: 'battery', batteryLevel: 0.3, gpuUtilization: 0.84, models: ['mistral-7b'] },
+];
+const idOf = (name: string): string => seededUuid(`integration-${name}`);
+const score = (s: Seed, requesterGeozone: string): number =>
+  (s.geozone === requesterGeozone ? 100 : 0) + (s.energySource === 'cogen' ? 50 : 0) + 30 * (1 - s.gpuUtilization) + 20 * s.batteryLevel;
+
+async function until<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('embedded ArcNet, end to end in one process', () => {
+  const clock = new ManualClock(Date.UTC(2026, 10, 24, 12, 0, 0));
+  let system: EmbeddedSystem;
+  const dispatched: InferenceDispatch[] = [];
+  const telemetryFor = (s: Seed, overrides: Partial<NodeTelemetry> = {}): NodeTelemetry => ({
+    schemaVersion: 2,
+    id: idOf(s.name),
+    geohash: s.geohash,
+    energySource: s.energySource,
+    batteryLevel: s.batteryLevel,
+    gpuUtilization: s.gpuUtilization,
+    gpuMemoryFreeGb: 40,
+    modelsLoaded: s.models,
+    timestamp: new Date(clock.now()).toISOString(),
+    geozone: s.geozone,
+    name: s.name,
+    ...overrides,
+  });
+  const post = async (body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const response = await fetch(`${system.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  };
+  /** Reports the request finished on its node, as the node would, and waits for the reservation to end. */
+  const complete = async (requestId: unknown): Promise<void> => {
+    const record = system.tracker.get(String(requestId))!;
+    await system.bus.publish(topics.inferenceResult, 'InferenceResult', {
+      schemaVersion: 1, requestId: record.id, nodeId: record.nodeId!, latencyMs: 10, status: 'completed', completedAt: new Date(clock.now()).toISOString(), fencingToken: record.fencingToken!,
+    });
+    await until(() => !system.scheduler.index.reservation(record.nodeId!), 'the reservation to be released');
+  };
+  const getNode = async (id: string, query = ''): Promise<Record<string, unknown>> => (await (await fetch(`${system.url}/api/v1/nodes/${id}${query}`)).json()) as Record<string, unknown>;
+
+  beforeAll(async () => {
+    system = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 } }), { clock });
+    for (const s of seeds) {
+      system.router.attach(idOf(s.name), (d) => void dispatched.push(d));
+      await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(s));
+    }
+    await until(() => system.scheduler.index.size === 10 && system.aggregator.registry.size === 10, 'ten nodes known');
+  });
+  afterAll(async () => {
+    await system.stop();
+  });
+
+  it('routes each request to the node the seed formula predicts, forwarding across geozones when it must', async () => {
+    // llama-3-70b from CAISO: caiso-c is on battery at 15 % and caiso-d is at 90 % GPU, so a or b.
+    const caisoFeasible = seeds.filter((s) => ['caiso-a', 'caiso-b'].includes(s.name));
+    const expected = caisoFeasible.reduce((best, s) => (score(s, 'CAISO') > score(best, 'CAISO') ? s : best));
+    const first = await post({ modelId: 'llama-3-70b', contextWindowTokens: 4096, requesterGeozone: 'CAISO' });
+    expect(first.status).toBe(201);
+    expect(first.json['nodeId']).toBe(idOf(expected.name));
+    expect(first.json['score']).toBeCloseTo(score(expected, 'CAISO'), 2);
+    expect(first.json['forwarded']).toBe(false);
+    expect(typeof first.json['fencingToken']).toBe('number');
+    await until(() => dispatched.find((d) => d.requestId === first.json['id']), 'the dispatch to reach the node');
+
+    // whisper from CAISO: no CAISO node has it; ercot-a (cogen, 10 % GPU) beats ercot-b and pjm-a.
+    const whisper = await post({ modelId: 'whisper', contextWindowTokens: 100, requesterGeozone: 'CAISO' });
+    expect(whisper.json['nodeId']).toBe(idOf('ercot-a'));
+    expect(whisper.json['forwarded']).toBe(true);
+    expect(whisper.json['geozone']).toBe('ERCOT');
+    await complete(first.json['id']);
+    await complete(whisper.json['id']);
+  });
+
+  it('keeps a reservation through telemetry updates and routes the next request elsewhere', async () => {
+    // mistral-7b from PJM: pjm-c (84 % GPU, battery 30 %) scores 100+4.8+6 = 110.8; caiso-b (cogen) 50+12+10 = 72.
+    const first = await post({ modelId: 'mistral-7b', contextWindowTokens: 512, requesterGeozone: 'PJM' });
+    expect(first.json['nodeId']).toBe(idOf('pjm-c'));
+    const token = first.json['fencingToken'];
+    const node = seeds.find((s) => s.name === 'pjm-c')!;
+    await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(node, { gpuUtilization: 0.05, batteryLevel: 0.99 }));
+    await until(async () => (await getNode(idOf('pjm-c')))['gpuUtilization'] === 0.05, 'the update to be applied');
+    const after = await getNode(idOf('pjm-c'));
+    expect(after['reservation']).toMatchObject({ requestId: first.json['id'], fencingToken: token });
+    const second = await post({ modelId: 'mistral-7b', contextWindowTokens: 512, requesterGeozone: 'PJM' });
+    expect(second.json['nodeId']).toBe(idOf('caiso-b'));
+
+    // The result releases the reservation: pjm-c is a candidate again, now with its fresh telemetry.
+    await system.bus.publish(topics.inferenceResult, 'InferenceResult', {
+      schemaVersion: 1, requestId: String(first.json['id']), nodeId: idOf('pjm-c'), latencyMs: 42, status: 'completed', completedAt: new Date(clock.now()).toISOString(), fencingToken: Number(token),
+    });
+    await until(async () => (await getNode(idOf('pjm-c')))['reservation'] === null, 'the reservation to be released');
+    const status = (await (await fetch(`${system.url}/api/v1/inference/${String(first.json['id'])}`)).json()) as Record<string, unknown>;
+    expect(status).toMatchObject({ status: 'completed', latencyMs: 42 });
+    const third = await post({ modelId: 'mistral-7b', contextWindowTokens: 512, requesterGeozone: 'PJM' });
+    expect(third.json['nodeId']).toBe(idOf('pjm-c'));
+    await complete(second.json['id']);
+    await complete(third.json['id']);
+  });
+
+  it('rejects what no node can serve with a reason a person can read, and 400s bad input naming the field', async () => {
+    const none = await post({ modelId: 'no-such-model', contextWindowTokens: 10, requesterGeozone: 'ERCOT' });
+    expect(none.status).toBe(503);
+    expect(none.json['status']).toBe('rejected');
+    expect(none.json['reason']).toMatch(/no candidate for no-such-model .* among 10 nodes: 10 nodes without the model loaded/);
+
+    const cases: [unknown, RegExp][] = [
+      ['{"modelId": ', /JSON/i],
+      [{ contextWindowTokens: 10, requesterGeozone: 'CAISO' }, /modelId/],
+      [{ modelId: 'x', contextWindowTokens: 'many', requesterGeozone: 'CAISO' }, /contextWindowTokens/],
+      [{ modelId: 'x', contextWindowTokens: 0, requesterGeozone: 'CAISO' }, /contextWindowTokens/],
+      [{ modelId: 'x', contextWindowTokens: 10, requesterGeozone: 'CAISO', priority: 'urgent' }, /priority/],
+    ];
+    for (const [body, field] of cases) {
+      const response = await post(body);
+      expect(response.status).toBe(400);
+      expect(String(response.json['message'])).toMatch(field);
+    }
+    const badTime = await fetch(`${system.url}/api/v1/nodes?asOf=yesterday`);
+    expect(badTime.status).toBe(400);
+    expect(((await badTime.json()) as { message: string }).message).toMatch(/asOf/);
+    expect((await fetch(`${system.url}/health`)).status).toBe(200);
+  });
+
+  it('dead-letters a malformed telemetry message with the reason and its original topic', async () => {
+    const bad = { ...telemetryFor(seeds[0]!), batteryLevel: 7 };
+    await system.memoryBus.produce(topics.telemetry, [{ key: bad.id, value: Buffer.from(JSON.stringify(bad)), headers: { [HEADER_SCHEMA]: 'NodeTelemetry', [HEADER_VERSION]: '2' } }]);
+    const record = await until(async () => (await system.memoryBus.read(topics.deadLetter(topics.telemetry), 0, 0, 100)).find((r) => r.headers[HEADER_DLQ_REASON]?.includes('/batteryLevel')), 'a dead letter');
+    expect(record.headers[HEADER_DLQ_TOPIC]).toBe(topics.telemetry);
+    expect(record.headers[HEADER_DLQ_REASON]).toMatch(/invalid NodeTelemetry v2: \/batteryLevel/);
+    // The bad value never reached the node's state.
+    expect((await getNode(idOf(seeds[0]!.name)))['batteryLevel']).toBe(seeds[0]!.batteryLevel);
+  });
+
+  it('answers what was known about a node before an update (bitemporal)', async () => {
+    const node = seeds.find((s) => s.name === 'ercot-b')!;
+    await until(async () => (await getNode(idOf(node.name), '?knownAt=' + clock.now()))['gpuUtilization'] === node.gpuUtilization, 'the first document to be stored');
+    const before = clock.now();
+    clock.advance(5_000);
+    await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(node, { gpuUtilization: 0.77 }));
+    await until(async () => (await getNode(idOf(node.name), `?knownAt=${clock.now()}`))['gpuUtilization'] === 0.77, 'the update to be stored');
+    const then = await getNode(idOf(node.name), `?knownAt=${new Date(before).toISOString()}`);
+    expect(then['gpuUtilization']).toBe(node.gpuUtilization);
+    const validThen = await getNode(idOf(node.name), `?asOf=${before}`);
+    expect(validThen['gpuUtilization']).toBe(node.gpuUtilization);
+    const now = await getNode(idOf(node.name));
+    expect(now['gpuUtilization']).toBe(0.77);
+    const list = (await (await fetch(`${system.url}/api/v1/nodes?knownAt=${before}&geozone=ERCOT`)).json()) as { nodes: Record<string, unknown>[] };
+    expect(list.nodes.find((n) => n['id'] === idOf(node.name))?.['gpuUtilization']).toBe(node.gpuUtilization);
+  });
+
+  it('marks a silent node offline, announces it, and gives it no work until it reports again', async () => {
+    // sdxl from PJM: pjm-b (cogen, 70 % GPU, 20 % battery) 100+50+9+4 = 163 beats pjm-a (grid, 40 %, 70 %) 100+18+14 = 132.
+    const silent = seeds.find((s) => s.name === 'pjm-b')!;
+    const events: string[] = [];
+    const consumer = await system.bus.subscribe('test-events', [topics.systemEvent], 'SystemEvent', (e) => void events.push(`${e.kind}:${e.subjectId}`), { startAt: 'latest' });
+    expect((await post({ modelId: 'sdxl', contextWindowTokens: 64, requesterGeozone: 'PJM' })).json['nodeId']).toBe(idOf('pjm-b'));
+    // Release it again so only silence can keep it from work.
+    await complete(system.scheduler.index.reservation(idOf('pjm-b'))!.holder);
+
+    clock.advance(31_000);
+    for (const s of seeds) if (s !== silent) await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(s));
+    await until(async () => (await getNode(idOf('pjm-b')))['status'] === 'offline', 'pjm-b to be marked offline', 5_000);
+    await until(() => events.includes(`node.offline:${idOf('pjm-b')}`), 'the offline event');
+    const routed = await post({ modelId: 'sdxl', contextWindowTokens: 64, requesterGeozone: 'PJM' });
+    expect(routed.json['nodeId']).not.toBe(idOf('pjm-b'));
+    expect(routed.json['nodeId']).toBe(idOf('pjm-a'));
+    await complete(routed.json['id']);
+
+    await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(silent));
+    await until(async () => (await getNode(idOf('pjm-b')))['status'] === 'online', 'pjm-b back online');
+    await until(() => events.includes(`node.online:${idOf('pjm-b')}`), 'the online event');
+    expect((await post({ modelId: 'sdxl', contextWindowTokens: 64, requesterGeozone: 'PJM' })).json['nodeId']).toBe(idOf('pjm-b'));
+    await consumer.close();
+  });
+
+  it('exposes the seed metrics for Prometheus', async () => {
+    const text = await (await fetch(`${system.url}/metrics`)).text();
+    expect(text).toMatch(/arcnet_nodes_total\{geozone="PJM",status="online"\} 3/);
+    expect(text).toMatch(/arcnet_gpu_utilization_avg\{geozone="CAISO"\}/);
+    expect(text).toMatch(/arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} \d+/);
+    expect(text).toMatch(/arcnet_inference_requests_total\{geozone="ERCOT",status="rejected"\} 1/);
+    expect(text).toMatch(/arcnet_inference_latency_ms_bucket/);
+  });
+});
