@@ -1,0 +1,137 @@
+/**
+ * As a user would: start `arcnet up` and a real `arcnet agent` as processes, route requests to the
+ * agent, restart the server under it, and read the results back through the API and the CLI.
+ */
+import { describe, it, expect, afterAll } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const CLI = join(import.meta.dirname, '../../src/cli/main.ts');
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function start(args: string[]): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return Object.assign(child, { output: () => output });
+}
+
+async function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+describe('arcnet up with a real agent process', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'arcnet-e2e-'));
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('dispatches to the agent, completes, survives a server restart, and keeps history', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const upArgs = ['up', '--port', String(port), '--data-dir', dataDir, '--nodes', '6', '--rate', '2', '--telemetry-interval', '500', '--no-status'];
+    let server = start(upArgs);
+    children.push(server);
+    await until(async () => (await fetch(`${url}/health`)).ok, 'arcnet up to answer /health');
+
+    const agent = start(['agent', '--server', url, '--name', 'e2e-agent', '--geozone', 'ERCOT', '--geohash', '9vk1eh', '--models', 'e2e-model', '--speed', '0.05', '--telemetry-interval', '300', '--log-level', 'warn']);
+    children.push(agent);
+    const nodes = await until(async () => {
+      const body = (await (await fetch(`${url}/api/v1/nodes`)).json()) as { nodes: { id: string; name: string; status: string }[] };
+      return body.nodes.find((n) => n.name === 'e2e-agent' && n.status === 'online');
+    }, 'the agent to report telemetry');
+    const agentId = nodes.id;
+
+    const submit = async (): Promise<string> => {
+      const response = await fetch(`${url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'e2e-model', contextWindowTokens: 256, requesterGeozone: 'CAISO' }) });
+      const body = (await response.json()) as { id: string; nodeId: string; status: string; forwarded: boolean };
+      expect(response.status).toBe(201);
+      expect(body.nodeId).toBe(agentId);
+      expect(body.forwarded).toBe(true);
+      return body.id;
+    };
+    const completed = async (id: string): Promise<Record<string, unknown>> =>
+      until(async () => {
+        const body = (await (await fetch(`${url}/api/v1/inference/${id}`)).json()) as Record<string, unknown>;
+        return body['status'] === 'completed' ? body : undefined;
+      }, `request ${id} to complete`);
+
+    const first = await completed(await submit());
+    expect(first['nodeId']).toBe(agentId);
+    expect(Number(first['latencyMs'])).toBeGreaterThan(0);
+
+    const cli = await run(process.execPath, [CLI, 'nodes', '--server', url, '--geozone', 'ERCOT'], { env: { ...process.env, NO_COLOR: '1' } });
+    expect(cli.stdout).toMatch(/e2e-agent\s+ERCOT\s+online/);
+    const statsJson = JSON.parse((await run(process.execPath, [CLI, 'stats', '--server', url, '--json'])).stdout) as { nodes: { total: number }; agentsConnected: number };
+    expect(statsJson.nodes.total).toBe(7);
+    expect(statsJson.agentsConnected).toBe(1);
+
+    // Restart the server on the same port and data directory: the agent reconnects by itself.
+    server.kill('SIGINT');
+    expect(await exited(server)).toBe(0);
+    expect(server.output()).toMatch(/stopped; state is consistent/);
+    server = start(upArgs);
+    children.push(server);
+    await until(async () => (await fetch(`${url}/health`)).ok, 'the restarted server');
+    await until(async () => {
+      const body = (await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number };
+      return body.agentsConnected === 1;
+    }, 'the agent to reconnect');
+    await until(async () => {
+      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}`)).json()) as { status: string; lastSeen: string };
+      return body.status === 'online' && Date.parse(body.lastSeen) > Date.now() - 2_000;
+    }, 'fresh telemetry after the restart');
+    const second = await completed(await submit());
+    expect(second['nodeId']).toBe(agentId);
+
+    // History written before the restart is still there.
+    const history = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+    expect(history.history.length).toBeGreaterThan(3);
+
+    agent.kill('SIGINT');
+    expect(await exited(agent)).toBe(0);
+    server.kill('SIGINT');
+    expect(await exited(server)).toBe(0);
+  }, 90_000);
+
+  it('exits non-zero with one line when the server cannot be reached', async () => {
+    const port = await freePort();
+    const failure = await run(process.execPath, [CLI, 'stats', '--server', `http://127.0.0.1:${port}`]).catch((error: { code: number; stderr: string }) => error);
+    expect((failure as { code: number }).code).toBe(2);
+    expect((failure as { stderr: string }).stderr.trim().split('\n')).toHaveLength(1);
+    expect((failure as { stderr: string }).stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+/);
+  });
+});
