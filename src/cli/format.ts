@@ -16,7 +16,6 @@ export function statusColour(status: string): Colour {
   return 'grey';
 }
 
-// eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
