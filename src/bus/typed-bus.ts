@@ -177,6 +177,20 @@ function attemptKey(record: ConsumedRecord): string {
   return `${record.topic}#${record.partition}#${record.offset}`;
 }
 
+// Random bytes drawn 24 at a time from a pooled buffer: one getrandom call per ~170 messages
+// instead of two per message, which on the routing hot path was a tenth of the CPU.
+const POOL_SIZE = 4096;
+let pool = randomBytes(POOL_SIZE);
+let poolOffset = 0;
+
+/** A W3C trace context header starting a new trace (sampled). */
 export function newTraceparent(): string {
-  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+  if (poolOffset + 24 > POOL_SIZE) {
+    pool = randomBytes(POOL_SIZE);
+    poolOffset = 0;
+  }
+  const traceId = pool.toString('hex', poolOffset, poolOffset + 16);
+  const spanId = pool.toString('hex', poolOffset + 16, poolOffset + 24);
+  poolOffset += 24;
+  return `00-${traceId}-${spanId}-01`;
 }

@@ -48,8 +48,17 @@ export const topics = {
   deadLetter: (topic: string): string => `${DEAD_LETTER_PREFIX}${topic}`,
 } as const;
 
+const specCache = new Map<string, TopicSpec | undefined>();
+
 /** Finds the table entry for a concrete topic name (regional topics match their template). */
 export function topicSpecFor(topic: string): TopicSpec | undefined {
+  if (specCache.has(topic)) return specCache.get(topic);
+  const spec = findSpec(topic);
+  if (specCache.size < 10_000) specCache.set(topic, spec);
+  return spec;
+}
+
+function findSpec(topic: string): TopicSpec | undefined {
   for (const spec of topicTable) {
     if (spec.name === topic) return spec;
     const brace = spec.name.indexOf('{');

@@ -1,0 +1,213 @@
+/**
+ * `npm run bench`: ArcNet's speed targets (DESIGN §5), each reported as a ratio or rate measured in
+ * this same run, so the figures mean the same thing on any machine.
+ *
+ *  1. Routing decision (filter, score, lease) against an empty async call, at 1,000 / 10,000 /
+ *     100,000 nodes per geozone: goal p99 within 50x at 1,000, growth to 100,000 at most 3x.
+ *  2. End to end through the embedded bus in one process (request -> scheduler -> dispatch ->
+ *     node -> result -> release): goal >= 10,000 req/s with p99 added latency <= 2 ms.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../src/core/clock.ts';
+import { seededUuid } from '../src/core/ids.ts';
+import { silentLogger } from '../src/core/logging.ts';
+import type { InferenceRequest, NodeTelemetry } from '../src/contracts/messages.ts';
+import { topics } from '../src/contracts/topics.ts';
+import { MemoryBus } from '../src/bus/memory.ts';
+import { MessageBus } from '../src/bus/typed-bus.ts';
+import { openSqliteStores } from '../src/store/sqlite.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease } from '../src/inference/scheduler.ts';
+import { DispatchRouter } from '../src/inference/dispatch-router.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../src/placement/inference-profile.ts';
+import { nodeFromTelemetry } from '../src/mesh/node.ts';
+import { seededRandom } from '../src/sim/random.ts';
+
+const ZONES = ['CAISO', 'ERCOT', 'PJM'];
+const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
+const quick = process.argv.includes('--quick');
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function telemetry(zone: string, index: number, random: () => number): NodeTelemetry {
+  const models = MODELS.filter(() => random() < 0.4);
+  return {
+    schemaVersion: 2,
+    id: seededUuid(`bench-${zone}-${index}`),
+    geohash: zone === 'CAISO' ? '9q9k6m' : zone === 'ERCOT' ? '9vk1mc' : 'dr4e39',
+    energySource: (['cogen', 'grid', 'battery'] as const)[Math.floor(random() * 3)]!,
+    batteryLevel: Math.round(random() * 1000) / 1000,
+    gpuUtilization: Math.round(random() * 1000) / 1000,
+    gpuMemoryFreeGb: 40,
+    modelsLoaded: models.length > 0 ? models : ['llama-3-8b'],
+    timestamp: new Date().toISOString(),
+    geozone: zone,
+    name: `${zone}-${index}`,
+  };
+}
+
+function request(random: () => number, id: number): InferenceRequest {
+  return {
+    schemaVersion: 1,
+    id: seededUuid(`bench-request-${id}`),
+    modelId: MODELS[Math.floor(random() * 2)]!,
+    contextWindowTokens: 1024,
+    priority: 'normal',
+    maxLatencyMs: 1000,
+    requesterGeozone: ZONES[Math.floor(random() * ZONES.length)]!,
+  };
+}
+
+function scheduler(bus: MessageBus, leases: ReturnType<typeof openSqliteStores>['leases']): InferenceScheduler {
+  return new InferenceScheduler({
+    bus,
+    leases,
+    clock: systemClock,
+    logger: silentLogger,
+    instanceId: 'bench',
+    config: { ...DEFAULT_SCHEDULER_CONFIG, placement: DEFAULT_INFERENCE_PROFILE },
+  });
+}
+
+async function emptyCallP99(iterations: number): Promise<{ p50: number; p99: number }> {
+  const noop = async (): Promise<number> => 0;
+  const samples = new Float64Array(iterations);
+  for (let i = 0; i < iterations; i++) {
+    const start = process.hrtime.bigint();
+    await noop();
+    samples[i] = Number(process.hrtime.bigint() - start);
+  }
+  samples.sort();
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+}
+
+async function decisionCost(nodesPerZone: number, iterations: number, dir: string): Promise<{ p50: number; p99: number; buildMs: number }> {
+  const stores = openSqliteStores({ path: join(dir, `decision-${nodesPerZone}.db`) });
+  const bus = new MessageBus(new MemoryBus());
+  const sched = scheduler(bus, stores.leases);
+  const random = seededRandom(nodesPerZone);
+  const built = performance.now();
+  for (const zone of ZONES) for (let i = 0; i < nodesPerZone; i++) sched.observeTelemetry(telemetry(zone, i, random));
+  const buildMs = performance.now() - built;
+  const index = sched.index;
+  const samples = new Float64Array(iterations);
+  for (let i = 0; i < iterations + 1000; i++) {
+    const ask = request(random, i);
+    // The decision: the best candidate, its lease taken atomically, the index told.
+    const start = process.hrtime.bigint();
+    const candidate = index.best(ask, Date.now());
+    if (!candidate) throw new Error('bench mesh has no candidate');
+    const lease = await stores.leases.acquire(reservationLease(candidate.node.id), ask.id, 30_000);
+    if (!lease.ok) throw new Error('lease unexpectedly held');
+    index.reserve({ nodeId: candidate.node.id, holder: ask.id, token: lease.grant.token, expiresAt: lease.grant.expiresAt });
+    const elapsed = Number(process.hrtime.bigint() - start);
+    if (i >= 1000) samples[i - 1000] = elapsed;
+    // Not timed: the result comes back and frees the node, so the mesh stays the same size.
+    index.release(candidate.node.id, lease.grant.token);
+    await stores.leases.release(lease.grant);
+  }
+  await stores.close();
+  samples.sort();
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99), buildMs };
+}
+
+async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: number, dir: string): Promise<{ achieved: number; p50: number; p99: number; completed: number; offered: number }> {
+  const stores = openSqliteStores({ path: join(dir, `e2e-${offeredRate}.db`) });
+  const memory = new MemoryBus();
+  const bus = new MessageBus(memory);
+  await bus.ensureTopics(ZONES);
+  const sched = scheduler(bus, stores.leases);
+  const router = new DispatchRouter(bus, systemClock);
+  const random = seededRandom(7);
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let completed = 0;
+  for (const zone of ZONES) {
+    for (let i = 0; i < nodesPerZone; i++) {
+      const t = telemetry(zone, i, random);
+      sched.index.upsert(nodeFromTelemetry(t, Date.now(), undefined));
+      // An instant node: the dispatch arrives, the result goes straight back.
+      router.attach(t.id, (dispatch) => {
+        const sent = sentAt.get(dispatch.requestId);
+        if (sent !== undefined) latencies.push(performance.now() - sent);
+        completed++;
+        memory.produceSync(topics.inferenceResult, [bus.encode(topics.inferenceResult, 'InferenceResult', {
+          schemaVersion: 1, requestId: dispatch.requestId, nodeId: dispatch.nodeId, latencyMs: 1, status: 'completed',
+          completedAt: new Date().toISOString(), ...(dispatch.fencingToken === undefined ? {} : { fencingToken: dispatch.fencingToken }),
+        })]);
+      });
+    }
+  }
+  await router.start(ZONES, 'bench-router');
+  await sched.start();
+  const total = Math.round(offeredRate * seconds);
+  const tickMs = 5;
+  const perTick = Math.max(1, Math.round((offeredRate * tickMs) / 1000));
+  let sent = 0;
+  const started = performance.now();
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      // Open loop: requests due by now are sent whatever the backlog, as clients would.
+      const due = Math.min(total, Math.round(((performance.now() - started) / 1000) * offeredRate) + perTick);
+      const batch = [];
+      for (; sent < due; sent++) {
+        const r = request(random, sent);
+        sentAt.set(r.id, performance.now());
+        batch.push(bus.encode(topics.inferenceRequest, 'InferenceRequest', r));
+      }
+      if (batch.length > 0) memory.produceSync(topics.inferenceRequest, batch);
+      if (sent >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, tickMs);
+  });
+  const deadline = Date.now() + 30_000;
+  while (completed < total && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  const elapsed = (performance.now() - started) / 1000;
+  await sched.stop();
+  await router.stop();
+  await memory.close();
+  await stores.close();
+  const sorted = Float64Array.from(latencies).sort();
+  return { achieved: completed / elapsed, p50: percentile(sorted, 50), p99: percentile(sorted, 99), completed, offered: total };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'arcnet-bench-'));
+  try {
+    const iterations = quick ? 5_000 : 20_000;
+    console.log(`ArcNet bench (${quick ? 'quick' : 'full'}), Node ${process.version}, ${new Date().toISOString()}\n`);
+    console.log('1. Routing decision: filter + score + atomic lease (SQLite, WAL) + index update');
+    const empty = await emptyCallP99(iterations * 5);
+    console.log(`   empty async call: p50 ${empty.p50} ns, p99 ${empty.p99} ns`);
+    const sizes = quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
+    const rows: { size: number; p50: number; p99: number }[] = [];
+    for (const size of sizes) {
+      const cost = await decisionCost(size, iterations, dir);
+      rows.push({ size, ...cost });
+      console.log(`   ${String(size).padStart(7)} nodes/zone (x3 zones): p50 ${(cost.p50 / 1000).toFixed(2)} µs, p99 ${(cost.p99 / 1000).toFixed(2)} µs = ${(cost.p99 / empty.p99).toFixed(1)}x the empty call (index built in ${cost.buildMs.toFixed(0)} ms)`);
+    }
+    const first = rows[0]!;
+    const last = rows[rows.length - 1]!;
+    const ratio = first.p99 / empty.p99;
+    const growth = last.p99 / first.p99;
+    console.log(`   goal p99 <= 50x empty at 1,000: ${ratio.toFixed(1)}x ${ratio <= 50 ? 'MET' : 'NOT MET'}`);
+    console.log(`   goal growth 1,000 -> ${last.size.toLocaleString('en')} <= 3x: ${growth.toFixed(2)}x ${growth <= 3 ? 'MET' : 'NOT MET'}\n`);
+
+    console.log('2. End to end on the embedded bus (1,000 nodes/zone, instant nodes): request -> dispatch -> result -> release');
+    const seconds = quick ? 2 : 5;
+    for (const rate of [10_000, 20_000]) {
+      const e2e = await endToEnd(1_000, rate, seconds, dir);
+      const met = e2e.achieved >= 10_000 * 0.98 && e2e.p99 <= 2;
+      console.log(`   offered ${rate.toLocaleString('en')} req/s for ${seconds} s: ${e2e.completed}/${e2e.offered} dispatched, ${Math.round(e2e.achieved).toLocaleString('en')} req/s, added latency p50 ${e2e.p50.toFixed(3)} ms p99 ${e2e.p99.toFixed(3)} ms${rate === 10_000 ? ` (goal >= 10,000 req/s, p99 <= 2 ms: ${met ? 'MET' : 'NOT MET'})` : ''}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
