@@ -9,6 +9,8 @@ import type { InferenceDispatch, NodeTelemetry, EnergySource } from '../../src/c
 import { topics } from '../../src/contracts/topics.ts';
 import { HEADER_DLQ_REASON, HEADER_DLQ_TOPIC, HEADER_SCHEMA, HEADER_VERSION } from '../../src/bus/typed-bus.ts';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
+import { decodeGeohash } from '../../src/core/geohash.ts';
+import WebSocket from 'ws';
 import { withDefaults } from '../../src/main/config.ts';
 
 interface Seed {
@@ -215,12 +217,53 @@ describe('embedded ArcNet, end to end in one process', () => {
     await consumer.close();
   });
 
+  it('streams the console protocol of seed 001 on /telemetry', async () => {
+    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/telemetry`);
+    const messages: Record<string, unknown>[] = [];
+    socket.on('message', (data: Buffer) => void messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    await new Promise((resolve) => socket.once('open', resolve));
+    // A new client first gets every known node.
+    await until(() => messages.filter((m) => m['type'] === 'telemetry').length >= 10, 'the node snapshot');
+    const snapshot = messages.find((m) => m['type'] === 'telemetry')!;
+    expect(Object.keys(snapshot['node'] as object).sort()).toEqual(['batteryLevel', 'energySource', 'geohash', 'gpuUtilization', 'id', 'modelsLoaded', 'timestamp']);
+
+    const routed = await post({ modelId: 'sdxl', contextWindowTokens: 64, requesterGeozone: 'ERCOT', priority: 'critical' });
+    const inference = await until(() => messages.find((m) => m['type'] === 'inference' && m['requestId'] === routed.json['id']), 'an inference event');
+    const target = seeds.find((x) => idOf(x.name) === routed.json['nodeId'])!;
+    expect(inference).toEqual({
+      type: 'inference',
+      requestId: routed.json['id'],
+      source: decodeGeohash(target.geohash),
+      targetNodeId: routed.json['nodeId'],
+      modelId: 'sdxl',
+      priority: 'critical',
+      status: 'dispatched',
+      timestamp: expect.any(String),
+    });
+    const [lng, lat] = inference['source'] as [number, number];
+    expect(lng).toBeLessThan(-60);
+    expect(lat).toBeGreaterThan(20);
+    await complete(routed.json['id']);
+    const done = await until(() => messages.find((m) => m['type'] === 'inference' && m['requestId'] === routed.json['id'] && m['status'] === 'completed'), 'the completion event');
+    expect(done['latencyMs']).toBe(10);
+
+    await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(seeds[5]!, { gpuUtilization: 0.33 }));
+    const live = await until(() => messages.find((m) => m['type'] === 'telemetry' && (m['node'] as Record<string, unknown>)['gpuUtilization'] === 0.33), 'a live telemetry message');
+    expect((live['node'] as Record<string, unknown>)['id']).toBe(idOf(seeds[5]!.name));
+
+    await post({ modelId: 'nobody-has-this', contextWindowTokens: 1, requesterGeozone: 'PJM' });
+    const system_ = await until(() => messages.find((m) => m['type'] === 'system' && String(m['message']).includes('rejected')), 'a system event');
+    expect(system_).toMatchObject({ severity: 'warn', timestamp: expect.any(String) });
+    socket.close();
+  });
+
   it('exposes the seed metrics for Prometheus', async () => {
     const text = await (await fetch(`${system.url}/metrics`)).text();
     expect(text).toMatch(/arcnet_nodes_total\{geozone="PJM",status="online"\} 3/);
     expect(text).toMatch(/arcnet_gpu_utilization_avg\{geozone="CAISO"\}/);
     expect(text).toMatch(/arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} \d+/);
     expect(text).toMatch(/arcnet_inference_requests_total\{geozone="ERCOT",status="rejected"\} 1/);
+    expect(text).toMatch(/arcnet_inference_requests_total\{geozone="PJM",status="completed"\} \d+/);
     expect(text).toMatch(/arcnet_inference_latency_ms_bucket/);
   });
 });
