@@ -1,0 +1,280 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { DatabaseSync } from 'node:sqlite';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../../src/core/clock.ts';
+import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
+import { openSqliteStores } from '../../src/store/sqlite.ts';
+import type { KvEvent, LeaseGrant, StateStores } from '../../src/store/ports.ts';
+import { documentStoreContract } from './documents.contract.ts';
+import { kvStoreContract } from './kv.contract.ts';
+import { leaseStoreContract } from './leases.contract.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'arcnet-sqlite-test-'));
+let fileCounter = 0;
+function freshPath(): string {
+  return join(root, `db-${process.pid}-${fileCounter++}`, 'state.sqlite');
+}
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+const variants: [string, () => string][] = [
+  ['SQLite file', freshPath],
+  ['SQLite :memory:', () => ':memory:'],
+];
+
+for (const [label, path] of variants) {
+  const open = async (clock: ManualClock): Promise<StateStores> => openSqliteStores({ path: path(), clock });
+  documentStoreContract(label, open);
+  kvStoreContract(label, open);
+  leaseStoreContract(label, open);
+}
+
+async function granted(stores: StateStores, name: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
+  const outcome = await stores.leases.acquire(name, holder, ttlMs);
+  if (!outcome.ok) throw new Error(`expected a grant, ${outcome.holder} holds ${name}`);
+  return outcome.grant;
+}
+
+describe('SQLite adapter', () => {
+  describe('on open', () => {
+    it('creates missing parent directories, uses WAL and records the applied migrations once', async () => {
+      const path = join(root, 'nested', 'deeper', 'state.sqlite');
+      const first = openSqliteStores({ path });
+      await first.close();
+      const second = openSqliteStores({ path });
+      await second.close();
+      expect(existsSync(path)).toBe(true);
+
+      const raw = new DatabaseSync(path);
+      try {
+        expect(raw.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
+        const migrations = raw.prepare('SELECT version FROM schema_migrations ORDER BY version').all();
+        expect(migrations.map((m) => m['version'])).toEqual([1]);
+      } finally {
+        raw.close();
+      }
+    });
+
+    it('refuses a database written by a newer schema', async () => {
+      const path = freshPath();
+      await openSqliteStores({ path }).close();
+      const raw = new DatabaseSync(path);
+      raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, ?, 0)').run('from the future');
+      raw.close();
+      expect(() => openSqliteStores({ path })).toThrow(/newer than this build/);
+    });
+
+    it('fails calls after close with a CLOSED error', async () => {
+      const stores = openSqliteStores({ path: ':memory:' });
+      await stores.close();
+      await stores.close();
+      await expect(stores.leases.acquire('x', 'A', 1000)).rejects.toMatchObject({ code: 'CLOSED' });
+      await expect(stores.kv.get('x')).rejects.toBeInstanceOf(ArcError);
+      await expect(stores.documents.get('c', 'x')).rejects.toMatchObject({ code: 'CLOSED' });
+    });
+
+    it('rejects values JSON cannot represent', async () => {
+      const stores = openSqliteStores({ path: ':memory:' });
+      try {
+        await expect(stores.kv.put('k', undefined)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+        await expect(stores.documents.put('c', 'x', () => 1)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+        expect(await stores.kv.revision()).toBe(0);
+      } finally {
+        await stores.close();
+      }
+    });
+  });
+
+  describe('durability across close and reopen', () => {
+    it('keeps document history and bitemporal views', async () => {
+      const clock = new ManualClock();
+      const t0 = clock.now();
+      const path = freshPath();
+      const before = openSqliteStores({ path, clock });
+      await before.documents.put('nodes', 'n1', { v: 1 });
+      clock.advance(100);
+      await before.documents.put('nodes', 'n1', { v: 'fixed' }, { validFrom: t0 + 50 });
+      await before.documents.delete('nodes', 'gone');
+      await before.close();
+
+      const after = openSqliteStores({ path, clock });
+      try {
+        expect((await after.documents.history('nodes', 'n1')).map((v) => v.version)).toEqual([1, 2]);
+        expect((await after.documents.get('nodes', 'n1', { asOf: t0 + 60 }))?.body).toEqual({ v: 'fixed' });
+        expect((await after.documents.get('nodes', 'n1', { asOf: t0 + 60, knownAt: t0 }))?.body).toEqual({ v: 1 });
+        const next = await after.documents.put('nodes', 'n1', { v: 3 }, { expectedVersion: 2 });
+        expect(next.ok && next.version.version).toBe(3);
+      } finally {
+        await after.close();
+      }
+    });
+
+    it('keeps kv revisions, per-key counters and the event log', async () => {
+      const path = freshPath();
+      const before = openSqliteStores({ path });
+      await before.kv.put('a', 1);
+      await before.kv.put('a', 2);
+      await before.kv.put('b', 1);
+      await before.kv.delete('b');
+      await before.close();
+
+      const after = openSqliteStores({ path });
+      try {
+        expect(await after.kv.revision()).toBe(4);
+        expect(await after.kv.get('a')).toEqual({ key: 'a', value: 2, createRevision: 1, modRevision: 2, version: 2 });
+        expect(await after.kv.put('b', 'again')).toEqual({ ok: true, revision: 5 });
+        const events: KvEvent[] = [];
+        const watch = after.kv.watch('', 1, (event) => events.push(event));
+        await vi.waitFor(() => expect(events.map((e) => [e.revision, e.type])).toEqual([[2, 'put'], [3, 'put'], [4, 'delete'], [5, 'put']]));
+        watch.close();
+      } finally {
+        await after.close();
+      }
+    });
+
+    it('keeps lease tokens increasing after reopen, whether the last grant was released, expired or live', async () => {
+      const clock = new ManualClock();
+      const path = freshPath();
+      let stores = openSqliteStores({ path, clock });
+      const g1 = await granted(stores, 'released', 'A', 1000);
+      await stores.leases.release(g1);
+      const e1 = await granted(stores, 'expired', 'A', 1000);
+      const l1 = await granted(stores, 'live', 'A', 1000);
+      await stores.close();
+
+      clock.advance(500);
+      stores = openSqliteStores({ path, clock });
+      try {
+        expect(await stores.leases.current('live')).toEqual(l1);
+        expect((await stores.leases.acquire('live', 'B', 1000)).ok).toBe(false);
+        expect(await stores.leases.renew(l1, 1000)).toMatchObject({ token: l1.token });
+        clock.advance(2000);
+        expect((await granted(stores, 'released', 'B', 1000)).token).toBe(g1.token + 1);
+        expect((await granted(stores, 'expired', 'B', 1000)).token).toBe(e1.token + 1);
+        expect((await granted(stores, 'live', 'B', 1000)).token).toBe(l1.token + 1);
+        await expect(stores.kv.put('k', 1, { fence: { lease: 'live', token: l1.token } })).rejects.toBeInstanceOf(StaleFencingTokenError);
+      } finally {
+        await stores.close();
+      }
+    });
+  });
+
+  describe('two stores on one file (two processes)', () => {
+    it('never both hold one lease, and tokens stay strictly increasing across them', async () => {
+      const clock = new ManualClock();
+      const path = freshPath();
+      const p1 = openSqliteStores({ path, clock });
+      const p2 = openSqliteStores({ path, clock });
+      try {
+        const tokens: number[] = [];
+        for (let round = 0; round < 20; round++) {
+          const [o1, o2] = await Promise.all([p1.leases.acquire('leader', 'p1', 100), p2.leases.acquire('leader', 'p2', 100)]);
+          const winners = [o1, o2].filter((o) => o.ok);
+          expect(winners).toHaveLength(1);
+          const grant = winners[0]?.ok ? winners[0].grant : undefined;
+          if (grant === undefined) throw new Error('no winner');
+          tokens.push(grant.token);
+          expect(await p1.leases.current('leader')).toEqual(grant);
+          expect(await p2.leases.current('leader')).toEqual(grant);
+          // Alternate how the lease is lost so both paths to a new token are covered.
+          if (round % 2 === 0) clock.advance(100);
+          else expect(await (grant.holder === 'p1' ? p1 : p2).leases.release(grant)).toBe(true);
+        }
+        expect(tokens).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      } finally {
+        await p1.close();
+        await p2.close();
+      }
+    });
+
+    it("fences a deposed process's writes against the other process's newer grant", async () => {
+      const clock = new ManualClock();
+      const path = freshPath();
+      const p1 = openSqliteStores({ path, clock });
+      const p2 = openSqliteStores({ path, clock });
+      try {
+        const old = await granted(p1, 'writer', 'p1', 100);
+        clock.advance(100);
+        const fresh = await granted(p2, 'writer', 'p2', 100);
+        await expect(p1.documents.put('c', 'x', 'stale', { fence: { lease: 'writer', token: old.token } })).rejects.toBeInstanceOf(
+          StaleFencingTokenError,
+        );
+        expect((await p2.documents.put('c', 'x', 'fresh', { fence: { lease: 'writer', token: fresh.token } })).ok).toBe(true);
+        expect((await p1.documents.get('c', 'x'))?.body).toBe('fresh');
+        expect(await p1.leases.renew(old, 100)).toBeUndefined();
+        expect(await p1.leases.release(old)).toBe(false);
+      } finally {
+        await p1.close();
+        await p2.close();
+      }
+    });
+
+    it("a watch sees the other store's writes, in order and once each", async () => {
+      const path = freshPath();
+      const p1 = openSqliteStores({ path, watchPollMs: 20 });
+      const p2 = openSqliteStores({ path });
+      try {
+        await p2.kv.put('svc/a', 0);
+        const events: KvEvent[] = [];
+        const watch = p1.kv.watch('svc/', 0, (event) => events.push(event));
+        for (let i = 1; i <= 10; i++) {
+          // Interleave local and remote writes: local ones wake the watch at once, remote ones on poll.
+          await (i % 3 === 0 ? p1 : p2).kv.put(`svc/${i % 4}`, i);
+          if (i % 4 === 0) await new Promise((r) => setTimeout(r, 25));
+        }
+        await p2.kv.delete('svc/1');
+        await vi.waitFor(() => expect(events.at(-1)?.revision).toBe(12));
+        await new Promise((r) => setTimeout(r, 60));
+        expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+        watch.close();
+      } finally {
+        await p1.close();
+        await p2.close();
+      }
+    });
+
+    it('two real processes hammering one lease get distinct, gap-free tokens', async () => {
+      const path = freshPath();
+      // Create the schema first so the children race on leases, not on migrations.
+      await openSqliteStores({ path }).close();
+      const module = resolve(import.meta.dirname, '../../src/store/sqlite.ts');
+      const script = `
+        import { openSqliteStores } from ${JSON.stringify(module)};
+        const stores = openSqliteStores({ path: process.env.DB_PATH });
+        const tokens = [];
+        for (let i = 0; i < 300; i++) {
+          const outcome = await stores.leases.acquire('shared', process.env.HOLDER, 60_000);
+          if (!outcome.ok) continue;
+          tokens.push(outcome.grant.token);
+          await stores.kv.put('owner', process.env.HOLDER, { fence: { lease: 'shared', token: outcome.grant.token } });
+          if (!(await stores.leases.release(outcome.grant))) throw new Error('lost a lease nobody could take');
+        }
+        await stores.close();
+        process.stdout.write(JSON.stringify(tokens));
+      `;
+      const run = promisify(execFile);
+      const children = ['p1', 'p2'].map((holder) =>
+        run(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, DB_PATH: path, HOLDER: holder } }),
+      );
+      const results = (await Promise.all(children)).map((r) => JSON.parse(r.stdout) as number[]);
+      for (const tokens of results) {
+        for (let i = 1; i < tokens.length; i++) expect(tokens[i]).toBeGreaterThan(tokens[i - 1] ?? 0);
+      }
+      const all = results.flat().sort((a, b) => a - b);
+      expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+      const stores = openSqliteStores({ path });
+      try {
+        expect(await stores.kv.revision()).toBe(all.length);
+        expect((await granted(stores, 'shared', 'parent', 1000)).token).toBe(all.length + 1);
+      } finally {
+        await stores.close();
+      }
+    });
+  });
+});
