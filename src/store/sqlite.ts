@@ -702,12 +702,12 @@ class SqliteLeaseStore implements LeaseStore {
   private readonly renewStmt: StatementSync;
   private readonly releaseStmt: StatementSync;
   private readonly currentStmt: StatementSync;
+  private queue: { run: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = [];
 
   constructor(s: Sqlite) {
     this.s = s;
-    // One autocommit statement instead of BEGIN/SELECT/UPDATE/COMMIT: the statement is its own write
-    // transaction, which halves the per-request cost on the inference hot path. SET and WHERE see the
-    // old row, so a live same-holder row keeps its token and everything else (free, released,
+    // One upsert instead of SELECT then UPDATE (it runs inside the group-commit transaction below).
+    // SET and WHERE see the old row, so a live same-holder row keeps its token and everything else (free, released,
     // expired, even for the same holder) gets token + 1.
     this.acquireStmt = s.db.prepare(
       `INSERT INTO leases (name, holder, token, expires_at) VALUES (?1, ?2, 1, ?4)
@@ -735,20 +735,48 @@ class SqliteLeaseStore implements LeaseStore {
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireOutcome> {
     this.s.ensureOpen();
     if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
-    try {
-      // The held-row read is a separate statement, so another connection may free the lease in
-      // between; retrying then is correct and converges because a free lease is granted next time.
-      for (;;) {
-        const now = this.s.clock.now();
-        const expiresAt = now + ttlMs;
-        const granted = this.acquireStmt.get(name, holder, now, expiresAt);
-        if (granted !== undefined) return { ok: true, grant: { name, holder, token: granted['token'] as number, expiresAt } };
-        const held = this.heldStmt.get(name, now);
-        if (held !== undefined) return { ok: false, reason: 'held', holder: held['holder'] as string, expiresAt: held['expires_at'] as number };
-      }
-    } catch (error) {
-      throw translate(error);
+    return this.enqueue(() => this.acquireNow(name, holder, ttlMs));
+  }
+
+  private acquireNow(name: string, holder: string, ttlMs: number): AcquireOutcome {
+    // The held-row read is a separate statement, so another connection may free the lease in
+    // between; retrying then is correct and converges because a free lease is granted next time.
+    for (;;) {
+      const now = this.s.clock.now();
+      const expiresAt = now + ttlMs;
+      const granted = this.acquireStmt.get(name, holder, now, expiresAt);
+      if (granted !== undefined) return { ok: true, grant: { name, holder, token: granted['token'] as number, expiresAt } };
+      const held = this.heldStmt.get(name, now);
+      if (held !== undefined) return { ok: false, reason: 'held', holder: held['holder'] as string, expiresAt: held['expires_at'] as number };
     }
+  }
+
+  /**
+   * Group commit: acquires and releases issued in the same turn of the event loop (the scheduler's
+   * partitions routing side by side) share one write transaction, flushed in a microtask, so no
+   * caller waits for a timer. Each operation still sees the ones before it, so they stay atomic and
+   * ordered; a failed transaction fails every operation in it and writes nothing.
+   */
+  private enqueue<R>(operation: () => R): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ run: operation, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queue.length === 1) queueMicrotask(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    let results: unknown[];
+    try {
+      this.s.ensureOpen();
+      results = this.s.write(() => batch.map((operation) => operation.run()));
+    } catch (error) {
+      const failure = translate(error);
+      for (const operation of batch) operation.reject(failure);
+      return;
+    }
+    batch.forEach((operation, i) => operation.resolve(results[i]));
   }
 
   async renew(grant: LeaseGrant, ttlMs: number): Promise<LeaseGrant | undefined> {
@@ -766,11 +794,7 @@ class SqliteLeaseStore implements LeaseStore {
 
   async release(grant: Pick<LeaseGrant, 'name' | 'token'>): Promise<boolean> {
     this.s.ensureOpen();
-    try {
-      return this.releaseStmt.run(grant.name, grant.token, this.s.clock.now()).changes === 1;
-    } catch (error) {
-      throw translate(error);
-    }
+    return this.enqueue(() => this.releaseStmt.run(grant.name, grant.token, this.s.clock.now()).changes === 1);
   }
 
   async current(name: string): Promise<LeaseGrant | undefined> {
