@@ -10,12 +10,16 @@ import { partitionForKey } from './ports.ts';
 
 const DEFAULT_PARTITIONS = 4;
 const DEFAULT_RETENTION_MS = 24 * 3_600_000;
+/** Retention is looked at only once a partition holds this many records, and then every so many appends. */
+const RETENTION_CHECK_RECORDS = 1024;
+const RETENTION_CHECK_EVERY = 256;
 
 interface Partition {
   records: ConsumedRecord[];
   /** Offset of records[0]: records before it were dropped by retention. */
   base: number;
   waiters: Set<() => void>;
+  appendsSinceCheck: number;
 }
 
 interface Topic {
@@ -79,7 +83,7 @@ export class MemoryBus implements BusAdapter {
     if (this.closed) throw new Error(`memory bus is closed: cannot produce to ${topicName}`);
     const topic = this.topic(topicName);
     const timestamp = this.now();
-    const touched = new Set<Partition>();
+    const touched = new Map<Partition, number>();
     for (const record of records) {
       const index = partitionForKey(record.key, topic.partitions.length);
       const partition = topic.partitions[index]!;
@@ -92,10 +96,10 @@ export class MemoryBus implements BusAdapter {
         value: record.value,
         headers: record.headers,
       });
-      touched.add(partition);
+      touched.set(partition, index);
     }
-    for (const partition of touched) {
-      this.applyRetention(topic, partition, timestamp);
+    for (const [partition, index] of touched) {
+      this.applyRetention(topic, partition, index, timestamp);
       for (const wake of partition.waiters) wake();
       partition.waiters.clear();
     }
@@ -173,7 +177,7 @@ export class MemoryBus implements BusAdapter {
       topic = {
         name,
         retentionMs,
-        partitions: Array.from({ length: partitions }, () => ({ records: [], base: 0, waiters: new Set<() => void>() })),
+        partitions: Array.from({ length: partitions }, () => ({ records: [], base: 0, waiters: new Set<() => void>(), appendsSinceCheck: 0 })),
       };
       this.topics.set(name, topic);
       // A topic born after a group subscribed by name still needs its partitions owned.
@@ -184,12 +188,26 @@ export class MemoryBus implements BusAdapter {
     return topic;
   }
 
-  private applyRetention(topic: Topic, partition: Partition, now: number): void {
-    // Checked only on append and in bulk, so the hot path pays nothing per record.
-    const first = partition.records[0];
-    if (!first || now - first.timestamp <= topic.retentionMs || partition.records.length < 1024) return;
-    let drop = 0;
+  /**
+   * Drops records every group reading the topic has committed, and records past the topic's
+   * retention. Kafka keeps consumed records for replay; in one process nobody can replay after a
+   * restart anyway, and keeping them would grow the heap by every message routed (and the GC pauses
+   * with it). Records some group has not consumed yet are kept, so nothing accepted is lost.
+   */
+  private applyRetention(topic: Topic, partition: Partition, index: number, now: number): void {
+    if (partition.records.length < RETENTION_CHECK_RECORDS || ++partition.appendsSinceCheck < RETENTION_CHECK_EVERY) return;
+    partition.appendsSinceCheck = 0;
+    const key = `${topic.name}#${index}`;
+    let consumedByAll = Infinity;
+    let readers = 0;
+    for (const group of this.groups.values()) {
+      if (!group.members.some((m) => m.options.topics.includes(topic.name))) continue;
+      readers++;
+      consumedByAll = Math.min(consumedByAll, group.offsets.get(key) ?? partition.base);
+    }
+    let drop = readers > 0 ? Math.max(0, consumedByAll - partition.base) : 0;
     while (drop < partition.records.length && now - partition.records[drop]!.timestamp > topic.retentionMs) drop++;
+    if (drop === 0) return;
     partition.records.splice(0, drop);
     partition.base += drop;
   }

@@ -9,6 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logging.ts';
 import { ArcError, StaleFencingTokenError, errorMessage } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -127,6 +128,7 @@ class Sqlite {
   private readonly commit: StatementSync;
   private readonly rollback: StatementSync;
   private readonly cache = new Map<string, StatementSync>();
+  private checkpointer: Worker | undefined;
 
   constructor(path: string, clock: Clock, busyTimeoutMs: number) {
     if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
@@ -138,6 +140,7 @@ class Sqlite {
       this.db.exec('PRAGMA journal_mode = WAL');
       this.db.exec('PRAGMA synchronous = NORMAL');
       this.db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(busyTimeoutMs))}`);
+      if (path !== ':memory:' && path !== '') this.checkpointer = startCheckpointer(this.db, path);
       this.beginImmediate = this.db.prepare('BEGIN IMMEDIATE');
       this.beginDeferred = this.db.prepare('BEGIN');
       this.commit = this.db.prepare('COMMIT');
@@ -242,8 +245,36 @@ class Sqlite {
     if (this.closed) return;
     this.closed = true;
     this.cache.clear();
+    if (this.checkpointer) {
+      void this.checkpointer.terminate();
+      // Leave the file whole on disk: fold the WAL back in before closing.
+      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    }
     this.db.close();
   }
+}
+
+/**
+ * WAL checkpoints copy pages into the database and fsync it: milliseconds, which the automatic
+ * checkpoint would spend inside whichever commit crossed the threshold, on the event loop. A worker
+ * thread with its own connection checkpoints instead (PASSIVE: it never blocks writers), so the
+ * routing hot path only ever appends to the WAL.
+ */
+function startCheckpointer(db: DatabaseSync, path: string): Worker {
+  db.exec('PRAGMA wal_autocheckpoint = 0');
+  const worker = new Worker(
+    `const { DatabaseSync } = require('node:sqlite');
+     const { workerData } = require('node:worker_threads');
+     const db = new DatabaseSync(workerData.path, { timeout: 1000 });
+     setInterval(() => { try { db.exec('PRAGMA wal_checkpoint(PASSIVE)'); } catch {} }, workerData.intervalMs);`,
+    { eval: true, workerData: { path, intervalMs: 500 } },
+  );
+  worker.unref();
+  worker.on('error', () => {
+    // Without the worker, fall back to SQLite's own checkpoints so the WAL cannot grow without bound.
+    if (db.isOpen) db.exec('PRAGMA wal_autocheckpoint = 1000');
+  });
+  return worker;
 }
 
 function translate(error: unknown): unknown {
@@ -741,7 +772,7 @@ class SqliteLeaseStore implements LeaseStore {
   private acquireNow(name: string, holder: string, ttlMs: number): AcquireOutcome {
     // The held-row read is a separate statement, so another connection may free the lease in
     // between; retrying then is correct and converges because a free lease is granted next time.
-    for (;;) {
+    for (let attempt = 0; attempt < 8; attempt++) {
       const now = this.s.clock.now();
       const expiresAt = now + ttlMs;
       const granted = this.acquireStmt.get(name, holder, now, expiresAt);
@@ -749,6 +780,7 @@ class SqliteLeaseStore implements LeaseStore {
       const held = this.heldStmt.get(name, now);
       if (held !== undefined) return { ok: false, reason: 'held', holder: held['holder'] as string, expiresAt: held['expires_at'] as number };
     }
+    throw new ArcError('CONFLICT', `lease "${name}" changed hands 8 times while being acquired; retry`, { retryable: true });
   }
 
   /**

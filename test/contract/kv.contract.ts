@@ -19,6 +19,11 @@ function settle(ms = 30): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls often: delivery is asynchronous but quick, and the default 50 ms interval dominates test time. */
+function eventually(assertion: () => void): Promise<void> {
+  return vi.waitFor(assertion, { interval: 5, timeout: 2000 });
+}
+
 function summary(events: readonly KvEvent[]): [number, string, string, unknown][] {
   return events.map((e) => [e.revision, e.type, e.key, e.value]);
 }
@@ -162,24 +167,24 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
 
         const fromStart = watch('svc/', 0);
         const fromTwo = watch('svc/', 2);
-        await vi.waitFor(() => expect(fromStart).toHaveLength(3));
+        await eventually(() => expect(fromStart).toHaveLength(3));
         expect(summary(fromStart)).toEqual([
           [1, 'put', 'svc/a', 1],
           [3, 'put', 'svc/b', 2],
           [4, 'delete', 'svc/a', undefined],
         ]);
-        await vi.waitFor(() => expect(fromTwo).toHaveLength(2));
+        await eventually(() => expect(fromTwo).toHaveLength(2));
         expect(fromTwo.map((e) => e.revision)).toEqual([3, 4]);
 
         await kv.put('svc/c', 3); // 5
         await kv.put('other/y', 1); // 6
         await kv.put('svc/b', 4); // 7
-        await vi.waitFor(() => expect(fromStart).toHaveLength(5));
+        await eventually(() => expect(fromStart).toHaveLength(5));
         expect(summary(fromStart.slice(3))).toEqual([
           [5, 'put', 'svc/c', 3],
           [7, 'put', 'svc/b', 4],
         ]);
-        await vi.waitFor(() => expect(fromTwo).toHaveLength(4));
+        await eventually(() => expect(fromTwo).toHaveLength(4));
         await settle();
         expect(fromStart.map((e) => e.revision)).toEqual([1, 3, 4, 5, 7]);
         expect(fromTwo.map((e) => e.revision)).toEqual([3, 4, 5, 7]);
@@ -191,7 +196,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
         await settle();
         expect(events).toEqual([]);
         await kv.put('k/2', 'new');
-        await vi.waitFor(() => expect(events).toHaveLength(1));
+        await eventually(() => expect(events).toHaveLength(1));
         expect(events[0]).toEqual({ type: 'put', key: 'k/2', revision: 2, value: 'new' });
       });
 
@@ -199,7 +204,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
         await kv.put('k/1', 1);
         const events = watch('k/', 0);
         expect(events).toEqual([]);
-        await vi.waitFor(() => expect(events).toHaveLength(1));
+        await eventually(() => expect(events).toHaveLength(1));
       });
 
       it('delivers a burst of writes racing the replay exactly once each, in order', async () => {
@@ -211,7 +216,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
         }
         await Promise.all(writes);
         const last = await kv.revision();
-        await vi.waitFor(() => expect(events.at(-1)?.revision).toBe(last));
+        await eventually(() => expect(events.at(-1)?.revision).toBe(last));
         await settle();
         const revisions = events.map((e) => e.revision);
         expect(revisions).toEqual(Array.from({ length: last - 10 }, (_, i) => i + 11));
@@ -221,7 +226,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
         const events = watch('', 0);
         await kv.put('a', 1);
         await kv.put('z/z', 2);
-        await vi.waitFor(() => expect(events.map((e) => e.key)).toEqual(['a', 'z/z']));
+        await eventually(() => expect(events.map((e) => e.key)).toEqual(['a', 'z/z']));
       });
 
       it('watches independently per prefix and stops after close', async () => {
@@ -232,8 +237,8 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
         await kv.put('a/1', 1);
         await kv.put('b/1', 1);
         await kv.put('a/2', 2);
-        await vi.waitFor(() => expect(a.map((e) => e.key)).toEqual(['a/1', 'a/2']));
-        await vi.waitFor(() => expect(b.map((e) => e.key)).toEqual(['b/1']));
+        await eventually(() => expect(a.map((e) => e.key)).toEqual(['a/1', 'a/2']));
+        await eventually(() => expect(b.map((e) => e.key)).toEqual(['b/1']));
         await settle();
         expect(closed).toEqual([]);
       });
@@ -247,7 +252,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
           }),
         );
         await kv.put('chain/start', 1);
-        await vi.waitFor(() => expect(seen).toHaveLength(5));
+        await eventually(() => expect(seen).toHaveLength(5));
         await settle();
         expect(seen).toEqual([1, 2, 3, 4, 5]);
       });
@@ -278,7 +283,7 @@ export function kvStoreContract(name: string, open: (clock: ManualClock) => Prom
           ok: true,
           revision: 2,
         });
-        await vi.waitFor(() => expect(events.map((e) => e.value)).toEqual(['by A', 'by B']));
+        await eventually(() => expect(events.map((e) => e.value)).toEqual(['by A', 'by B']));
       });
     });
   });

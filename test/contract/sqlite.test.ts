@@ -223,15 +223,21 @@ describe('SQLite adapter', () => {
         await p2.kv.put('svc/a', 0);
         const events: KvEvent[] = [];
         const watch = p1.kv.watch('svc/', 0, (event) => events.push(event));
+        await vi.waitFor(() => expect(events).toHaveLength(1), { interval: 5 });
         for (let i = 1; i <= 10; i++) {
           // Interleave local and remote writes: local ones wake the watch at once, remote ones on poll.
           await (i % 3 === 0 ? p1 : p2).kv.put(`svc/${i % 4}`, i);
           if (i % 4 === 0) await new Promise((r) => setTimeout(r, 25));
         }
+        await vi.waitFor(() => expect(events.at(-1)?.revision).toBe(11), { interval: 5 });
+        // From here only the other store writes, so nothing local wakes the watch: only polling can.
+        await new Promise((r) => setTimeout(r, 30));
+        await p2.kv.put('svc/x', 'remote');
         await p2.kv.delete('svc/1');
-        await vi.waitFor(() => expect(events.at(-1)?.revision).toBe(12));
+        await vi.waitFor(() => expect(events.at(-1)?.revision).toBe(13), { interval: 5 });
         await new Promise((r) => setTimeout(r, 60));
-        expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+        expect(events.map((e) => e.revision)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+        expect(events.at(-1)).toEqual({ type: 'delete', key: 'svc/1', revision: 13, value: undefined });
         watch.close();
       } finally {
         await p1.close();
