@@ -18,6 +18,9 @@ import { topics } from '../src/contracts/topics.ts';
 import { MemoryBus } from '../src/bus/memory.ts';
 import { MessageBus } from '../src/bus/typed-bus.ts';
 import { openSqliteStores } from '../src/store/sqlite.ts';
+import { MemoryLeaseStore } from '../src/store/memory-leases.ts';
+import type { LeaseStore } from '../src/store/ports.ts';
+import { RESERVATION_TOKENS_PER_EPOCH } from '../src/main/embedded.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease } from '../src/inference/scheduler.ts';
 import { DispatchRouter } from '../src/inference/dispatch-router.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../src/placement/inference-profile.ts';
@@ -61,7 +64,7 @@ function request(random: () => number, id: number): InferenceRequest {
   };
 }
 
-function scheduler(bus: MessageBus, leases: ReturnType<typeof openSqliteStores>['leases']): InferenceScheduler {
+function scheduler(bus: MessageBus, leases: LeaseStore): InferenceScheduler {
   return new InferenceScheduler({
     bus,
     leases,
@@ -76,16 +79,24 @@ async function emptyCallP99(iterations: number): Promise<{ p50: number; p99: num
   const noop = async (): Promise<number> => 0;
   const samples = new Float64Array(iterations);
   for (let i = 0; i < iterations; i++) {
-    const start = process.hrtime.bigint();
+    const start = performance.now();
     await noop();
-    samples[i] = Number(process.hrtime.bigint() - start);
+    samples[i] = (performance.now() - start) * 1e6;
   }
   samples.sort();
   return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
 }
 
-async function decisionCost(nodesPerZone: number, iterations: number, dir: string): Promise<{ p50: number; p99: number; buildMs: number }> {
-  const stores = openSqliteStores({ path: join(dir, `decision-${nodesPerZone}.db`) });
+type LeaseKind = 'memory' | 'sqlite';
+
+/** The embedded mode's reservation store (ADR 0005), or the durable SQLite one for comparison. */
+function reservationStore(kind: LeaseKind, file: string): { leases: LeaseStore; close(): Promise<void> } {
+  if (kind === 'memory') return { leases: new MemoryLeaseStore({ tokenFloor: RESERVATION_TOKENS_PER_EPOCH }), close: async () => undefined };
+  return openSqliteStores({ path: file });
+}
+
+async function decisionCost(nodesPerZone: number, iterations: number, dir: string, kind: LeaseKind): Promise<{ p50: number; p99: number; buildMs: number }> {
+  const stores = reservationStore(kind, join(dir, `decision-${kind}-${nodesPerZone}.db`));
   const bus = new MessageBus(new MemoryBus());
   const sched = scheduler(bus, stores.leases);
   const random = seededRandom(nodesPerZone);
@@ -97,13 +108,13 @@ async function decisionCost(nodesPerZone: number, iterations: number, dir: strin
   for (let i = 0; i < iterations + 1000; i++) {
     const ask = request(random, i);
     // The decision: the best candidate, its lease taken atomically, the index told.
-    const start = process.hrtime.bigint();
+    const start = performance.now();
     const candidate = index.best(ask, Date.now());
     if (!candidate) throw new Error('bench mesh has no candidate');
     const lease = await stores.leases.acquire(reservationLease(candidate.node.id), ask.id, 30_000);
     if (!lease.ok) throw new Error('lease unexpectedly held');
     index.reserve({ nodeId: candidate.node.id, holder: ask.id, token: lease.grant.token, expiresAt: lease.grant.expiresAt });
-    const elapsed = Number(process.hrtime.bigint() - start);
+    const elapsed = (performance.now() - start) * 1e6;
     if (i >= 1000) samples[i - 1000] = elapsed;
     // Not timed: the result comes back and frees the node, so the mesh stays the same size.
     index.release(candidate.node.id, lease.grant.token);
@@ -114,8 +125,8 @@ async function decisionCost(nodesPerZone: number, iterations: number, dir: strin
   return { p50: percentile(samples, 50), p99: percentile(samples, 99), buildMs };
 }
 
-async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: number, dir: string): Promise<{ achieved: number; p50: number; p99: number; completed: number; offered: number }> {
-  const stores = openSqliteStores({ path: join(dir, `e2e-${offeredRate}.db`) });
+async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: number, dir: string, kind: LeaseKind = 'memory'): Promise<{ achieved: number; p50: number; p99: number; completed: number; offered: number }> {
+  const stores = reservationStore(kind, join(dir, `e2e-${kind}-${offeredRate}.db`));
   const memory = new MemoryBus();
   const bus = new MessageBus(memory);
   await bus.ensureTopics(ZONES);
@@ -144,7 +155,7 @@ async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: numb
   await router.start(ZONES, 'bench-router');
   await sched.start();
   const total = Math.round(offeredRate * seconds);
-  const tickMs = 5;
+  const tickMs = 1;
   const perTick = Math.max(1, Math.round((offeredRate * tickMs) / 1000));
   let sent = 0;
   const started = performance.now();
@@ -181,22 +192,27 @@ async function main(): Promise<void> {
   try {
     const iterations = quick ? 5_000 : 20_000;
     console.log(`ArcNet bench (${quick ? 'quick' : 'full'}), Node ${process.version}, ${new Date().toISOString()}\n`);
-    console.log('1. Routing decision: filter + score + atomic lease (SQLite, WAL) + index update');
+    console.log('1. Routing decision: filter + score + reservation lease + index update');
     const empty = await emptyCallP99(iterations * 5);
-    console.log(`   empty async call: p50 ${empty.p50} ns, p99 ${empty.p99} ns`);
+    console.log(`   empty async call: p50 ${empty.p50.toFixed(0)} ns, p99 ${empty.p99.toFixed(0)} ns`);
     const sizes = quick ? [1_000, 10_000] : [1_000, 10_000, 100_000];
-    const rows: { size: number; p50: number; p99: number }[] = [];
-    for (const size of sizes) {
-      const cost = await decisionCost(size, iterations, dir);
-      rows.push({ size, ...cost });
-      console.log(`   ${String(size).padStart(7)} nodes/zone (x3 zones): p50 ${(cost.p50 / 1000).toFixed(2)} µs (${(cost.p50 / empty.p50).toFixed(0)}x empty p50), p99 ${(cost.p99 / 1000).toFixed(2)} µs = ${(cost.p99 / empty.p99).toFixed(1)}x the empty call's p99 (index built in ${cost.buildMs.toFixed(0)} ms)`);
+    for (const kind of ['memory', 'sqlite'] as const) {
+      console.log(kind === 'memory' ? '   reservations in memory (embedded mode, ADR 0005):' : '   reservations as durable SQLite leases (for comparison; one commit per decision):');
+      const rows: { size: number; p50: number; p99: number }[] = [];
+      for (const size of kind === 'sqlite' ? sizes.slice(0, 1) : sizes) {
+        const cost = await decisionCost(size, iterations, dir, kind);
+        rows.push({ size, ...cost });
+        console.log(`   ${String(size).padStart(7)} nodes/zone (x3 zones): p50 ${(cost.p50 / 1000).toFixed(2)} µs (${(cost.p50 / empty.p50).toFixed(1)}x empty p50), p99 ${(cost.p99 / 1000).toFixed(2)} µs = ${(cost.p99 / empty.p99).toFixed(1)}x the empty call's p99 (index built in ${cost.buildMs.toFixed(0)} ms)`);
+      }
+      if (kind === 'sqlite') continue;
+      const first = rows[0]!;
+      const last = rows[rows.length - 1]!;
+      const ratio = first.p99 / empty.p99;
+      const growth = last.p99 / first.p99;
+      console.log(`   goal p99 <= 50x empty at 1,000: ${ratio.toFixed(1)}x ${ratio <= 50 ? 'MET' : 'NOT MET'}`);
+      console.log(`   goal growth 1,000 -> ${last.size.toLocaleString('en')} <= 3x: ${growth.toFixed(2)}x ${growth <= 3 ? 'MET' : 'NOT MET'}`);
     }
-    const first = rows[0]!;
-    const last = rows[rows.length - 1]!;
-    const ratio = first.p99 / empty.p99;
-    const growth = last.p99 / first.p99;
-    console.log(`   goal p99 <= 50x empty at 1,000: ${ratio.toFixed(1)}x ${ratio <= 50 ? 'MET' : 'NOT MET'}`);
-    console.log(`   goal growth 1,000 -> ${last.size.toLocaleString('en')} <= 3x: ${growth.toFixed(2)}x ${growth <= 3 ? 'MET' : 'NOT MET'}\n`);
+    console.log('');
 
     console.log('2. End to end on the embedded bus (1,000 nodes/zone, instant nodes): request -> dispatch -> result -> release');
     const seconds = quick ? 2 : 5;

@@ -11,6 +11,7 @@ import { seededUuid } from '../core/ids.ts';
 import { isGeohash } from '../core/geohash.ts';
 import type { EnergySource } from '../contracts/messages.ts';
 import { withDefaults, DEFAULT_GEOZONES } from '../main/config.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../placement/inference-profile.ts';
 import { startEmbedded, VERSION } from '../main/embedded.ts';
 import { Agent } from '../agent/agent.ts';
 import { SimulatedBackend } from '../agent/simulated-backend.ts';
@@ -37,6 +38,21 @@ const fraction = (name: string) => (value: string): number => {
 };
 const list = (value: string): string[] => value.split(',').map((s) => s.trim()).filter(Boolean);
 
+const WEIGHT_NAMES = ['sameGeozone', 'cogen', 'gpuHeadroom', 'battery'] as const;
+type Weights = Record<(typeof WEIGHT_NAMES)[number], number>;
+/** `sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20`; names left out keep the seed's weight. */
+const weights = (value: string): Partial<Weights> => {
+  const out: Partial<Weights> = {};
+  for (const pair of list(value)) {
+    const [name, raw] = pair.split('=');
+    if (!WEIGHT_NAMES.includes(name as (typeof WEIGHT_NAMES)[number])) throw new InvalidArgumentError(`unknown weight "${name}" (known: ${WEIGHT_NAMES.join(', ')})`);
+    const n = Number(raw);
+    if (raw === undefined || raw === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`weight ${name} must be a number, got "${raw ?? ''}"`);
+    out[name as (typeof WEIGHT_NAMES)[number]] = n;
+  }
+  return out;
+};
+
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
 
@@ -54,9 +70,10 @@ program
   .option('--telemetry-interval <ms>', 'telemetry period of nodes', int('--telemetry-interval', 100), 10_000)
   .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
   .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
+  .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
   .option('--no-status', 'no live status line')
   .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn'))
-  .action(async (opts: { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; status: boolean; logLevel: string }) => {
+  .action(async (opts: { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; weights: Partial<Weights>; status: boolean; logLevel: string }) => {
     const logger = createLogger({ level: opts.logLevel });
     const config = withDefaults({
       host: opts.host,
@@ -66,6 +83,7 @@ program
       telemetryIntervalMs: opts.telemetryInterval,
       offlineAfterMs: opts.offlineAfter,
       summaryIntervalMs: opts.summaryInterval,
+      placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
     });
     const system = await startEmbedded(config, { logger });

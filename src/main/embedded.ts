@@ -15,7 +15,8 @@ import { topics } from '../contracts/topics.ts';
 import { MemoryBus } from '../bus/memory.ts';
 import { MessageBus } from '../bus/typed-bus.ts';
 import { openSqliteStores } from '../store/sqlite.ts';
-import type { StateStores } from '../store/ports.ts';
+import type { KvStore, StateStores } from '../store/ports.ts';
+import { MemoryLeaseStore } from '../store/memory-leases.ts';
 import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG } from '../mesh/aggregator.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
 import { InferenceTracker } from '../inference/tracker.ts';
@@ -30,6 +31,20 @@ import { seededRandom } from '../sim/random.ts';
 import type { EmbeddedConfig } from './config.ts';
 
 export const VERSION = '0.1.0';
+
+/** Reservation tokens one start may hand out before the next start's tokens begin (2^32, so 2^21 starts fit in a safe integer). */
+export const RESERVATION_TOKENS_PER_EPOCH = 2 ** 32;
+const EPOCH_KEY = 'system/epoch';
+
+/** A counter bumped once per start with compare-and-set, so two starts never share an epoch. */
+export async function nextEpoch(kv: KvStore): Promise<number> {
+  for (;;) {
+    const current = await kv.get<number>(EPOCH_KEY);
+    const next = (current?.value ?? 0) + 1;
+    const written = await kv.put(EPOCH_KEY, next, { expectedRevision: current?.modRevision ?? 0 });
+    if (written.ok) return next;
+  }
+}
 
 export interface EmbeddedSystem {
   readonly config: EmbeddedConfig;
@@ -82,9 +97,12 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     config: { ...DEFAULT_AGGREGATOR_CONFIG, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs },
     onTelemetry: (_node, telemetry) => hub.telemetry(telemetry),
   });
+  // Reservations live in memory (ADR 0005); the durable start epoch keeps their tokens increasing across restarts.
+  const epoch = await nextEpoch(stores.kv);
+  const reservations = new MemoryLeaseStore({ clock, tokenFloor: epoch * RESERVATION_TOKENS_PER_EPOCH });
   const scheduler = new InferenceScheduler({
     bus,
-    leases: stores.leases,
+    leases: reservations,
     clock,
     logger: logger.child({ component: 'scheduler' }),
     instanceId,

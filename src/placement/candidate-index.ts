@@ -4,8 +4,7 @@
  * For every (geozone, model) a max-heap holds the nodes that pass every filter that does not depend
  * on time, ordered by their score for a requester in the same geozone. Within one geozone the
  * same-geozone term is the same for every node, so that order is also the right order for a
- * requester anywhere else; only the top of each other geozone's heap has to be rescored for a
- * forwarded request. Reserved nodes leave the heaps until released or expired; nodes found silent
+ * requester anywhere else: a decision rescores only the top of each geozone's heap. Reserved nodes leave the heaps (lazily) until released or expired; nodes found silent
  * at the top are dropped until their next telemetry. `place()` over all nodes is the reference the
  * property tests hold this index to.
  */
@@ -76,10 +75,13 @@ export class InferenceCandidateIndex {
     this.unlink(nodeId);
   }
 
+  /**
+   * The node stays in its heaps: it is dropped from each lazily when it surfaces at the top of one,
+   * so a reservation costs one heap operation on the hot path instead of one per model loaded.
+   */
   reserve(reservation: Reservation): void {
     this.reservations.set(reservation.nodeId, reservation);
     this.expiries.upsert(reservation.nodeId, -reservation.expiresAt);
-    this.unlink(reservation.nodeId);
   }
 
   /** Ends a reservation if `token` is the one held (any token when omitted); the node becomes a candidate again. */
@@ -111,25 +113,26 @@ export class InferenceCandidateIndex {
     return held !== undefined && held.expiresAt > now;
   }
 
-  /** The best feasible node for the ask: the requester's geozone first, else the best other geozone. */
+  /**
+   * The best feasible node for the ask: the top of each geozone's heap, rescored for this requester.
+   * With the seed's weights the requester's own geozone always wins when it has a candidate (100 for
+   * the zone outweighs everything else together); other weights may prefer a node elsewhere.
+   */
   best(ask: InferenceAsk, now: number): Candidate | undefined {
     this.expire(now);
-    const local = this.top(ask.requesterGeozone, ask.modelId, now);
-    if (local) return { node: local.node, score: local.score, forwarded: false };
     let bestNode: NodeState | undefined;
     let bestScore = -Infinity;
     const context = this.context(now);
     for (const zone of this.heaps.keys()) {
-      if (zone === ask.requesterGeozone) continue;
       const top = this.top(zone, ask.modelId, now);
       if (!top) continue;
-      const score = scoreNode(this.profile, top.node, ask, context);
+      const score = zone === ask.requesterGeozone ? top.score : scoreNode(this.profile, top.node, ask, context);
       if (bestNode === undefined || better(score, top.node.id, bestScore, bestNode.id)) {
         bestNode = top.node;
         bestScore = score;
       }
     }
-    return bestNode ? { node: bestNode, score: bestScore, forwarded: true } : undefined;
+    return bestNode ? { node: bestNode, score: bestScore, forwarded: bestNode.geozone !== ask.requesterGeozone } : undefined;
   }
 
   /** Why nothing fits: the full filter pipeline over every node (the slow path, only on rejection). */
@@ -149,6 +152,11 @@ export class InferenceCandidateIndex {
     for (;;) {
       const id = heap.peekId();
       if (id === undefined) return undefined;
+      if (this.reservations.has(id)) {
+        // Reserved (expire() ran first, so the reservation is live): back in every heap on release.
+        heap.remove(id);
+        continue;
+      }
       const node = this.nodes.get(id)!;
       if (now - node.lastSeen <= this.offlineAfterMs) return { node, score: heap.peekScore() };
       // Silent past the limit: out of every heap until it reports again.

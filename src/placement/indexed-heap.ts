@@ -1,93 +1,99 @@
-/** A max-heap of ids by score with O(log n) update and removal by id; ties go to the lower id. */
+/**
+ * A max-heap of ids by score with O(log n) update and removal by id; ties go to the lower id.
+ * Each entry carries its own position, so a sift step is two array writes and two property writes
+ * rather than map updates: at 100,000 nodes per heap that is what keeps a routing decision flat.
+ */
+interface Entry {
+  readonly id: string;
+  score: number;
+  position: number;
+}
+
 export class IndexedMaxHeap {
-  private readonly ids: string[] = [];
-  private readonly scores: number[] = [];
-  private readonly positions = new Map<string, number>();
+  private readonly heap: Entry[] = [];
+  private readonly entries = new Map<string, Entry>();
 
   get size(): number {
-    return this.ids.length;
+    return this.heap.length;
   }
 
   has(id: string): boolean {
-    return this.positions.has(id);
+    return this.entries.has(id);
   }
 
   peekId(): string | undefined {
-    return this.ids[0];
+    return this.heap[0]?.id;
   }
 
   peekScore(): number {
-    return this.scores[0] ?? -Infinity;
+    return this.heap[0]?.score ?? -Infinity;
   }
 
   upsert(id: string, score: number): void {
-    const at = this.positions.get(id);
-    if (at === undefined) {
-      this.ids.push(id);
-      this.scores.push(score);
-      this.positions.set(id, this.ids.length - 1);
-      this.up(this.ids.length - 1);
+    const entry = this.entries.get(id);
+    if (entry === undefined) {
+      const created: Entry = { id, score, position: this.heap.length };
+      this.entries.set(id, created);
+      this.heap.push(created);
+      this.up(created.position);
       return;
     }
-    const old = this.scores[at]!;
-    this.scores[at] = score;
-    if (score > old) this.up(at);
-    else this.down(at);
+    const old = entry.score;
+    entry.score = score;
+    if (score > old) this.up(entry.position);
+    else this.down(entry.position);
   }
 
   remove(id: string): boolean {
-    const at = this.positions.get(id);
-    if (at === undefined) return false;
-    const last = this.ids.length - 1;
-    this.swap(at, last);
-    this.ids.pop();
-    this.scores.pop();
-    this.positions.delete(id);
-    if (at < this.ids.length) {
-      this.up(at);
-      this.down(at);
+    const entry = this.entries.get(id);
+    if (entry === undefined) return false;
+    this.entries.delete(id);
+    const last = this.heap.pop()!;
+    if (last !== entry) {
+      this.heap[entry.position] = last;
+      last.position = entry.position;
+      this.up(last.position);
+      this.down(last.position);
     }
     return true;
   }
 
-  private before(i: number, j: number): boolean {
-    const a = this.scores[i]!;
-    const b = this.scores[j]!;
-    return a > b || (a === b && this.ids[i]! < this.ids[j]!);
+  private static before(a: Entry, b: Entry): boolean {
+    return a.score > b.score || (a.score === b.score && a.id < b.id);
   }
 
   private up(i: number): void {
+    const heap = this.heap;
+    const moving = heap[i]!;
     while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
+      const parentIndex = (i - 1) >> 1;
+      const parent = heap[parentIndex]!;
+      if (!IndexedMaxHeap.before(moving, parent)) break;
+      heap[i] = parent;
+      parent.position = i;
+      i = parentIndex;
     }
+    heap[i] = moving;
+    moving.position = i;
   }
 
   private down(i: number): void {
-    const n = this.ids.length;
+    const heap = this.heap;
+    const n = heap.length;
+    const moving = heap[i]!;
     for (;;) {
       const left = 2 * i + 1;
+      if (left >= n) break;
       const right = left + 1;
-      let top = i;
-      if (left < n && this.before(left, top)) top = left;
-      if (right < n && this.before(right, top)) top = right;
-      if (top === i) return;
-      this.swap(i, top);
-      i = top;
+      let child = left;
+      if (right < n && IndexedMaxHeap.before(heap[right]!, heap[left]!)) child = right;
+      const candidate = heap[child]!;
+      if (!IndexedMaxHeap.before(candidate, moving)) break;
+      heap[i] = candidate;
+      candidate.position = i;
+      i = child;
     }
-  }
-
-  private swap(i: number, j: number): void {
-    if (i === j) return;
-    const id = this.ids[i]!;
-    const score = this.scores[i]!;
-    this.ids[i] = this.ids[j]!;
-    this.scores[i] = this.scores[j]!;
-    this.ids[j] = id;
-    this.scores[j] = score;
-    this.positions.set(this.ids[i]!, i);
-    this.positions.set(id, j);
+    heap[i] = moving;
+    moving.position = i;
   }
 }

@@ -257,6 +257,31 @@ describe('embedded ArcNet, end to end in one process', () => {
     socket.close();
   });
 
+  it('publishes a regional summary per geozone with totals, active nodes, average GPU and the energy mix', async () => {
+    const summaries: Record<string, unknown>[] = [];
+    const consumer = await system.bus.subscribe('test-summaries', [topics.regionalSummary], 'RegionalSummary', (m) => void summaries.push(m as unknown as Record<string, unknown>), { startAt: 'latest' });
+    await system.aggregator.publishSummaries();
+    await until(() => summaries.length === 3, 'three summaries');
+    const byZone = Object.fromEntries(summaries.map((m) => [m['geozoneId'], m]));
+    const registry = [...system.aggregator.registry.all()];
+    for (const zone of ['CAISO', 'ERCOT', 'PJM']) {
+      const nodes = registry.filter((n) => n.geozone === zone);
+      const active = nodes.filter((n) => n.status !== 'offline');
+      expect(byZone[zone]).toMatchObject({
+        geozoneId: zone,
+        totalNodes: nodes.length,
+        activeNodes: active.length,
+        energyBreakdown: {
+          cogen: active.filter((n) => n.energySource === 'cogen').length,
+          grid: active.filter((n) => n.energySource === 'grid').length,
+          battery: active.filter((n) => n.energySource === 'battery').length,
+        },
+      });
+      expect(byZone[zone]!['avgGpuUtil']).toBeCloseTo(active.reduce((sum, n) => sum + n.gpuUtilization, 0) / active.length, 3);
+    }
+    await consumer.close();
+  });
+
   it('exposes the seed metrics for Prometheus', async () => {
     const text = await (await fetch(`${system.url}/metrics`)).text();
     expect(text).toMatch(/arcnet_nodes_total\{geozone="PJM",status="online"\} 3/);

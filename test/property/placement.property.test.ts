@@ -38,14 +38,21 @@ const nodeArb = (index: number): fc.Arbitrary<NodeState> =>
     reputation: 100,
   }));
 
+// The seed's weights half the time, any weights otherwise: the index must agree with the pipeline for all.
+const weightsArb = fc.oneof(
+  fc.constant(DEFAULT_INFERENCE_PROFILE.weights),
+  fc.record({ sameGeozone: fc.integer({ min: 0, max: 200 }), cogen: fc.integer({ min: 0, max: 200 }), gpuHeadroom: fc.integer({ min: 0, max: 200 }), battery: fc.integer({ min: 0, max: 200 }) }),
+);
+
 const meshArb = fc.integer({ min: 0, max: 40 }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => nodeArb(i))));
 
 describe('inference placement', () => {
   const profile = inferenceProfile(DEFAULT_INFERENCE_PROFILE);
 
-  it('the index always chooses the highest-scoring feasible node (same as filtering and scoring every node)', () => {
+  it('the index always chooses the highest-scoring feasible node (same as filtering and scoring every node), for any weights', () => {
     fc.assert(
-      fc.property(meshArb, fc.array(fc.nat(), { maxLength: 10 }), fc.constantFrom(...models), fc.constantFrom(...zones, 'MISO'), (nodes, reservedPicks, modelId, requesterGeozone) => {
+      fc.property(meshArb, fc.array(fc.nat(), { maxLength: 10 }), fc.constantFrom(...models), fc.constantFrom(...zones, 'MISO'), weightsArb, (nodes, reservedPicks, modelId, requesterGeozone, weights) => {
+        const profile = inferenceProfile({ ...DEFAULT_INFERENCE_PROFILE, weights });
         const index = new InferenceCandidateIndex(profile, DEFAULT_INFERENCE_PROFILE.offlineAfterMs);
         for (const node of nodes) index.upsert(node);
         for (const pick of reservedPicks) {
@@ -103,6 +110,23 @@ describe('inference placement', () => {
         expect(scoreNode(profile, node, { modelId: 'x', requesterGeozone: zone }, { now: NOW, isReserved: () => false })).toBeCloseTo(expected, 9);
       }),
     );
+  });
+
+  it('uses configured weights: with the geozone weight at 0, a better node in another zone wins', () => {
+    const weighted = inferenceProfile({ ...DEFAULT_INFERENCE_PROFILE, weights: { ...DEFAULT_INFERENCE_PROFILE.weights, sameGeozone: 0 } });
+    const base = { tags: [], capacity: { cpuCores: 1, memoryGb: 1, gpus: 1 }, gpuMemoryFreeGb: 1, cpuLoad: 0, datasetsHot: [], status: 'online' as const, lastSeen: NOW, reportedAt: NOW, reputation: 100, geohash: '9q9hvu', name: 'n', modelsLoaded: ['m'], batteryLevel: 1 };
+    const nodes: NodeState[] = [
+      { ...base, id: 'local', geozone: 'CAISO', energySource: 'grid', gpuUtilization: 0.5 },
+      { ...base, id: 'remote', geozone: 'PJM', energySource: 'cogen', gpuUtilization: 0.1 },
+    ];
+    const ask = { modelId: 'm', requesterGeozone: 'CAISO' };
+    const seedChoice = place(profile, nodes, ask, { now: NOW, isReserved: () => false });
+    const weightedChoice = place(weighted, nodes, ask, { now: NOW, isReserved: () => false });
+    expect(seedChoice.kind === 'placed' && seedChoice.node.id).toBe('local');
+    expect(weightedChoice.kind === 'placed' && weightedChoice.node.id).toBe('remote');
+    const index = new InferenceCandidateIndex(weighted, 30_000);
+    for (const node of nodes) index.upsert(node);
+    expect(index.best(ask, NOW)).toMatchObject({ node: { id: 'remote' }, forwarded: true });
   });
 
   it('explains a rejection by counting the nodes each filter removed', () => {
