@@ -546,17 +546,24 @@ class SqliteKvStore implements KvStore {
     return row === undefined ? undefined : toEntry<T>(row);
   }
 
+  /** Inside a write transaction: the fence, then compare-and-set on the key's modRevision. */
+  private checkWrite(key: string, options: KvPutOptions | undefined): (KvWriteOutcome & { ok: false }) | { existing: Row | undefined } {
+    this.s.checkFence(options?.fence);
+    const existing = this.row(key);
+    const current = existing === undefined ? 0 : (existing['mod_revision'] as number);
+    if (options?.expectedRevision !== undefined && options.expectedRevision !== current) {
+      return { ok: false, reason: 'revision-mismatch', currentRevision: current };
+    }
+    return { existing };
+  }
+
   async put<T>(key: string, value: T, options?: KvPutOptions): Promise<KvWriteOutcome> {
     this.s.ensureOpen();
     requireExpected(options?.expectedRevision, 'expectedRevision');
     const text = encode(value, `value for key "${key}"`);
     const outcome = this.s.write((): KvWriteOutcome => {
-      this.s.checkFence(options?.fence);
-      const existing = this.row(key);
-      const current = existing === undefined ? 0 : (existing['mod_revision'] as number);
-      if (options?.expectedRevision !== undefined && options.expectedRevision !== current) {
-        return { ok: false, reason: 'revision-mismatch', currentRevision: current };
-      }
+      const checked = this.checkWrite(key, options);
+      if ('ok' in checked) return checked;
       const revision = this.bump();
       this.s
         .stmt(
@@ -576,12 +583,9 @@ class SqliteKvStore implements KvStore {
     requireExpected(options?.expectedRevision, 'expectedRevision');
     let changed = false;
     const outcome = this.s.write((): KvWriteOutcome => {
-      this.s.checkFence(options?.fence);
-      const existing = this.row(key);
-      const current = existing === undefined ? 0 : (existing['mod_revision'] as number);
-      if (options?.expectedRevision !== undefined && options.expectedRevision !== current) {
-        return { ok: false, reason: 'revision-mismatch', currentRevision: current };
-      }
+      const checked = this.checkWrite(key, options);
+      if ('ok' in checked) return checked;
+      const { existing } = checked;
       // Deleting a missing key changes nothing, so it consumes no revision and emits no event.
       if (existing === undefined) return { ok: true, revision: this.currentRevision() };
       const revision = this.bump();
