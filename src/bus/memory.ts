@@ -11,8 +11,8 @@ import { partitionForKey } from './ports.ts';
 const DEFAULT_PARTITIONS = 4;
 const DEFAULT_RETENTION_MS = 24 * 3_600_000;
 /** Retention is looked at only once a partition holds this many records, and then every so many appends. */
-const RETENTION_CHECK_RECORDS = 1024;
-const RETENTION_CHECK_EVERY = 256;
+const RETENTION_CHECK_RECORDS = 128;
+const RETENTION_CHECK_EVERY = 64;
 
 interface Partition {
   records: ConsumedRecord[];
