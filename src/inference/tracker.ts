@@ -3,7 +3,7 @@
  * rejection events), so the API can answer "where did my request go" in any mode. Recent requests
  * only: the tracker keeps a bounded window, the bus keeps the history.
  */
-import type { InferenceDispatch, InferenceRequest, InferenceResult, SystemEvent } from '../contracts/messages.ts';
+import type { InferenceDispatch, InferenceRequest, InferenceResult, Priority, SystemEvent } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
 import type { MessageBus } from '../bus/typed-bus.ts';
 import type { Consumer } from '../bus/ports.ts';
@@ -14,7 +14,7 @@ export interface RequestRecord {
   readonly id: string;
   modelId: string | undefined;
   requesterGeozone: string | undefined;
-  priority: string | undefined;
+  priority: Priority | undefined;
   status: RequestStatus;
   submittedAt: number | undefined;
   nodeId?: string;

@@ -152,7 +152,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
         geohash: node?.geohash,
         targetNodeId: result.nodeId,
         modelId: record.modelId ?? 'unknown',
-        priority: (record.priority as 'normal' | undefined) ?? 'normal',
+        priority: record.priority ?? 'normal',
         status: result.status,
         latencyMs: result.latencyMs,
         timestamp: result.completedAt,
