@@ -86,7 +86,10 @@ program
       placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
     });
-    const system = await startEmbedded(config, { logger });
+    const system = await startEmbedded(config, { logger }).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UsageError(`port ${config.port} on ${config.host} is already in use; stop what holds it or pass --port`);
+      throw error;
+    });
     const where = config.dataDir === null ? 'in memory' : `in ${config.dataDir}`;
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${where}\n` +

@@ -29,6 +29,7 @@ import { SimulatedMesh } from '../sim/mesh.ts';
 import { LoadGenerator } from '../sim/load.ts';
 import { seededRandom } from '../sim/random.ts';
 import type { EmbeddedConfig } from './config.ts';
+import { lockDataDir } from './data-dir-lock.ts';
 
 export const VERSION = '0.1.0';
 
@@ -75,11 +76,19 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? systemClock;
   let path = ':memory:';
+  let unlock = (): void => undefined;
   if (config.dataDir !== null) {
     mkdirSync(config.dataDir, { recursive: true });
+    unlock = lockDataDir(config.dataDir);
     path = join(config.dataDir, 'arcnet.db');
   }
-  const stores = openSqliteStores({ path, clock, logger });
+  let stores: StateStores;
+  try {
+    stores = openSqliteStores({ path, clock, logger });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   const instanceId = `arc-${newId().slice(0, 8)}`;
 
   let aggregator: RegionalAggregator | undefined;
@@ -240,6 +249,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     } catch (error) {
       logger.error({ err: errorMessage(error) }, 'store did not close cleanly');
     }
+    unlock();
   };
 
   return { config, url, bus, memoryBus, stores, aggregator, scheduler, tracker, router, metrics, gateway, server, mesh, load, submit, stop };

@@ -59,7 +59,7 @@ describe('arcnet up with a real agent process', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('dispatches to the agent, completes, survives a server restart, and keeps history', async () => {
+  it('dispatches to the agent, completes, survives a graceful restart and a SIGKILL, keeps history, refuses a second server on the same data', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const upArgs = ['up', '--port', String(port), '--data-dir', dataDir, '--nodes', '6', '--rate', '2', '--telemetry-interval', '500', '--no-status'];
@@ -120,6 +120,27 @@ describe('arcnet up with a real agent process', () => {
     // History written before the restart is still there.
     const history = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
     expect(history.history.length).toBeGreaterThan(3);
+
+    // A second server on the same data directory is refused with one line naming the owner.
+    const otherPort = await freePort();
+    const refused = await run(process.execPath, [CLI, 'up', '--port', String(otherPort), '--data-dir', dataDir, '--no-status']).catch((error: { code: number; stderr: string }) => error);
+    expect((refused as { code: number }).code).not.toBe(0);
+    expect((refused as { stderr: string }).stderr).toMatch(new RegExp(`data directory .* is in use by another arcnet \\(pid ${server.pid}\\)`));
+
+    // Killed outright: the store stays consistent, the stale lock is taken over, history survives.
+    const before = history.history.length;
+    server.kill('SIGKILL');
+    await exited(server);
+    server = start(upArgs);
+    children.push(server);
+    await until(async () => (await fetch(`${url}/health`)).ok, 'the server after SIGKILL');
+    const afterKill = await until(async () => {
+      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+      return body.history.length > before ? body : undefined;
+    }, 'history to keep growing after the kill');
+    expect(afterKill.history.length).toBeGreaterThan(before);
+    await until(async () => ((await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 1, 'the agent to reconnect after the kill');
+    expect((await completed(await submit()))['nodeId']).toBe(agentId);
 
     agent.kill('SIGINT');
     expect(await exited(agent)).toBe(0);
