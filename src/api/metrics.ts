@@ -30,7 +30,7 @@ export class ArcMetrics {
 
   constructor(nodes: NodeSource) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'arcnet_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'arcnet_' });
     new Gauge({
       name: 'arcnet_nodes_total',
       help: 'Nodes by geozone and status',

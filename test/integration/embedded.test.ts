@@ -257,6 +257,46 @@ describe('embedded ArcNet, end to end in one process', () => {
     socket.close();
   });
 
+  it('answers bad agent frames with an error naming the problem and keeps serving', async () => {
+    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/agent`);
+    const replies: Record<string, unknown>[] = [];
+    socket.on('message', (data: Buffer) => void replies.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    await new Promise((resolve) => socket.once('open', resolve));
+    const next = async (): Promise<Record<string, unknown>> => {
+      const count = replies.length;
+      await until(() => replies.length > count, 'a reply');
+      return replies[count]!;
+    };
+    socket.send('{not json');
+    expect(await next()).toEqual({ type: 'error', message: 'frame is not valid JSON' });
+    socket.send(JSON.stringify({ type: 'telemetry', telemetry: {} }));
+    expect((await next())['message']).toMatch(/before hello/);
+    const identity = { id: idOf('agent-x'), name: 'agent-x', geozone: 'PJM', geohash: 'dr4e39', capacity: { cpuCores: 4, memoryGb: 8, gpus: 1 }, tags: [], backend: 'simulated' };
+    socket.send(JSON.stringify({ type: 'hello', node: identity }));
+    expect(await next()).toMatchObject({ type: 'welcome', nodeId: identity.id });
+    socket.send(JSON.stringify({ type: 'telemetry', telemetry: { ...telemetryFor(seeds[7]!), id: identity.id, gpuUtilization: 3 } }));
+    expect((await next())['message']).toMatch(/telemetry rejected: \/gpuUtilization/);
+    socket.send(JSON.stringify({ type: 'telemetry', telemetry: telemetryFor(seeds[7]!) }));
+    expect((await next())['message']).toMatch(/is not this session's node/);
+    socket.send(JSON.stringify({ type: 'result', result: { schemaVersion: 1, requestId: idOf('r'), nodeId: idOf('pjm-a'), latencyMs: 1, status: 'completed', completedAt: new Date().toISOString() } }));
+    expect((await next())['message']).toMatch(/result rejected: \/nodeId/);
+    socket.send(JSON.stringify({ type: 'launch-missiles' }));
+    expect((await next())['message']).toMatch(/unknown frame type "launch-missiles"/);
+    // A valid report from the session lands like any other telemetry.
+    socket.send(JSON.stringify({ type: 'telemetry', telemetry: { ...telemetryFor(seeds[7]!), id: identity.id, name: undefined, geozone: undefined } }));
+    await until(async () => (await getNode(identity.id))['name'] === 'agent-x', 'the agent node to be known');
+    expect((await getNode(identity.id))['geozone']).toBe('PJM');
+    socket.close();
+    const refused = new WebSocket(`${system.url.replace('http', 'ws')}/agent`);
+    const closed = new Promise<number>((resolve) => refused.once('close', (code: number) => resolve(code)));
+    const refusal = new Promise<string>((resolve) => refused.once('message', (data: Buffer) => resolve(data.toString())));
+    await new Promise((resolve) => refused.once('open', resolve));
+    refused.send(JSON.stringify({ type: 'hello', node: { ...identity, geozone: 'MISO' } }));
+    expect(await refusal).toMatch(/geozone \\"MISO\\" is not served here/);
+    expect(await closed).toBe(4000);
+    expect((await fetch(`${system.url}/health`)).status).toBe(200);
+  });
+
   it('publishes a regional summary per geozone with totals, active nodes, average GPU and the energy mix', async () => {
     const summaries: Record<string, unknown>[] = [];
     const consumer = await system.bus.subscribe('test-summaries', [topics.regionalSummary], 'RegionalSummary', (m) => void summaries.push(m as unknown as Record<string, unknown>), { startAt: 'latest' });
@@ -284,7 +324,9 @@ describe('embedded ArcNet, end to end in one process', () => {
 
   it('exposes the seed metrics for Prometheus', async () => {
     const text = await (await fetch(`${system.url}/metrics`)).text();
-    expect(text).toMatch(/arcnet_nodes_total\{geozone="PJM",status="online"\} 3/);
+    const pjmOnline = [...system.aggregator.registry.all()].filter((n) => n.geozone === 'PJM' && n.status === 'online').length;
+    expect(text).toContain(`arcnet_nodes_total{geozone="PJM",status="online"} ${pjmOnline}`);
+    expect(text).toMatch(/arcnet_process_cpu_seconds_total \d/);
     expect(text).toMatch(/arcnet_gpu_utilization_avg\{geozone="CAISO"\}/);
     expect(text).toMatch(/arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} \d+/);
     expect(text).toMatch(/arcnet_inference_requests_total\{geozone="ERCOT",status="rejected"\} 1/);
