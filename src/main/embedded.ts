@@ -23,6 +23,7 @@ import { InferenceTracker } from '../inference/tracker.ts';
 import { DispatchRouter } from '../inference/dispatch-router.ts';
 import { ArcMetrics } from '../api/metrics.ts';
 import { ConsoleHub } from '../api/console-hub.ts';
+import { inferenceObserver } from '../api/inference-observer.ts';
 import { AgentGateway } from '../api/agent-gateway.ts';
 import { buildServer } from '../api/server.ts';
 import { SimulatedMesh } from '../sim/mesh.ts';
@@ -125,50 +126,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   });
   const tracker = new InferenceTracker();
   const registry = aggregator.registry;
-  tracker.addListener({
-    dispatched: (record, dispatch) => {
-      metrics.totals.requests++;
-      metrics.totals.dispatched++;
-      if (record.forwarded) metrics.totals.forwarded++;
-      metrics.requestRate.mark();
-      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'dispatched' });
-      hub.inference({
-        requestId: record.id,
-        geohash: registry.get(dispatch.nodeId)?.geohash,
-        targetNodeId: dispatch.nodeId,
-        modelId: dispatch.modelId,
-        priority: dispatch.priority ?? 'normal',
-        status: 'dispatched',
-        timestamp: dispatch.dispatchedAt,
-      });
-    },
-    rejected: (record) => {
-      metrics.totals.requests++;
-      metrics.totals.rejected++;
-      metrics.requestRate.mark();
-      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'rejected' });
-    },
-    finished: (record, result) => {
-      metrics.totals[result.status]++;
-      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: result.status });
-      const node = registry.get(result.nodeId);
-      if (result.status === 'completed') {
-        metrics.latencySamples.add(result.latencyMs);
-        metrics.inferenceLatency.observe({ geozone: node?.geozone ?? 'unknown' }, result.latencyMs);
-      }
-      hub.inference({
-        requestId: record.id,
-        geohash: node?.geohash,
-        targetNodeId: result.nodeId,
-        modelId: record.modelId ?? 'unknown',
-        priority: record.priority ?? 'normal',
-        status: result.status,
-        latencyMs: result.latencyMs,
-        timestamp: result.completedAt,
-      });
-    },
-    event: (event) => hub.system(event),
-  });
+  tracker.addListener(inferenceObserver(metrics, hub, registry));
   const router = new DispatchRouter(bus, clock);
   const gateway = new AgentGateway({
     bus,

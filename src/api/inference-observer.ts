@@ -1,0 +1,56 @@
+/**
+ * Turns what the tracker sees (dispatches, rejections, results, system events) into the metrics, the
+ * live figures and the console feed. Any process that serves the API wires one, whatever runs the
+ * scheduler.
+ */
+import type { TrackerListener } from '../inference/tracker.ts';
+import type { ArcMetrics } from './metrics.ts';
+import type { ConsoleHub } from './console-hub.ts';
+import type { NodeView } from './server.ts';
+
+export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: Pick<NodeView, 'get'>): TrackerListener {
+  return {
+    dispatched: (record, dispatch) => {
+      metrics.totals.requests++;
+      metrics.totals.dispatched++;
+      if (record.forwarded) metrics.totals.forwarded++;
+      metrics.requestRate.mark();
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'dispatched' });
+      hub.inference({
+        requestId: record.id,
+        geohash: nodes.get(dispatch.nodeId)?.geohash,
+        targetNodeId: dispatch.nodeId,
+        modelId: dispatch.modelId,
+        priority: dispatch.priority ?? 'normal',
+        status: 'dispatched',
+        timestamp: dispatch.dispatchedAt,
+      });
+    },
+    rejected: (record) => {
+      metrics.totals.requests++;
+      metrics.totals.rejected++;
+      metrics.requestRate.mark();
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'rejected' });
+    },
+    finished: (record, result) => {
+      metrics.totals[result.status]++;
+      metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: result.status });
+      const node = nodes.get(result.nodeId);
+      if (result.status === 'completed') {
+        metrics.latencySamples.add(result.latencyMs);
+        metrics.inferenceLatency.observe({ geozone: node?.geozone ?? 'unknown' }, result.latencyMs);
+      }
+      hub.inference({
+        requestId: record.id,
+        geohash: node?.geohash,
+        targetNodeId: result.nodeId,
+        modelId: record.modelId ?? 'unknown',
+        priority: record.priority ?? 'normal',
+        status: result.status,
+        latencyMs: result.latencyMs,
+        timestamp: result.completedAt,
+      });
+    },
+    event: (event) => hub.system(event),
+  };
+}
