@@ -51,7 +51,6 @@ export class ConsoleHub {
   private readonly inferencePerSecond: number;
   private windowSecond = 0;
   private sentThisSecond = 0;
-  dropped = 0;
 
   constructor(inferencePerSecond = 500) {
     this.inferencePerSecond = inferencePerSecond;
@@ -91,10 +90,7 @@ export class ConsoleHub {
       this.windowSecond = second;
       this.sentThisSecond = 0;
     }
-    if (++this.sentThisSecond > this.inferencePerSecond) {
-      this.dropped++;
-      return;
-    }
+    if (++this.sentThisSecond > this.inferencePerSecond) return;
     const { geohash, ...rest } = message;
     this.broadcast({ type: 'inference', ...rest, source: geohash ? decodeGeohash(geohash) : [0, 0] });
   }

@@ -9,7 +9,7 @@ if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (value) =>
 
 const compiled = new Map<TSchema, TypeCheck<TSchema>>();
 
-export function compile<T extends TSchema>(schema: T): TypeCheck<T> {
+function compile<T extends TSchema>(schema: T): TypeCheck<T> {
   let check = compiled.get(schema);
   if (!check) {
     check = TypeCompiler.Compile(schema);

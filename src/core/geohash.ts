@@ -20,34 +20,6 @@ export function decodeGeohash(hash: string): [number, number] {
   return [(lng[0] + lng[1]) / 2, (lat[0] + lat[1]) / 2];
 }
 
-export function encodeGeohash(lat: number, lng: number, precision = 6): string {
-  let latRange: [number, number] = [-90, 90];
-  let lngRange: [number, number] = [-180, 180];
-  let hash = '';
-  let bits = 0;
-  let value = 0;
-  let even = true;
-  while (hash.length < precision) {
-    const range = even ? lngRange : latRange;
-    const coordinate = even ? lng : lat;
-    const mid = (range[0] + range[1]) / 2;
-    value <<= 1;
-    if (coordinate >= mid) {
-      value |= 1;
-      range[0] = mid;
-    } else {
-      range[1] = mid;
-    }
-    even = !even;
-    if (++bits === 5) {
-      hash += BASE32[value];
-      bits = 0;
-      value = 0;
-    }
-  }
-  return hash;
-}
-
 export function isGeohash(value: string): boolean {
   return /^[0-9bcdefghjkmnpqrstuvwxyz]+$/.test(value);
 }

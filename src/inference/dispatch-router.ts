@@ -18,8 +18,6 @@ export class DispatchRouter {
   private consumer: Consumer | undefined;
   private readonly bus: MessageBus;
   private readonly clock: Clock;
-  delivered = 0;
-  undeliverable = 0;
 
   constructor(bus: MessageBus, clock: Clock) {
     this.bus = bus;
@@ -42,22 +40,12 @@ export class DispatchRouter {
     };
   }
 
-  isAttached(nodeId: string): boolean {
-    return this.sessions.has(nodeId);
-  }
-
-  get attached(): number {
-    return this.sessions.size;
-  }
-
   private async route(dispatch: InferenceDispatch): Promise<void> {
     const session = this.sessions.get(dispatch.nodeId);
     if (session) {
-      this.delivered++;
       session(dispatch);
       return;
     }
-    this.undeliverable++;
     await this.bus.publish(topics.inferenceResult, 'InferenceResult', {
       schemaVersion: 1,
       requestId: dispatch.requestId,

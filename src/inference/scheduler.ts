@@ -119,10 +119,6 @@ export class InferenceScheduler {
     this.index.upsert(nodeFromTelemetry(telemetry, now, this.index.node(telemetry.id)));
   }
 
-  inFlightCount(): number {
-    return this.inFlight.size;
-  }
-
   /** Filter, score, reserve, dispatch. Idempotent per request id. */
   async route(request: InferenceRequest): Promise<RoutingOutcome> {
     const previous = this.decided.get(request.id);

@@ -52,12 +52,4 @@ export class NodeRegistry {
     }
     return changes;
   }
-
-  setStatus(id: string, status: NodeStatus): StatusChange | undefined {
-    const node = this.nodes.get(id);
-    if (!node || node.status === status) return undefined;
-    const updated: NodeState = { ...node, status };
-    this.nodes.set(id, updated);
-    return { node: updated, from: node.status, to: status };
-  }
 }
