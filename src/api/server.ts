@@ -42,6 +42,8 @@ export interface ServerDeps {
   /** The scheduler's live reservation of a node, where this process runs one. */
   readonly reservationOf?: (nodeId: string) => Reservation | undefined;
   readonly decisionTimeoutMs?: number;
+  /** Undecided submissions over HTTP beyond which new ones get 503 (load shedding). */
+  readonly maxAwaitingDecisions?: number;
   readonly version: string;
 }
 
@@ -85,6 +87,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
+  const maxAwaiting = deps.maxAwaitingDecisions ?? 10_000;
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
@@ -175,6 +178,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     };
     const existing = deps.tracker.get(inference.id);
     if (existing && existing.status !== 'pending') return reply.status(200).send(presentRequest(existing, deps));
+    // Shed load rather than queue without bound: past this many undecided requests the scheduler is
+    // behind, and a client retrying later does better than one waiting out a timeout.
+    if (deps.tracker.awaitingDecision >= maxAwaiting) {
+      void reply.header('retry-after', '1');
+      return reply.status(503).send({ statusCode: 503, error: 'Service Unavailable', message: `scheduler backlog: ${deps.tracker.awaitingDecision} requests await a decision (limit ${maxAwaiting}); retry after 1 s` });
+    }
     deps.tracker.submitted(inference, deps.clock.now());
     const decision = deps.tracker.waitForDecision(inference.id, decisionTimeoutMs);
     await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);

@@ -90,6 +90,11 @@ export class InferenceTracker {
     record.submittedAt = at;
   }
 
+  /** Requests whose submitter is waiting for a decision right now. */
+  get awaitingDecision(): number {
+    return this.waiters.size;
+  }
+
   /** Resolves with the scheduler's decision for the request, or `timeout` if none arrives in time. */
   waitForDecision(id: string, timeoutMs: number): Promise<Decision> {
     const known = this.records.get(id);

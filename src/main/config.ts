@@ -15,6 +15,12 @@ export interface EmbeddedConfig {
   readonly reservationTtlMs: number;
   readonly maxRetries: number;
   readonly placement: InferenceProfileConfig;
+  readonly api: {
+    /** How long POST /api/v1/inference waits for the scheduler's decision before answering 202. */
+    readonly decisionTimeoutMs: number;
+    /** Undecided submissions beyond which new ones are shed with 503. */
+    readonly maxAwaitingDecisions: number;
+  };
   readonly simulation: {
     readonly nodes: number;
     /** Inference requests per second from the built-in load; 0 for none. */
@@ -38,16 +44,24 @@ export const DEFAULT_CONFIG: EmbeddedConfig = {
   reservationTtlMs: DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
   maxRetries: DEFAULT_SCHEDULER_CONFIG.maxRetries,
   placement: DEFAULT_INFERENCE_PROFILE,
+  api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000 },
   simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
 };
 
-export function withDefaults(overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement'>> & { simulation?: Partial<EmbeddedConfig['simulation']>; placement?: Partial<InferenceProfileConfig> }): EmbeddedConfig {
+export function withDefaults(
+  overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement' | 'api'>> & {
+    simulation?: Partial<EmbeddedConfig['simulation']>;
+    placement?: Partial<InferenceProfileConfig>;
+    api?: Partial<EmbeddedConfig['api']>;
+  },
+): EmbeddedConfig {
   const offlineAfterMs = overrides.offlineAfterMs ?? DEFAULT_CONFIG.offlineAfterMs;
   return {
     ...DEFAULT_CONFIG,
     ...overrides,
     offlineAfterMs,
     placement: { ...DEFAULT_CONFIG.placement, offlineAfterMs, ...overrides.placement },
+    api: { ...DEFAULT_CONFIG.api, ...overrides.api },
     simulation: { ...DEFAULT_CONFIG.simulation, ...overrides.simulation },
   };
 }

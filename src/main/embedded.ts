@@ -156,6 +156,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     hub,
     gateway,
     reservationOf: (nodeId) => scheduler.index.reservation(nodeId),
+    decisionTimeoutMs: config.api.decisionTimeoutMs,
+    maxAwaitingDecisions: config.api.maxAwaitingDecisions,
     version: VERSION,
   });
   await server.listen({ host: config.host, port: config.port });

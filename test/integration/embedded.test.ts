@@ -333,4 +333,23 @@ describe('embedded ArcNet, end to end in one process', () => {
     expect(text).toMatch(/arcnet_inference_requests_total\{geozone="PJM",status="completed"\} \d+/);
     expect(text).toMatch(/arcnet_inference_latency_ms_bucket/);
   });
+
+  it('sheds submissions with 503 when the scheduler falls behind, and answers 202 for what it accepted but could not decide in time', async () => {
+    const stalled = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 }, api: { decisionTimeoutMs: 400, maxAwaitingDecisions: 2 } }));
+    await stalled.scheduler.stop();
+    const submit = (): Promise<Response> =>
+      fetch(`${stalled.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'm', contextWindowTokens: 1, requesterGeozone: 'CAISO' }) });
+    const first = submit();
+    const second = submit();
+    await until(() => stalled.tracker.awaitingDecision === 2, 'two submissions waiting');
+    const shed = await submit();
+    expect(shed.status).toBe(503);
+    expect(shed.headers.get('retry-after')).toBe('1');
+    expect(((await shed.json()) as { message: string }).message).toMatch(/scheduler backlog: 2 requests await a decision \(limit 2\)/);
+    for (const response of await Promise.all([first, second])) {
+      expect(response.status).toBe(202);
+      expect(((await response.json()) as { status: string }).status).toBe('pending');
+    }
+    await stalled.stop();
+  });
 });
