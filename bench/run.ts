@@ -26,6 +26,9 @@ import { DispatchRouter } from '../src/inference/dispatch-router.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../src/placement/inference-profile.ts';
 import { nodeFromTelemetry } from '../src/mesh/node.ts';
 import { seededRandom } from '../src/sim/random.ts';
+import { Worker } from 'node:worker_threads';
+import { startEmbedded } from '../src/main/embedded.ts';
+import { withDefaults } from '../src/main/config.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -197,6 +200,52 @@ async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: numb
   return { achieved: completed / elapsed, p50: percentile(sorted, 50), p99: percentile(sorted, 99), completed, offered: total };
 }
 
+/** Sequential keep-alive GETs from a worker thread, so the client does not share the server's event loop. */
+function apiLatency(url: string, paths: readonly string[], seconds: number): Promise<{ count: number; p50: number; p99: number; errors: number }> {
+  const worker = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     const http = require('node:http');
+     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+     const get = (path) => new Promise((resolve) => {
+       const started = performance.now();
+       http.get(workerData.url + path, { agent }, (res) => { res.resume(); res.on('end', () => resolve([performance.now() - started, res.statusCode])); })
+         .on('error', () => resolve([performance.now() - started, 0]));
+     });
+     (async () => {
+       const samples = []; let errors = 0; const deadline = Date.now() + workerData.seconds * 1000; let i = 0;
+       while (Date.now() < deadline) {
+         const [ms, status] = await get(workerData.paths[i++ % workerData.paths.length]);
+         if (status !== 200) errors++; else samples.push(ms);
+       }
+       samples.sort((a, b) => a - b);
+       const at = (p) => samples[Math.min(samples.length - 1, Math.ceil(p / 100 * samples.length) - 1)];
+       parentPort.postMessage({ count: samples.length, p50: at(50), p99: at(99), errors });
+     })();`,
+    { eval: true, workerData: { url, paths, seconds } },
+  );
+  return new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+}
+
+async function apiUnderLoad(rate: number, seconds: number, dir: string): Promise<{ routed: number; api: { count: number; p50: number; p99: number; errors: number } }> {
+  const system = await startEmbedded(
+    withDefaults({ port: 0, dataDir: join(dir, 'api'), telemetryIntervalMs: 10_000, simulation: { nodes: 3_000, requestRate: rate, seed: 3, speed: 0.02 } }),
+  );
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const someNode = [...system.aggregator.registry.all()][0]!.id;
+    const before = system.metrics.totals.dispatched + system.metrics.totals.rejected;
+    const started = performance.now();
+    const api = await apiLatency(system.url, ['/stats', `/api/v1/nodes/${someNode}`, '/api/v1/inference?limit=20', '/health'], seconds);
+    const routed = (system.metrics.totals.dispatched + system.metrics.totals.rejected - before) / ((performance.now() - started) / 1000);
+    return { routed, api };
+  } finally {
+    await system.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'arcnet-bench-'));
   try {
@@ -230,6 +279,14 @@ async function main(): Promise<void> {
       const e2e = await endToEnd(1_000, rate, seconds, dir);
       const met = e2e.achieved >= 10_000 * 0.98 && e2e.p99 <= 2;
       console.log(`   offered ${rate.toLocaleString('en')} req/s for ${seconds} s: ${e2e.completed}/${e2e.offered} dispatched, ${Math.round(e2e.achieved).toLocaleString('en')} req/s, added latency p50 ${e2e.p50.toFixed(3)} ms p99 ${e2e.p99.toFixed(3)} ms${rate === 10_000 ? ` (goal >= 10,000 req/s, p99 <= 2 ms: ${met ? 'MET' : 'NOT MET'})` : ''}`);
+    }
+    console.log('');
+
+    console.log('3. API latency while routing runs: `arcnet up` with 3,000 simulated nodes and its own request load; a client thread GETs /stats, a node, recent requests, /health');
+    for (const rate of [0, 2_000, 5_000]) {
+      const { routed, api } = await apiUnderLoad(rate, seconds, dir);
+      const goal = rate > 0 ? ` (goal p99 <= 10 ms: ${api.p99 <= 10 ? 'MET' : 'NOT MET'})` : '';
+      console.log(`   routing ${Math.round(routed).toLocaleString('en')} req/s: ${api.count.toLocaleString('en')} API calls, p50 ${api.p50.toFixed(3)} ms, p99 ${api.p99.toFixed(3)} ms, ${api.errors} errors${goal}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

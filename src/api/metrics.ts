@@ -23,8 +23,8 @@ export class ArcMetrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
   /** Recent routing decision times in ms, for p50/p99 on the status line. */
-  readonly decisionSamples = new RollingSamples(20_000);
-  readonly latencySamples = new RollingSamples(20_000);
+  readonly decisionSamples = new RollingSamples(4_096);
+  readonly latencySamples = new RollingSamples(4_096);
   readonly requestRate = new RateMeter(10);
   readonly totals = { requests: 0, dispatched: 0, forwarded: 0, completed: 0, failed: 0, rejected: 0 };
 

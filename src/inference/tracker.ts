@@ -43,6 +43,8 @@ export interface TrackerListener {
 }
 
 const DEFAULT_CAPACITY = 200_000;
+/** GET /api/v1/inference lists at most this many. */
+const RECENT_RING = 1_000;
 
 export class InferenceTracker {
   private readonly records = new Map<string, RequestRecord>();
@@ -50,6 +52,8 @@ export class InferenceTracker {
   private readonly listeners: TrackerListener[] = [];
   private readonly consumers: Consumer[] = [];
   private readonly capacity: number;
+  private readonly recentIds: string[] = [];
+  private recentNext = 0;
 
   constructor(capacity = DEFAULT_CAPACITY) {
     this.capacity = capacity;
@@ -75,10 +79,15 @@ export class InferenceTracker {
     return this.records.get(id);
   }
 
+  /** The newest requests first, from a small ring of recent ids (not a copy of the whole window). */
   recent(limit: number): RequestRecord[] {
     const out: RequestRecord[] = [];
-    const all = [...this.records.values()];
-    for (let i = all.length - 1; i >= 0 && out.length < limit; i--) out.push(all[i]!);
+    const size = this.recentIds.length;
+    for (let i = 0; i < size && out.length < limit; i++) {
+      const id = this.recentIds[(this.recentNext - 1 - i + size) % size];
+      const record = id === undefined ? undefined : this.records.get(id);
+      if (record) out.push(record);
+    }
     return out;
   }
 
@@ -124,6 +133,9 @@ export class InferenceTracker {
     if (!record) {
       record = { id, modelId: undefined, requesterGeozone: undefined, priority: undefined, status: 'pending', submittedAt: undefined };
       this.records.set(id, record);
+      if (this.recentIds.length < RECENT_RING) this.recentIds.push(id);
+      else this.recentIds[this.recentNext] = id;
+      this.recentNext = (this.recentNext + 1) % RECENT_RING;
       if (this.records.size > this.capacity) {
         const oldest = this.records.keys().next().value;
         if (oldest !== undefined) this.records.delete(oldest);

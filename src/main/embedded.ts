@@ -188,7 +188,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     mesh.start();
   }
   if (config.simulation.requestRate > 0) {
-    load = new LoadGenerator({ rate: config.simulation.requestRate, geozones: config.geozones, random: seededRandom(config.simulation.seed + 1), submit, logger });
+    // Short ticks: at thousands of requests per second a 50 ms tick would arrive as bursts that stall everything else.
+    load = new LoadGenerator({ rate: config.simulation.requestRate, geozones: config.geozones, random: seededRandom(config.simulation.seed + 1), submit, logger, tickMs: 5 });
     load.start();
   }
 

@@ -159,6 +159,9 @@ describe('embedded ArcNet, end to end in one process', () => {
       expect(response.status).toBe(400);
       expect(String(response.json['message'])).toMatch(field);
     }
+    const recent = (await (await fetch(`${system.url}/api/v1/inference?limit=2`)).json()) as { requests: { id: string }[] };
+    expect(recent.requests.map((r) => r.id)).toEqual([none.json['id'], ...recent.requests.slice(1).map((r) => r.id)]);
+    expect(recent.requests).toHaveLength(2);
     const badTime = await fetch(`${system.url}/api/v1/nodes?asOf=yesterday`);
     expect(badTime.status).toBe(400);
     expect(((await badTime.json()) as { message: string }).message).toMatch(/asOf/);
