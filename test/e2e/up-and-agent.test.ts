@@ -148,6 +148,27 @@ describe('arcnet up with a real agent process', () => {
     expect(await exited(server)).toBe(0);
   }, 90_000);
 
+  it('arcnet simulate connects simulated agents and drives requests through the API', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = start(['up', '--port', String(port), '--memory', '--nodes', '0', '--rate', '0', '--no-status']);
+    children.push(server);
+    await until(async () => (await fetch(`${url}/health`)).ok, 'arcnet up to answer /health');
+    const simulate = start(['simulate', '--server', url, '--nodes', '4', '--geozone', 'PJM', '--rate', '20', '--telemetry-interval', '300']);
+    children.push(simulate);
+    await until(async () => simulate.output().includes('simulating 4 nodes in PJM'), 'the simulator to start');
+    const stats = await until(async () => {
+      const body = (await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number; nodes: { byGeozone: Record<string, { online: number }> }; inference: { completed: number } };
+      return body.agentsConnected === 4 && body.nodes.byGeozone['PJM']?.online === 4 && body.inference.completed >= 10 ? body : undefined;
+    }, 'four simulated agents online and requests completed');
+    expect(stats.agentsConnected).toBe(4);
+    simulate.kill('SIGINT');
+    expect(await exited(simulate)).toBe(0);
+    await until(async () => ((await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 0, 'the agents to disconnect');
+    server.kill('SIGINT');
+    expect(await exited(server)).toBe(0);
+  }, 60_000);
+
   it('exits non-zero with one line when the server cannot be reached', async () => {
     const port = await freePort();
     const failure = await run(process.execPath, [CLI, 'stats', '--server', `http://127.0.0.1:${port}`]).catch((error: { code: number; stderr: string }) => error);
