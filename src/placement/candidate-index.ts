@@ -37,6 +37,8 @@ export class InferenceCandidateIndex {
   /** Reservation expiry order: a min-heap on expiry, kept as a max-heap on its negation. */
   private readonly expiries = new IndexedMaxHeap();
   private readonly neverReserved = (): boolean => false;
+  /** Reservations ended by expiry that `expire()` has not handed out yet. */
+  private expiredUnreported: Reservation[] = [];
 
   constructor(profile: Profile<NodeState, InferenceAsk>, offlineAfterMs: number) {
     this.profile = profile;
@@ -95,17 +97,25 @@ export class InferenceCandidateIndex {
     return held;
   }
 
-  /** Ends reservations whose lease has run out; returns them so the caller can report the lost work. */
+  /**
+   * Ends reservations whose lease has run out and returns every one ended since the last call,
+   * including those a decision ended on its way, so the caller can report all the lost work.
+   */
   expire(now: number): Reservation[] {
-    const expired: Reservation[] = [];
+    this.endExpired(now);
+    const expired = this.expiredUnreported;
+    this.expiredUnreported = [];
+    return expired;
+  }
+
+  private endExpired(now: number): void {
     for (;;) {
       const id = this.expiries.peekId();
       if (id === undefined || -this.expiries.peekScore() > now) break;
       const released = this.release(id);
-      if (released) expired.push(released);
+      if (released) this.expiredUnreported.push(released);
       else this.expiries.remove(id);
     }
-    return expired;
   }
 
   isReserved(nodeId: string, now: number): boolean {
@@ -119,7 +129,7 @@ export class InferenceCandidateIndex {
    * the zone outweighs everything else together); other weights may prefer a node elsewhere.
    */
   best(ask: InferenceAsk, now: number): Candidate | undefined {
-    this.expire(now);
+    this.endExpired(now);
     let bestNode: NodeState | undefined;
     let bestScore = -Infinity;
     const context = this.context(now);
@@ -153,7 +163,7 @@ export class InferenceCandidateIndex {
       const id = heap.peekId();
       if (id === undefined) return undefined;
       if (this.reservations.has(id)) {
-        // Reserved (expire() ran first, so the reservation is live): back in every heap on release.
+        // Reserved (expired ones were ended first, so the reservation is live): back in every heap on release.
         heap.remove(id);
         continue;
       }

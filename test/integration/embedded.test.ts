@@ -260,6 +260,23 @@ describe('embedded ArcNet, end to end in one process', () => {
     socket.close();
   });
 
+  it('fails a request whose node never answers within the reservation, even when routing runs meanwhile', async () => {
+    const silent = await post({ modelId: 'whisper', contextWindowTokens: 10, requesterGeozone: 'ERCOT' });
+    expect(silent.json['nodeId']).toBe(idOf('ercot-a'));
+    clock.advance(30_001);
+    // Fresh telemetry keeps the mesh online; a routing decision lands before the expiry timer fires.
+    for (const s of seeds) await system.bus.publish(topics.telemetry, 'NodeTelemetry', telemetryFor(s));
+    await until(() => system.scheduler.index.node(idOf('pjm-a'))?.lastSeen === clock.now(), 'fresh telemetry');
+    const next = await post({ modelId: 'whisper', contextWindowTokens: 10, requesterGeozone: 'ERCOT' });
+    expect(next.json['nodeId']).toBe(idOf('ercot-a'));
+    const failed = await until(async () => {
+      const body = (await (await fetch(`${system.url}/api/v1/inference/${String(silent.json['id'])}`)).json()) as Record<string, unknown>;
+      return body['status'] === 'failed' ? body : undefined;
+    }, 'the silent request to fail', 5_000);
+    expect(failed['reason']).toMatch(/no result from node ercot-a within the 30 s reservation/);
+    await complete(next.json['id']);
+  });
+
   it('answers bad agent frames with an error naming the problem and keeps serving', async () => {
     const socket = new WebSocket(`${system.url.replace('http', 'ws')}/agent`);
     const replies: Record<string, unknown>[] = [];
