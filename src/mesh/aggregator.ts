@@ -12,7 +12,7 @@ import { topics } from '../contracts/topics.ts';
 import type { MessageBus } from '../bus/typed-bus.ts';
 import type { Consumer } from '../bus/ports.ts';
 import type { DocumentPut, DocumentStore } from '../store/ports.ts';
-import type { NodeState } from './node.ts';
+import { geozoneOf, type NodeState } from './node.ts';
 import { NodeRegistry, type StatusChange } from './registry.ts';
 
 export const NODES_COLLECTION = 'nodes';
@@ -97,9 +97,10 @@ export class RegionalAggregator {
   }
 
   async onTelemetry(telemetry: NodeTelemetry): Promise<void> {
+    // Nodes of other geozones never enter this registry, so nothing downstream has to filter them.
+    if (!this.owns(geozoneOf(telemetry, this.registry.get(telemetry.id)))) return;
     const now = this.deps.clock.now();
     const { node, change } = this.registry.applyTelemetry(telemetry, now);
-    if (!this.owns(node.geozone)) return;
     // Valid time is when the node measured it; a node clock ahead of ours cannot make facts from the future.
     this.queue(node, Math.min(node.reportedAt, now));
     this.deps.onTelemetry?.(node, telemetry);
@@ -109,7 +110,6 @@ export class RegionalAggregator {
   async sweep(): Promise<void> {
     const now = this.deps.clock.now();
     for (const change of this.registry.sweep(now, this.deps.config.offlineAfterMs)) {
-      if (!this.owns(change.node.geozone)) continue;
       this.queue(change.node, now);
       await this.announce(change, now);
     }
@@ -138,7 +138,6 @@ export class RegionalAggregator {
   summaries(): RegionalSummary[] {
     const byZone = new Map<string, { total: number; active: number; gpu: number; energy: { cogen: number; grid: number; battery: number } }>();
     for (const node of this.registry.all()) {
-      if (!this.owns(node.geozone)) continue;
       let zone = byZone.get(node.geozone);
       if (!zone) {
         zone = { total: 0, active: 0, gpu: 0, energy: { cogen: 0, grid: 0, battery: 0 } };

@@ -37,13 +37,18 @@ export function geozoneForGeohash(geohash: string): string {
   return 'UNZONED';
 }
 
+/** A node's geozone: as it reports it, else as known before, else from where its geohash lies. */
+export function geozoneOf(telemetry: NodeTelemetry, previous: NodeState | undefined): string {
+  return telemetry.geozone ?? previous?.geozone ?? geozoneForGeohash(telemetry.geohash);
+}
+
 export const DEFAULT_REPUTATION = 100;
 
 export function nodeFromTelemetry(telemetry: NodeTelemetry, receivedAt: number, previous: NodeState | undefined): NodeState {
   return {
     id: telemetry.id,
     name: telemetry.name ?? previous?.name ?? `node-${telemetry.id.slice(0, 8)}`,
-    geozone: telemetry.geozone ?? previous?.geozone ?? geozoneForGeohash(telemetry.geohash),
+    geozone: geozoneOf(telemetry, previous),
     geohash: telemetry.geohash,
     tags: telemetry.tags ?? previous?.tags ?? [],
     capacity: telemetry.capacity ?? previous?.capacity ?? { cpuCores: 0, memoryGb: 0, gpus: 0 },
