@@ -7,17 +7,11 @@ import { randomUUID } from 'node:crypto';
 import type { BusAdapter, ConsumedRecord } from '../../src/bus/ports.ts';
 import { MessageBus, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC, HEADER_SCHEMA, HEADER_VERSION } from '../../src/bus/typed-bus.ts';
 import type { InferenceRequest } from '../../src/contracts/messages.ts';
+import { until } from '../support/until.ts';
 
 const encoder = new TextEncoder();
 const text = (record: ConsumedRecord): string => new TextDecoder().decode(record.value);
 
-async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 function request(overrides: Partial<InferenceRequest> = {}): InferenceRequest {
   return {

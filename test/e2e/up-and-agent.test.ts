@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { until as untilWithin } from '../support/until.ts';
 
 const CLI = join(import.meta.dirname, '../../src/cli/main.ts');
 const run = promisify(execFile);
@@ -24,19 +25,10 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+
+/** Processes take a while to come up: probes that throw (connection refused) just mean "not yet". */
+const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> =>
+  untilWithin(probe, what, timeoutMs, { intervalMs: 100, retryOnError: true });
 
 function start(args: string[]): ChildProcess & { output: () => string } {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

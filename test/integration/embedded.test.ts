@@ -12,6 +12,7 @@ import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { decodeGeohash } from '../../src/core/geohash.ts';
 import WebSocket from 'ws';
 import { withDefaults } from '../../src/main/config.ts';
+import { until } from '../support/until.ts';
 
 interface Seed {
   name: string;
@@ -40,15 +41,6 @@ const idOf = (name: string): string => seededUuid(`integration-${name}`);
 const score = (s: Seed, requesterGeozone: string): number =>
   (s.geozone === requesterGeozone ? 100 : 0) + (s.energySource === 'cogen' ? 50 : 0) + 30 * (1 - s.gpuUtilization) + 20 * s.batteryLevel;
 
-async function until<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('embedded ArcNet, end to end in one process', () => {
   const clock = new ManualClock(Date.UTC(2026, 10, 24, 12, 0, 0));

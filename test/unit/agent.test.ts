@@ -8,6 +8,7 @@ import type { InferenceDispatch } from '../../src/contracts/messages.ts';
 import { validateMessage } from '../../src/contracts/validation.ts';
 import { seededRandom } from '../../src/sim/random.ts';
 import { SimulatedNode } from '../../src/sim/sim-node.ts';
+import { until as untilWithin } from '../support/until.ts';
 
 /** The server side of the agent protocol, as small as the tests need. */
 class FakeServer {
@@ -62,13 +63,9 @@ class FakeServer {
   }
 }
 
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+
+/** Everything in these tests happens within a few seconds. */
+const until = (probe: () => boolean, what?: string, timeoutMs = 3_000): Promise<true> => untilWithin(probe, what, timeoutMs);
 
 const node = new SimulatedNode({ index: 7, geozone: 'ERCOT', random: seededRandom(7) });
 const identity = node.identity();
@@ -134,7 +131,7 @@ describe('Agent', () => {
     expect(server.of('hello')).toEqual([{ type: 'hello', node: identity }]);
     // The first report goes out with the welcome, not an interval later.
     expect(agent.telemetrySent).toBe(1);
-    await until(() => server.of('telemetry').length >= 5, 1000);
+    await until(() => server.of('telemetry').length >= 5, 'five telemetry reports', 1000);
     for (const frame of server.of('telemetry')) {
       const checked = validateMessage('NodeTelemetry', frame.telemetry);
       expect(checked.ok).toBe(true);
@@ -165,7 +162,7 @@ describe('Agent', () => {
     await agent.start();
     // Each takes ~25-40 ms of wall time at speed 0.1: all four must be under way at once.
     for (let i = 0; i < 4; i++) server.push({ type: 'dispatch', dispatch: dispatchFor({ modelId: 'mistral-7b', contextWindowTokens: 16_384 }) });
-    await until(() => agent.running === 4, 500);
+    await until(() => agent.running === 4, 'four runs in parallel', 500);
     await until(() => server.of('result').length === 4);
     expect(new Set(server.of('result').map((f) => f.result.requestId)).size).toBe(4);
   });
@@ -219,7 +216,7 @@ describe('Agent', () => {
     first.push({ type: 'dispatch', dispatch });
     await until(() => agent.running === 1);
     await first.kill();
-    await until(() => agent.resultsQueued === 1, 1000);
+    await until(() => agent.resultsQueued === 1, 'one queued result', 1000);
     expect(agent.resultsSent).toBe(0);
     const second = await serve(port);
     await until(() => second.of('result').length === 1);
