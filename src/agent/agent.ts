@@ -12,6 +12,7 @@ import type { Logger } from '../core/logging.ts';
 import { silentLogger } from '../core/logging.ts';
 import type { InferenceBackend, InferenceRun } from './ports.ts';
 import { AGENT_PATH, type AgentIdentity, type AgentToServer } from './protocol.ts';
+import { resultOfRun } from './result.ts';
 
 export type AgentState = 'connecting' | 'connected' | 'disconnected' | 'refused' | 'stopped';
 
@@ -310,7 +311,7 @@ export class Agent {
       outcome = { ok: false, latencyMs: Math.round(performance.now() - started), error: `backend ${this.options.backend.kind} threw: ${errorMessage(error)}` };
     }
     if (signal.aborted && this.stopping) return;
-    this.deliver(buildResult(dispatch, this.options.identity.id, outcome));
+    this.deliver(resultOfRun(dispatch, this.options.identity.id, outcome, Date.now()));
   }
 
   private deliver(result: InferenceResult): void {
@@ -407,37 +408,6 @@ export class Agent {
       else if (socket.readyState === WebSocket.OPEN) socket.close(1000, 'agent stopping');
     });
   }
-}
-
-function buildResult(dispatch: InferenceDispatch, nodeId: string, outcome: InferenceRun): InferenceResult {
-  const result: InferenceResult = {
-    schemaVersion: 1,
-    requestId: dispatch.requestId,
-    nodeId,
-    latencyMs: Math.max(0, outcome.latencyMs),
-    status: outcome.ok ? 'completed' : 'failed',
-    completedAt: new Date().toISOString(),
-  };
-  if (dispatch.fencingToken !== undefined) result.fencingToken = dispatch.fencingToken;
-  if (outcome.ok) {
-    result.outputTokens = Math.max(0, Math.round(outcome.outputTokens));
-    if (outcome.output !== undefined) result.output = outcome.output.slice(0, 65_536);
-  } else {
-    result.error = outcome.error;
-  }
-  const checked = validateMessage('InferenceResult', result);
-  if (checked.ok) return result;
-  // The server would reject the frame and the request would hang until its lease expires; fail it instead.
-  return {
-    schemaVersion: 1,
-    requestId: dispatch.requestId,
-    nodeId,
-    latencyMs: 0,
-    status: 'failed',
-    completedAt: result.completedAt,
-    ...(dispatch.fencingToken === undefined ? {} : { fencingToken: dispatch.fencingToken }),
-    error: `agent produced an invalid result (${checked.error})`,
-  };
 }
 
 function rawText(data: RawData): string {

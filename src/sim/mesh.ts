@@ -6,11 +6,12 @@
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
-import type { InferenceDispatch, InferenceResult } from '../contracts/messages.ts';
+import type { InferenceDispatch } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
 import type { MessageBus } from '../bus/typed-bus.ts';
 import type { DispatchRouter } from '../inference/dispatch-router.ts';
 import { SimulatedBackend } from '../agent/simulated-backend.ts';
+import { resultOfRun } from '../agent/result.ts';
 import { SimulatedNode } from './sim-node.ts';
 import { seededRandom } from './random.ts';
 
@@ -103,16 +104,7 @@ export class SimulatedMesh {
   private run(member: Member, dispatch: InferenceDispatch): void {
     const work = (async () => {
       const outcome = await member.backend.run(dispatch);
-      const result: InferenceResult = {
-        schemaVersion: 1,
-        requestId: dispatch.requestId,
-        nodeId: dispatch.nodeId,
-        latencyMs: Math.round(outcome.latencyMs * 10) / 10,
-        status: outcome.ok ? 'completed' : 'failed',
-        completedAt: new Date(this.options.clock.now()).toISOString(),
-        ...(dispatch.fencingToken === undefined ? {} : { fencingToken: dispatch.fencingToken }),
-        ...(outcome.ok ? { outputTokens: outcome.outputTokens } : { error: outcome.error }),
-      };
+      const result = resultOfRun(dispatch, dispatch.nodeId, outcome, this.options.clock.now());
       // A silent node's site is cut off: its result never makes it back, and the reservation times out.
       if (member.node.isSilent(this.options.clock.now())) return;
       await this.options.bus.publish(topics.inferenceResult, 'InferenceResult', result);
