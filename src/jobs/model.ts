@@ -60,6 +60,8 @@ export interface JobExecution {
   /** When the worker received it (push or poll); null while only scheduled. */
   readonly started_at: string | null;
   readonly completed_at: string | null;
+  /** When the worker's own report arrived; a second report for the same execution is a duplicate. */
+  readonly reported_at: string | null;
   readonly result: string | null;
   readonly result_encoding: ResultEncoding | null;
   /** SHA-256 of the returned bytes, computed by the coordinator. */

@@ -55,10 +55,20 @@ export function rulesProblem(rules: TallyRules, maxRedundancy: number): string |
 
 const ACTIVE: ReadonlySet<ExecutionStatus> = new Set(['scheduled', 'running']);
 
-export function tally(rules: TallyRules, executions: readonly TallyExecution[]): Tally {
+/**
+ * Slots the coordinator wants but has no execution record for: `unplaced` are waiting for a worker
+ * (counted as outstanding), `abandoned` waited too long and count as failures, so that a job with no
+ * eligible worker still ends.
+ */
+export interface TallySlots {
+  readonly unplaced: number;
+  readonly abandoned: number;
+}
+
+export function tally(rules: TallyRules, executions: readonly TallyExecution[], slots: TallySlots = { unplaced: 0, abandoned: 0 }): Tally {
   const votes = new Map<string, number>();
-  let active = 0;
-  let failed = 0;
+  let active = slots.unplaced;
+  let failed = slots.abandoned;
   for (const execution of executions) {
     if (ACTIVE.has(execution.status)) active++;
     else if (execution.status === 'completed' && execution.result_hash !== null) votes.set(execution.result_hash, (votes.get(execution.result_hash) ?? 0) + 1);
@@ -86,7 +96,7 @@ export function tally(rules: TallyRules, executions: readonly TallyExecution[]):
   }
   if (leadingVotes + active >= k) return { kind: 'waiting', outstanding: active, leadingVotes };
   const need = k - leadingVotes - active;
-  const room = rules.max_executions - executions.length;
+  const room = rules.max_executions - executions.length - slots.unplaced - slots.abandoned;
   const situation = describe(votes, failed, active);
   if (need <= room) return { kind: 'extend', extra: need, reason: `${situation}; ${need} more ${need === 1 ? 'execution' : 'executions'} can still reach ${k} agreeing` };
   return {

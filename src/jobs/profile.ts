@@ -1,0 +1,95 @@
+/**
+ * The job profile of the placement framework (seed 004's worker selection): required CPU, memory
+ * and GPU must fit beside what the worker already runs; higher reputation first, lower load next.
+ * A worker never runs two executions of one job, so redundancy means n different machines.
+ */
+import type { FilterPlugin, Profile, ScorePlugin } from '../placement/framework.ts';
+import { PASS } from '../placement/framework.ts';
+
+/** What placement reads of a worker: its record plus what the coordinator has allocated on it. */
+export interface WorkerCandidate {
+  readonly id: string;
+  readonly online: boolean;
+  readonly reputation: number;
+  readonly cpuCores: number;
+  readonly memoryGb: number;
+  readonly gpu: boolean;
+  readonly allocatedCpu: number;
+  readonly allocatedMemoryGb: number;
+  /** From the last heartbeat, 0..1. */
+  readonly cpuUsage: number;
+}
+
+export interface JobAsk {
+  readonly jobId: string;
+  readonly cpu: number;
+  readonly memoryGb: number;
+  readonly gpu: boolean;
+  /** Workers that already hold an execution of this job. */
+  readonly excluded: ReadonlySet<string>;
+}
+
+export interface JobProfileConfig {
+  /** Score = reputation·w.reputation − load·w.load, load in 0..1: reputation dominates, load breaks near-ties. */
+  readonly weights: { readonly reputation: number; readonly load: number };
+}
+
+export const DEFAULT_JOB_PROFILE: JobProfileConfig = { weights: { reputation: 1, load: 10 } };
+
+type JobFilter = FilterPlugin<WorkerCandidate, JobAsk>;
+type JobScorer = ScorePlugin<WorkerCandidate, JobAsk>;
+
+const round = (value: number): string => String(Math.round(value * 100) / 100);
+
+export const workerOnlineFilter: JobFilter = {
+  name: 'worker-online',
+  rejects: 'offline',
+  filter: (worker) => (worker.online ? PASS : { ok: false, reason: 'offline' }),
+};
+
+export const distinctWorkerFilter: JobFilter = {
+  name: 'distinct-worker',
+  rejects: 'already running or having run this job',
+  filter: (worker, ask) => (ask.excluded.has(worker.id) ? { ok: false, reason: `already holds an execution of job ${ask.jobId}` } : PASS),
+};
+
+export const cpuFitFilter: JobFilter = {
+  name: 'cpu-fit',
+  rejects: 'without enough free CPU',
+  filter: (worker, ask) =>
+    worker.allocatedCpu + ask.cpu <= worker.cpuCores + 1e-9 ? PASS : { ok: false, reason: `${round(worker.cpuCores - worker.allocatedCpu)} of ${worker.cpuCores} cores free, ${ask.cpu} needed` },
+};
+
+export const memoryFitFilter: JobFilter = {
+  name: 'memory-fit',
+  rejects: 'without enough free memory',
+  filter: (worker, ask) =>
+    worker.allocatedMemoryGb + ask.memoryGb <= worker.memoryGb + 1e-9
+      ? PASS
+      : { ok: false, reason: `${round(worker.memoryGb - worker.allocatedMemoryGb)} of ${worker.memoryGb} GB free, ${ask.memoryGb} GB needed` },
+};
+
+export const gpuFitFilter: JobFilter = {
+  name: 'gpu-fit',
+  rejects: 'without a GPU',
+  filter: (worker, ask) => (!ask.gpu || worker.gpu ? PASS : { ok: false, reason: 'no GPU' }),
+};
+
+export const reputationScorer: JobScorer = { name: 'reputation', score: (worker) => worker.reputation };
+
+/** The busier of what is allocated and what the worker last measured. */
+export const loadScorer: JobScorer = {
+  name: 'load',
+  score: (worker) => -Math.max(worker.cpuCores > 0 ? worker.allocatedCpu / worker.cpuCores : 1, worker.cpuUsage),
+};
+
+export function jobProfile(config: JobProfileConfig = DEFAULT_JOB_PROFILE): Profile<WorkerCandidate, JobAsk> {
+  return {
+    name: 'job',
+    filters: [workerOnlineFilter, distinctWorkerFilter, gpuFitFilter, cpuFitFilter, memoryFitFilter],
+    scorers: [
+      { plugin: reputationScorer, weight: config.weights.reputation },
+      { plugin: loadScorer, weight: config.weights.load },
+    ],
+  };
+}

@@ -1,0 +1,232 @@
+/**
+ * The coordinator on a real SQLite store with a manual clock, its workers played in-process through
+ * the WorkerChannel port: scheduling, k-of-n verification, reputation, credits, stale workers,
+ * extras, supersession, late results, credentials and a restart from the store file.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock } from '../../src/core/clock.ts';
+import { silentLogger } from '../../src/core/logging.ts';
+import { openSqliteStores } from '../../src/store/sqlite.ts';
+import type { StateStores } from '../../src/store/ports.ts';
+import type { JobsError} from '../../src/jobs/coordinator.ts';
+import { Coordinator, type CoordinatorConfig, type JobSubmission } from '../../src/jobs/coordinator.ts';
+import type { ExecutionAssignment } from '../../src/jobs/model.ts';
+import type { WorkerChannel } from '../../src/jobs/ports.ts';
+import { until } from '../support/until.ts';
+
+const HELLO_HASH_LINE = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  -\n';
+
+class RecordingChannel implements WorkerChannel {
+  readonly offers: { nodeId: string; assignment: ExecutionAssignment }[] = [];
+  readonly cancels: { nodeId: string; executionId: string; reason: string }[] = [];
+  offer(nodeId: string, assignment: ExecutionAssignment): boolean {
+    this.offers.push({ nodeId, assignment });
+    return true;
+  }
+  cancel(nodeId: string, executionId: string, reason: string): void {
+    this.cancels.push({ nodeId, executionId, reason });
+  }
+  forNode(nodeId: string): ExecutionAssignment[] {
+    return this.offers.filter((o) => o.nodeId === nodeId).map((o) => o.assignment);
+  }
+}
+
+const dirs: string[] = [];
+const open: { coordinator: Coordinator; stores: StateStores }[] = [];
+afterEach(async () => {
+  for (const { coordinator, stores } of open.splice(0)) {
+    await coordinator.stop();
+    await stores.close();
+  }
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(config: Partial<CoordinatorConfig> = {}, path?: string, clock = new ManualClock()) {
+  const stores = openSqliteStores({ path: path ?? ':memory:', clock });
+  const channel = new RecordingChannel();
+  const coordinator = new Coordinator({ documents: stores.documents, clock, logger: silentLogger, channel, config: { sweepIntervalMs: 10, ...config } });
+  await coordinator.start();
+  open.push({ coordinator, stores });
+  return { coordinator, channel, clock, stores };
+}
+
+async function workers(coordinator: Coordinator, count: number, cpu = 2) {
+  const out: { id: string; credential: string; name: string }[] = [];
+  for (let i = 0; i < count; i++) {
+    const { worker, credential } = await coordinator.register({ name: `w${i}`, cpu_cores: cpu, memory_gb: 4, region: 'CAISO' }, undefined);
+    out.push({ id: worker.id, credential, name: worker.name });
+  }
+  return out;
+}
+
+const helloJob: JobSubmission = { name: 'hello', docker_image: 'arcnet/busybox:test', command: ['sh', '-c', 'echo hello | sha256sum'], redundancy: 3, consensus: 2 };
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+describe('coordinator', () => {
+  it('places n executions on n different workers at once and completes on k matching results, +5 each', async () => {
+    const { coordinator, channel } = await start();
+    const ws = await workers(coordinator, 4);
+    const { job } = await coordinator.submit(helloJob);
+    expect(job.status).toBe('running');
+    const assigned = channel.offers.map((o) => o.nodeId);
+    expect(new Set(assigned).size).toBe(3);
+    for (const w of ws.filter((w) => assigned.includes(w.id))) {
+      const [assignment] = channel.forNode(w.id);
+      await coordinator.submitResult(w.id, w.credential, { execution_id: assignment!.execution_id, status: 'completed', result: HELLO_HASH_LINE, result_hash: 'whatever-the-worker-claims' });
+    }
+    const found = await coordinator.findJob(job.id);
+    expect(found!.job.status).toBe('completed');
+    expect(found!.job.result).toBe(HELLO_HASH_LINE);
+    // The coordinator's own hash of the bytes, not the worker's claim.
+    expect(found!.job.result_hash).toBe(sha(HELLO_HASH_LINE));
+    // The third result arrived after consensus (2 of 3) and is still scored.
+    for (const id of assigned) {
+      const worker = coordinator.worker(id)!;
+      expect(worker.reputation_score).toBe(105);
+      expect(worker.credits_earned).toBe(1);
+      expect(worker.successful_jobs_run).toBe(1);
+      expect(worker.status).toBe('online');
+    }
+    expect(found!.executions.every((e) => e.verdict === 'agree')).toBe(true);
+    expect(coordinator.jobCounts().byStatus.completed).toBe(1);
+  });
+
+  it('outvotes a Byzantine worker (−10), cancels nothing left, and ranks it last afterwards', async () => {
+    const { coordinator, channel } = await start();
+    const ws = await workers(coordinator, 3);
+    const { job } = await coordinator.submit(helloJob);
+    const liar = ws[2]!;
+    for (const w of [liar, ws[0]!, ws[1]!]) {
+      const [assignment] = channel.forNode(w.id);
+      await coordinator.submitResult(w.id, w.credential, { execution_id: assignment!.execution_id, status: 'completed', result: w === liar ? 'deadbeef  -\n' : HELLO_HASH_LINE });
+    }
+    const found = await coordinator.findJob(job.id);
+    expect(found!.job.status).toBe('completed');
+    expect(found!.job.result).toBe(HELLO_HASH_LINE);
+    expect(coordinator.worker(liar.id)!.reputation_score).toBe(90);
+    expect(coordinator.worker(ws[0]!.id)!.reputation_score).toBe(105);
+    // A job needing two workers now goes to the two honest ones.
+    channel.offers.length = 0;
+    await coordinator.submit({ ...helloJob, redundancy: 2, consensus: 2 });
+    expect(channel.offers.map((o) => o.nodeId).sort()).toEqual([ws[0]!.id, ws[1]!.id].sort());
+  });
+
+  it('supersedes an outstanding execution when consensus is reached, and cancels it on its worker', async () => {
+    const { coordinator, channel } = await start();
+    const ws = await workers(coordinator, 3);
+    const { job } = await coordinator.submit(helloJob);
+    for (const w of ws.slice(0, 2)) {
+      await coordinator.submitResult(w.id, w.credential, { execution_id: channel.forNode(w.id)[0]!.execution_id, status: 'completed', result: 'same' });
+    }
+    const slow = ws[2]!;
+    const slowExecution = channel.forNode(slow.id)[0]!.execution_id;
+    expect(channel.cancels).toEqual([{ nodeId: slow.id, executionId: slowExecution, reason: 'superseded: consensus was reached without it' }]);
+    expect(coordinator.worker(slow.id)!.status).toBe('online');
+    // Its late result still counts: a liar pays even after the decision.
+    const late = await coordinator.submitResult(slow.id, slow.credential, { execution_id: slowExecution, status: 'completed', result: 'different' });
+    expect(late.kind === 'recorded' && late.late).toBe(true);
+    expect(coordinator.worker(slow.id)!.reputation_score).toBe(90);
+    const again = await coordinator.submitResult(slow.id, slow.credential, { execution_id: slowExecution, status: 'completed', result: 'different' });
+    expect(again.kind).toBe('duplicate');
+    expect(coordinator.worker(slow.id)!.reputation_score).toBe(90);
+    expect((await coordinator.findJob(job.id))!.job.status).toBe('completed');
+  });
+
+  it('does not wait forever on a 1–1 split whose third worker died: it goes offline (−20) and an extra execution decides', async () => {
+    const { coordinator, channel, clock } = await start({ staleAfterMs: 120_000 });
+    const ws = await workers(coordinator, 4);
+    const { job } = await coordinator.submit(helloJob);
+    const assigned = [...new Set(channel.offers.map((o) => o.nodeId))];
+    const [a, b, dead] = assigned.map((id) => ws.find((w) => w.id === id)!);
+    const spare = ws.find((w) => !assigned.includes(w.id))!;
+    await coordinator.submitResult(a!.id, a!.credential, { execution_id: channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    await coordinator.submitResult(b!.id, b!.credential, { execution_id: channel.forNode(b!.id)[0]!.execution_id, status: 'completed', result: 'y' });
+    // Everyone but the dead worker keeps reporting.
+    clock.advance(100_000);
+    for (const w of [a!, b!, spare]) await coordinator.heartbeat(w.id, w.credential, { cpu_usage: 0.1 });
+    clock.advance(30_000);
+    await until(() => coordinator.worker(dead!.id)!.status === 'offline', 'the silent worker to go offline');
+    expect(coordinator.worker(dead!.id)!.reputation_score).toBe(80);
+    const extra = await until(() => channel.forNode(spare.id)[0], 'an extra execution on the spare worker');
+    await coordinator.submitResult(spare.id, spare.credential, { execution_id: extra.execution_id, status: 'completed', result: 'x' });
+    const found = await coordinator.findJob(job.id);
+    expect(found!.job.status).toBe('completed');
+    expect(found!.job.result).toBe('x');
+    expect(found!.executions.map((e) => e.status).sort()).toEqual(['completed', 'completed', 'completed', 'failed']);
+    expect(found!.executions.find((e) => e.node_id === dead!.id)!.error_message).toMatch(/went silent for 130 s/);
+  });
+
+  it('fails a job with the reason once consensus is out of reach within max_executions', async () => {
+    const { coordinator, channel } = await start();
+    const ws = await workers(coordinator, 3);
+    const { job } = await coordinator.submit({ ...helloJob, max_executions: 3 });
+    await coordinator.submitResult(ws[0]!.id, ws[0]!.credential, { execution_id: channel.forNode(ws[0]!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    await coordinator.submitResult(ws[1]!.id, ws[1]!.credential, { execution_id: channel.forNode(ws[1]!.id)[0]!.execution_id, status: 'failed', exit_code: 137, error_message: 'container exceeded its memory limit' });
+    await coordinator.submitResult(ws[2]!.id, ws[2]!.credential, { execution_id: channel.forNode(ws[2]!.id)[0]!.execution_id, status: 'completed', result: 'y' });
+    const found = await coordinator.findJob(job.id);
+    expect(found!.job.status).toBe('failed');
+    expect(found!.job.error_message).toMatch(/out of reach: results split 1–1, 1 failed or timed out.*room for 0 more/);
+    // Nobody is scored without a consensus.
+    expect(ws.map((w) => coordinator.worker(w.id)!.reputation_score)).toEqual([100, 100, 100]);
+  });
+
+  it('abandons wanted executions no worker can take in time, so the job still ends', async () => {
+    const { coordinator, clock } = await start({ schedulingTimeoutMs: 60_000 });
+    await workers(coordinator, 1);
+    const { job } = await coordinator.submit(helloJob);
+    expect(job.status).toBe('running');
+    clock.advance(61_000);
+    const failed = await until(async () => {
+      const found = await coordinator.findJob(job.id);
+      return found?.job.status === 'failed' ? found.job : undefined;
+    }, 'the starved job to fail');
+    expect(failed.error_message).toMatch(/out of reach: 2 wanted executions found no worker within 60 s \(no candidate .* among 1 node: 1 node already running or having run this job\)/);
+  });
+
+  it('refuses bad submissions and results with a message naming the problem', async () => {
+    const { coordinator, channel } = await start();
+    const [w, other] = await workers(coordinator, 3);
+    const refusal = async (p: Promise<unknown>) => p.then(() => undefined, (e: JobsError) => `${e.status} ${e.message}`);
+    expect(await refusal(coordinator.submit({ ...helloJob, consensus: 4 }))).toMatch(/^400 consensus 4 is more than redundancy 3/);
+    expect(await refusal(coordinator.submit({ ...helloJob, required_cpu: -1 }))).toMatch(/^400 required_cpu must not be negative/);
+    expect(await refusal(coordinator.submit({ ...helloJob, command: [] }))).toMatch(/^400 command must have at least one element/);
+    expect(await refusal(coordinator.submit({ ...helloJob, redundancy: 99, consensus: 60 }))).toMatch(/^400 redundancy 99 is above/);
+    await coordinator.submit(helloJob);
+    const mine = channel.forNode(w!.id)[0]!;
+    expect(await refusal(coordinator.submitResult(w!.id, undefined, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^401 missing worker credential/);
+    expect(await refusal(coordinator.submitResult(w!.id, other!.credential, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^403 the credential presented does not belong/);
+    expect(await refusal(coordinator.submitResult(other!.id, other!.credential, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^403 execution .* is assigned to node/);
+    expect(await refusal(coordinator.submitResult(w!.id, w!.credential, { execution_id: '00000000-0000-4000-8000-000000000000', status: 'completed', result: 'x' }))).toMatch(/^404 execution .* is not known/);
+    expect(await refusal(coordinator.register({ id: w!.id, name: 'impostor', cpu_cores: 1, memory_gb: 1 }, 'arcw_wrong'))).toMatch(/^403/);
+  });
+
+  it('carries on after a restart from its store: open jobs, executions, reputation and credentials survive', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'arcnet-coordinator-'));
+    dirs.push(dir);
+    const path = join(dir, 'arcnet.db');
+    const clock = new ManualClock();
+    const first = await start({}, path, clock);
+    const ws = await workers(first.coordinator, 3);
+    const { job } = await first.coordinator.submit(helloJob);
+    const [a, b] = ws;
+    await first.coordinator.submitResult(a!.id, a!.credential, { execution_id: first.channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    const bExecution = first.channel.forNode(b!.id)[0]!.execution_id;
+    await first.coordinator.stop();
+    await first.stores.close();
+    open.splice(0);
+
+    const second = await start({}, path, clock);
+    expect(second.coordinator.job(job.id)!.status).toBe('running');
+    // The worker polls (it lost its push session in the restart) and still finds its execution.
+    const pending = await second.coordinator.pendingFor(b!.id, b!.credential);
+    expect(pending.map((p) => p.execution_id)).toEqual([bExecution]);
+    await second.coordinator.submitResult(b!.id, b!.credential, { execution_id: bExecution, status: 'completed', result: 'x' });
+    expect(second.coordinator.job(job.id)!.status).toBe('completed');
+    expect(second.coordinator.worker(a!.id)!.reputation_score).toBe(105);
+    expect(second.coordinator.jobCounts()).toEqual({ total: 1, byStatus: { pending: 0, running: 0, completed: 1, failed: 0 } });
+  });
+});
