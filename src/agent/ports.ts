@@ -45,7 +45,11 @@ export type ContainerOutcome =
   | {
       readonly kind: 'exited';
       readonly exitCode: number;
-      /** The kernel killed it for exceeding its memory limit. */
+      /**
+       * The kernel killed it for exceeding its memory limit, as the engine reports it. Docker does;
+       * Podman 4.3 with conmon 2.1.6 (Debian 12) does not (conmon writes its OOM marker to its working
+       * directory, Podman looks in the bundle): there an OOM shows only as exitCode 137, this false.
+       */
       readonly oomKilled: boolean;
       readonly stdout: Uint8Array;
       readonly stderr: Uint8Array;
@@ -62,5 +66,7 @@ export interface ContainerRuntime {
   run(spec: ContainerSpec): Promise<ContainerOutcome>;
   /** Resolves when the engine answers; rejects with a message naming the endpoint when it does not. */
   ping(): Promise<void>;
+  /** Removes containers a crashed agent left behind, found by their labels; returns how many. */
+  removeLeftovers?(labels: Readonly<Record<string, string>>): Promise<number>;
   close?(): Promise<void>;
 }

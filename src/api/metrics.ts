@@ -11,6 +11,12 @@ export interface NodeSource {
   all(): Iterable<NodeState>;
 }
 
+/** What the jobs metrics read when scraped: job counts, and workers that are nodes of their own (no telemetry). */
+export interface JobsSource {
+  jobCounts(): { readonly byStatus: Readonly<Record<string, number>> };
+  allWorkers(): Iterable<{ readonly id: string; readonly region: string | null; readonly status: string }>;
+}
+
 export class ArcMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'geozone' | 'status'>;
@@ -27,18 +33,28 @@ export class ArcMetrics {
   readonly latencySamples = new RollingSamples(4_096);
   readonly requestRate = new RateMeter(10);
   readonly totals = { requests: 0, dispatched: 0, forwarded: 0, completed: 0, failed: 0, rejected: 0 };
+  readonly executionDuration: Histogram<'status'>;
+  readonly consensus: Counter<'outcome'>;
+  private jobs: JobsSource | undefined;
 
   constructor(nodes: NodeSource) {
     const registers = [this.registry];
+    const jobsOf = (): JobsSource | undefined => this.jobs;
     collectDefaultMetrics({ register: this.registry, prefix: 'arcnet_' });
     new Gauge({
       name: 'arcnet_nodes_total',
       help: 'Nodes by geozone and status',
       labelNames: ['geozone', 'status'],
       registers,
-      collect() {
+      collect: function (this: Gauge<'geozone' | 'status'>) {
         this.reset();
-        for (const node of nodes.all()) this.inc({ geozone: node.geozone, status: node.status });
+        const seen = new Set<string>();
+        for (const node of nodes.all()) {
+          seen.add(node.id);
+          this.inc({ geozone: node.geozone, status: node.status });
+        }
+        // Workers that send no telemetry are nodes too (one registry, ADR 0007).
+        for (const worker of jobsOf()?.allWorkers() ?? []) if (!seen.has(worker.id)) this.inc({ geozone: worker.region ?? 'UNZONED', status: worker.status });
       },
     });
     new Gauge({
@@ -86,6 +102,36 @@ export class ArcMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
       registers,
     });
+    new Gauge({
+      name: 'arcnet_jobs_total',
+      help: 'Verified batch jobs by status',
+      labelNames: ['status'],
+      registers,
+      collect: function (this: Gauge<'status'>) {
+        this.reset();
+        const source = jobsOf();
+        if (!source) return;
+        for (const [status, count] of Object.entries(source.jobCounts().byStatus)) this.set({ status }, count);
+      },
+    });
+    this.executionDuration = new Histogram({
+      name: 'arcnet_job_execution_duration_seconds',
+      help: 'Duration of job executions as their workers report it, by final execution status (s)',
+      labelNames: ['status'],
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
+      registers,
+    });
+    this.consensus = new Counter({
+      name: 'arcnet_verification_consensus_total',
+      help: 'k-of-n verification outcomes: reached, or unreachable (the job failed); the success rate is reached / all',
+      labelNames: ['outcome'],
+      registers,
+    });
+  }
+
+  /** Counts jobs and worker nodes from the coordinator at scrape time. */
+  attachJobs(source: JobsSource): void {
+    this.jobs = source;
   }
 
   busObserver(): BusObserver {

@@ -21,6 +21,9 @@ import { AGENT_PATH } from '../agent/protocol.ts';
 import type { ArcMetrics } from './metrics.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { AgentGateway } from './agent-gateway.ts';
+import { registerJobRoutes, type JobRoutesDeps } from './job-routes.ts';
+import { WORKERS_COLLECTION } from '../jobs/coordinator.ts';
+import type { WorkerRecord } from '../jobs/model.ts';
 
 export interface NodeView {
   get(id: string): NodeState | undefined;
@@ -45,6 +48,8 @@ export interface ServerDeps {
   /** Undecided submissions over HTTP beyond which new ones get 503 (load shedding). */
   readonly maxAwaitingDecisions?: number;
   readonly version: string;
+  /** Verified batch jobs (seed 004), where this server runs a coordinator. */
+  readonly jobs?: JobRoutesDeps;
 }
 
 const InferenceBody = Type.Object(
@@ -118,14 +123,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     const asOf = parseInstant('asOf', request.query.asOf);
     const knownAt = parseInstant('knownAt', request.query.knownAt);
     let nodes: NodeState[];
+    let workers: WorkerRecord[];
     if (asOf === undefined && knownAt === undefined) {
       nodes = [...deps.nodes.all()];
+      workers = deps.jobs ? [...deps.jobs.coordinator.allWorkers()] : [];
     } else {
-      const versions = await deps.documents.list<NodeState>(NODES_COLLECTION, { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) });
-      nodes = versions.flatMap((v) => (v.body ? [v.body] : []));
+      const times = { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) };
+      nodes = (await deps.documents.list<NodeState>(NODES_COLLECTION, times)).flatMap((v) => (v.body ? [v.body] : []));
+      workers = deps.jobs ? (await deps.documents.list<WorkerRecord>(WORKERS_COLLECTION, times)).flatMap((v) => (v.body ? [v.body] : [])) : [];
     }
-    const filtered = nodes.filter((n) => (geozone === undefined || n.geozone === geozone) && (status === undefined || n.status === status)).sort((a, b) => a.name.localeCompare(b.name));
-    return { count: filtered.length, asOf: asOf === undefined ? null : new Date(asOf).toISOString(), knownAt: knownAt === undefined ? null : new Date(knownAt).toISOString(), nodes: filtered.map((n) => presentNode(n, deps)) };
+    const merged = mergeNodes(nodes, workers, deps);
+    const filtered = merged.filter((n) => (geozone === undefined || n['geozone'] === geozone) && (status === undefined || n['status'] === status)).sort((a, b) => String(a['name']).localeCompare(String(b['name'])));
+    return { count: filtered.length, asOf: asOf === undefined ? null : new Date(asOf).toISOString(), knownAt: knownAt === undefined ? null : new Date(knownAt).toISOString(), nodes: filtered };
   });
 
   app.get<{ Params: { id: string }; Querystring: Static<typeof TimeQuery> & { history?: string } }>(
@@ -145,12 +154,18 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
         node = doc?.body;
         if (doc) version = { version: doc.version, validFrom: new Date(doc.validFrom).toISOString(), txTime: new Date(doc.txTime).toISOString() };
       }
-      if (!node) {
+      let worker: WorkerRecord | undefined;
+      if (deps.jobs) {
+        worker = asOf === undefined && knownAt === undefined
+          ? deps.jobs.coordinator.worker(id)
+          : (await deps.documents.get<WorkerRecord>(WORKERS_COLLECTION, id, { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) }))?.body;
+      }
+      if (!node && !worker) {
         const when = asOf !== undefined || knownAt !== undefined ? ' at the requested time' : '';
         return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `node ${id} is not known${when}` });
       }
-      const body: Record<string, unknown> = { ...presentNode(node, deps), ...(version ? { document: version } : {}) };
-      if (request.query.history === 'true') {
+      const body: Record<string, unknown> = { ...(node ? presentNode(node, deps, worker) : presentWorkerOnly(worker!)), ...(version ? { document: version } : {}) };
+      if (request.query.history === 'true' && node) {
         body['history'] = (await deps.documents.history<NodeState>(NODES_COLLECTION, id)).map((v) => ({
           version: v.version,
           validFrom: new Date(v.validFrom).toISOString(),
@@ -216,22 +231,59 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     deps.gateway.handle(socket);
   });
 
+  if (deps.jobs) registerJobRoutes(app, deps.jobs);
+
   app.addHook('onClose', async () => {
     deps.hub.closeAll();
     deps.gateway.closeAll();
+    deps.jobs?.workers.closeAll();
   });
 
   return app;
 }
 
-function presentNode(node: NodeState, deps: ServerDeps): Record<string, unknown> {
+/**
+ * One node list for both seeds (ADR 0007): a node known from telemetry carries seed 004's worker
+ * fields when it is also a registered worker; a worker that sends no telemetry appears on its own.
+ */
+function mergeNodes(nodes: readonly NodeState[], workers: readonly WorkerRecord[], deps: ServerDeps): Record<string, unknown>[] {
+  const byId = new Map(workers.map((w) => [w.id, w]));
+  const out = nodes.map((node) => presentNode(node, deps, byId.get(node.id)));
+  const seen = new Set(nodes.map((n) => n.id));
+  for (const worker of workers) if (!seen.has(worker.id)) out.push(presentWorkerOnly(worker));
+  return out;
+}
+
+/** Seed 004's node fields, without the credential's hash. */
+function workerFields(worker: WorkerRecord): Record<string, unknown> {
+  const { credential_hash: _hidden, id: _id, name: _name, status, ...fields } = worker;
+  return { ...fields, worker_status: status };
+}
+
+function presentWorkerOnly(worker: WorkerRecord): Record<string, unknown> {
+  return {
+    id: worker.id,
+    name: worker.name,
+    geozone: worker.region ?? 'UNZONED',
+    status: worker.status,
+    capacity: { cpuCores: worker.cpu_cores, memoryGb: worker.memory_gb, gpus: worker.gpu_enabled ? 1 : 0 },
+    cpuLoad: worker.cpu_usage,
+    lastSeen: worker.last_heartbeat,
+    reservation: null,
+    ...workerFields(worker),
+  };
+}
+
+function presentNode(node: NodeState, deps: ServerDeps, worker?: WorkerRecord): Record<string, unknown> {
   const reservation = deps.reservationOf?.(node.id);
   const live = reservation && reservation.expiresAt > deps.clock.now();
   return {
     ...node,
+    ...(worker ? { reputation: worker.reputation_score } : {}),
     lastSeen: new Date(node.lastSeen).toISOString(),
     reportedAt: new Date(node.reportedAt).toISOString(),
     reservation: live ? { requestId: reservation.holder, fencingToken: reservation.token, expiresAt: new Date(reservation.expiresAt).toISOString() } : null,
+    ...(worker ? workerFields(worker) : {}),
   };
 }
 
@@ -260,15 +312,38 @@ function presentRequest(record: RequestRecord, deps: ServerDeps): Record<string,
   };
 }
 
-export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'mode' | 'gateway'>, started: number): Record<string, unknown> {
+export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'mode' | 'gateway' | 'jobs'>, started: number): Record<string, unknown> {
   const zones: Record<string, Record<string, number>> = {};
   for (const zone of deps.geozones) zones[zone] = { total: 0, online: 0, busy: 0, draining: 0, offline: 0 };
   let total = 0;
-  for (const node of deps.nodes.all()) {
+  const count = (geozone: string, status: string): void => {
     total++;
-    const zone = (zones[node.geozone] ??= { total: 0, online: 0, busy: 0, draining: 0, offline: 0 });
+    const zone = (zones[geozone] ??= { total: 0, online: 0, busy: 0, draining: 0, offline: 0 });
     zone['total']!++;
-    zone[node.status] = (zone[node.status] ?? 0) + 1;
+    zone[status] = (zone[status] ?? 0) + 1;
+  };
+  const telemetryIds = new Set<string>();
+  for (const node of deps.nodes.all()) {
+    telemetryIds.add(node.id);
+    count(node.geozone, node.status);
+  }
+  let jobs: Record<string, unknown> | undefined;
+  if (deps.jobs) {
+    const workers = { total: 0, online: 0, busy: 0, offline: 0, connected: deps.jobs.workers.connected, cpuCores: 0, memoryGb: 0, reputationAvg: null as number | null };
+    let reputation = 0;
+    for (const worker of deps.jobs.coordinator.allWorkers()) {
+      if (!telemetryIds.has(worker.id)) count(worker.region ?? 'UNZONED', worker.status);
+      workers.total++;
+      workers[worker.status]++;
+      reputation += worker.reputation_score;
+      if (worker.status !== 'offline') {
+        workers.cpuCores += worker.cpu_cores;
+        workers.memoryGb += worker.memory_gb;
+      }
+    }
+    workers.reputationAvg = workers.total > 0 ? Math.round((reputation / workers.total) * 10) / 10 : null;
+    const counts = deps.jobs.coordinator.jobCounts();
+    jobs = { jobs: { total: counts.total, ...counts.byStatus }, workers };
   }
   const m = deps.metrics;
   const [p50, p99] = m.decisionSamples.percentiles(50, 99);
@@ -287,5 +362,6 @@ export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 
       latencyMsP50: round(l50, 1),
       latencyMsP99: round(l99, 1),
     },
+    ...jobs,
   };
 }

@@ -44,6 +44,11 @@ export interface CoordinatorConfig {
   readonly executionGraceMs: number;
   /** How long a wanted execution may wait for an eligible worker before it counts as failed. */
   readonly schedulingTimeoutMs: number;
+  /**
+   * Delay before a superseded execution is cancelled on its worker: one about to finish still
+   * reports and is scored; a long one stops wasting its worker.
+   */
+  readonly cancelGraceMs: number;
   readonly maxRedundancy: number;
   /** Upper bound on a job's max_executions (extras included). */
   readonly maxExecutionsCap: number;
@@ -60,6 +65,7 @@ export const DEFAULT_COORDINATOR_CONFIG: CoordinatorConfig = {
   sweepIntervalMs: 1_000,
   executionGraceMs: 30_000,
   schedulingTimeoutMs: 600_000,
+  cancelGraceMs: 2_000,
   maxRedundancy: 15,
   maxExecutionsCap: 45,
   defaultTimeoutSeconds: 300,
@@ -627,7 +633,7 @@ export class Coordinator {
   }
 
   private afterDecision(entry: JobEntry, decided: { placed: JobExecution[]; superseded: JobExecution[]; outcome?: 'reached' | 'unreachable' }): void {
-    for (const execution of decided.superseded) this.channel.cancel(execution.node_id, execution.id, execution.error_message ?? 'superseded');
+    for (const execution of decided.superseded) this.cancelLater(execution);
     if (entry.stored.unplaced > 0) this.waiting.add(entry.stored.job.id);
     else this.waiting.delete(entry.stored.job.id);
     this.deliver(entry, decided.placed);
@@ -636,6 +642,15 @@ export class Coordinator {
       this.observer.jobFinished?.(entry.stored.job);
       void this.placeWaitingSoon();
     }
+  }
+
+  private cancelLater(execution: JobExecution): void {
+    const cancel = (): void => {
+      const current = this.entryOfExecution(execution.id)?.executions.find((e) => e.id === execution.id);
+      if (current && current.reported_at === null) this.channel.cancel(execution.node_id, execution.id, execution.error_message ?? 'superseded');
+    };
+    if (this.config.cancelGraceMs <= 0) return cancel();
+    setTimeout(cancel, this.config.cancelGraceMs).unref();
   }
 
   private track(changed: JobExecution[], execution: JobExecution): JobExecution {

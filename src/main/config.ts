@@ -1,6 +1,7 @@
 /** Everything `arcnet up` can be told, with the seeds' defaults. */
 import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../placement/inference-profile.ts';
 import { DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
+import { DEFAULT_COORDINATOR_CONFIG, type CoordinatorConfig } from '../jobs/coordinator.ts';
 
 export interface EmbeddedConfig {
   readonly host: string;
@@ -21,6 +22,8 @@ export interface EmbeddedConfig {
     /** Undecided submissions beyond which new ones are shed with 503. */
     readonly maxAwaitingDecisions: number;
   };
+  /** The verified-jobs coordinator (seed 004). */
+  readonly jobs: CoordinatorConfig;
   readonly simulation: {
     readonly nodes: number;
     /** Inference requests per second from the built-in load; 0 for none. */
@@ -45,11 +48,13 @@ export const DEFAULT_CONFIG: EmbeddedConfig = {
   maxRetries: DEFAULT_SCHEDULER_CONFIG.maxRetries,
   placement: DEFAULT_INFERENCE_PROFILE,
   api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000 },
+  jobs: DEFAULT_COORDINATOR_CONFIG,
   simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
 };
 
 export function withDefaults(
-  overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement' | 'api'>> & {
+  overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement' | 'api' | 'jobs'>> & {
+    jobs?: Partial<CoordinatorConfig>;
     simulation?: Partial<EmbeddedConfig['simulation']>;
     placement?: Partial<InferenceProfileConfig>;
     api?: Partial<EmbeddedConfig['api']>;
@@ -62,6 +67,7 @@ export function withDefaults(
     offlineAfterMs,
     placement: { ...DEFAULT_CONFIG.placement, offlineAfterMs, ...overrides.placement },
     api: { ...DEFAULT_CONFIG.api, ...overrides.api },
+    jobs: { ...DEFAULT_CONFIG.jobs, ...overrides.jobs },
     simulation: { ...DEFAULT_CONFIG.simulation, ...overrides.simulation },
   };
 }

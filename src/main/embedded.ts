@@ -26,6 +26,8 @@ import { ConsoleHub } from '../api/console-hub.ts';
 import { inferenceObserver } from '../api/inference-observer.ts';
 import { AgentGateway } from '../api/agent-gateway.ts';
 import { buildServer } from '../api/server.ts';
+import { WorkerGateway } from '../api/worker-gateway.ts';
+import { Coordinator } from '../jobs/coordinator.ts';
 import { SimulatedMesh } from '../sim/mesh.ts';
 import { LoadGenerator } from '../sim/load.ts';
 import { seededRandom } from '../sim/random.ts';
@@ -60,6 +62,8 @@ export interface EmbeddedSystem {
   readonly router: DispatchRouter;
   readonly metrics: ArcMetrics;
   readonly gateway: AgentGateway;
+  readonly coordinator: Coordinator;
+  readonly workers: WorkerGateway;
   readonly server: FastifyInstance;
   readonly mesh: SimulatedMesh | undefined;
   readonly load: LoadGenerator | undefined;
@@ -137,11 +141,29 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     onSessionsChanged: (count) => metrics.agentsConnected.set(count),
   });
 
+  const workers = new WorkerGateway(logger.child({ component: 'workers' }));
+  const coordinator = new Coordinator({
+    documents: stores.documents,
+    clock,
+    logger: logger.child({ component: 'coordinator' }),
+    channel: workers,
+    config: config.jobs,
+    observer: {
+      consensus: (outcome) => metrics.consensus.inc({ outcome }),
+      executionFinished: (execution) => {
+        if (execution.duration_ms !== null) metrics.executionDuration.observe({ status: execution.status }, execution.duration_ms / 1000);
+      },
+    },
+  });
+  workers.bind({ connected: (nodeId) => coordinator.workerConnected(nodeId), acknowledged: (nodeId, executionId) => coordinator.acknowledge(nodeId, executionId) });
+  metrics.attachJobs(coordinator);
+
   // Readers start before writers, so nothing published during start-up goes unseen.
   await tracker.start(bus, config.geozones, instanceId);
   await router.start(config.geozones, `${instanceId}-dispatch-router`);
   await aggregator.start();
   await scheduler.start();
+  await coordinator.start();
 
   const server = await buildServer({
     mode: 'embedded',
@@ -159,6 +181,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     decisionTimeoutMs: config.api.decisionTimeoutMs,
     maxAwaitingDecisions: config.api.maxAwaitingDecisions,
     version: VERSION,
+    jobs: { coordinator, workers },
   });
   await server.listen({ host: config.host, port: config.port });
   const address = server.server.address();
@@ -200,6 +223,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     await load?.stop();
     await mesh?.stop();
     await server.close();
+    await coordinator.stop();
     await scheduler.stop();
     await aggregator.stop();
     await router.stop();
@@ -213,5 +237,5 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     unlock();
   };
 
-  return { config, url, bus, memoryBus, stores, aggregator, scheduler, tracker, router, metrics, gateway, server, mesh, load, submit, stop };
+  return { config, url, bus, memoryBus, stores, aggregator, scheduler, tracker, router, metrics, gateway, coordinator, workers, server, mesh, load, submit, stop };
 }

@@ -48,7 +48,7 @@ afterEach(async () => {
 async function start(config: Partial<CoordinatorConfig> = {}, path?: string, clock = new ManualClock()) {
   const stores = openSqliteStores({ path: path ?? ':memory:', clock });
   const channel = new RecordingChannel();
-  const coordinator = new Coordinator({ documents: stores.documents, clock, logger: silentLogger, channel, config: { sweepIntervalMs: 10, ...config } });
+  const coordinator = new Coordinator({ documents: stores.documents, clock, logger: silentLogger, channel, config: { sweepIntervalMs: 10, cancelGraceMs: 0, ...config } });
   await coordinator.start();
   open.push({ coordinator, stores });
   return { coordinator, channel, clock, stores };
@@ -134,6 +134,29 @@ describe('coordinator', () => {
     expect(again.kind).toBe('duplicate');
     expect(coordinator.worker(slow.id)!.reputation_score).toBe(90);
     expect((await coordinator.findJob(job.id))!.job.status).toBe('completed');
+  });
+
+  it('cancels a superseded execution only after a grace, so one about to finish still reports and is scored', async () => {
+    const { coordinator, channel } = await start({ cancelGraceMs: 150 });
+    const ws = await workers(coordinator, 6);
+    for (const round of [0, 1]) {
+      channel.offers.length = 0;
+      await coordinator.submit({ ...helloJob, name: `round ${round}` });
+      const assigned = [...new Set(channel.offers.map((o) => o.nodeId))].map((id) => ws.find((w) => w.id === id)!);
+      for (const w of assigned.slice(0, 2)) await coordinator.submitResult(w.id, w.credential, { execution_id: channel.forNode(w.id).at(-1)!.execution_id, status: 'completed', result: 'same' });
+      const third = assigned[2]!;
+      const execution = channel.forNode(third.id).at(-1)!.execution_id;
+      if (round === 0) {
+        // Finishes within the grace: reported, scored, never cancelled.
+        await coordinator.submitResult(third.id, third.credential, { execution_id: execution, status: 'completed', result: 'same' });
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        expect(channel.cancels).toEqual([]);
+        expect(coordinator.worker(third.id)!.reputation_score).toBe(105);
+      } else {
+        expect(channel.cancels).toEqual([]);
+        await until(() => channel.cancels.find((c) => c.executionId === execution), 'the cancel after the grace');
+      }
+    }
   });
 
   it('does not wait forever on a 1–1 split whose third worker died: it goes offline (−20) and an extra execution decides', async () => {

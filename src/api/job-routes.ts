@@ -1,0 +1,206 @@
+/**
+ * Seed 004's coordinator API on ArcNet's server: jobs, worker registration, heartbeats, pending
+ * jobs, results, and the worker push session. Bodies are checked against TypeBox schemas (a 400
+ * naming the field); the coordinator's own refusals carry their status (401, 403, 404, 409, 413).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { JobsError, type Coordinator } from '../jobs/coordinator.ts';
+import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
+import { WORKER_STREAM_PATH } from '../jobs/protocol.ts';
+import type { WorkerGateway } from './worker-gateway.ts';
+
+export interface JobRoutesDeps {
+  readonly coordinator: Coordinator;
+  readonly workers: WorkerGateway;
+}
+
+const Uuid = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' });
+const NonNegative = Type.Number({ minimum: 0 });
+
+const JobBody = Type.Object(
+  {
+    id: Type.Optional(Uuid),
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    description: Type.Optional(Type.String({ maxLength: 10_000 })),
+    docker_image: Type.String({ minLength: 1, maxLength: 255 }),
+    command: Type.Array(Type.String({ maxLength: 100_000 }), { minItems: 1, maxItems: 1_000 }),
+    environment: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 100_000 }))),
+    input_data: Type.Optional(Type.String({ maxLength: 1 << 20 })),
+    required_cpu: Type.Optional(NonNegative),
+    required_memory: Type.Optional(NonNegative),
+    required_gpu: Type.Optional(Type.Boolean()),
+    redundancy: Type.Optional(Type.Integer({ minimum: 1 })),
+    consensus: Type.Optional(Type.Integer({ minimum: 1 })),
+    max_executions: Type.Optional(Type.Integer({ minimum: 1 })),
+    timeout_seconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    network: Type.Optional(Type.Boolean()),
+    submitted_by: Type.Optional(Type.String({ maxLength: 255 })),
+    credits_required: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+const RegisterBody = Type.Object(
+  {
+    id: Type.Optional(Uuid),
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    region: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    cpu_cores: Type.Number({ exclusiveMinimum: 0 }),
+    memory_gb: Type.Number({ exclusiveMinimum: 0 }),
+    gpu_enabled: Type.Optional(Type.Boolean()),
+    gpu_model: Type.Optional(Type.String({ maxLength: 255 })),
+  },
+  { additionalProperties: false },
+);
+
+const HeartbeatBody = Type.Object(
+  {
+    cpu_usage: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    memory_usage: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    active_jobs: Type.Optional(Type.Array(Type.String(), { maxItems: 10_000 })),
+  },
+  { additionalProperties: false },
+);
+
+const ResultBody = Type.Object(
+  {
+    node_id: Uuid,
+    execution_id: Uuid,
+    status: Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('timed_out')]),
+    result: Type.Optional(Type.String()),
+    result_encoding: Type.Optional(Type.Union([Type.Literal('utf8'), Type.Literal('base64')])),
+    result_hash: Type.Optional(Type.String({ maxLength: 128 })),
+    exit_code: Type.Optional(Type.Integer()),
+    duration_ms: Type.Optional(Type.Number({ minimum: 0 })),
+    error_message: Type.Optional(Type.String({ maxLength: 10_000 })),
+    logs: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+const JobStatusSchema = Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]);
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  return match ? match[1] : header.trim();
+}
+
+function refuse(reply: FastifyReply, error: unknown): FastifyReply {
+  if (!(error instanceof JobsError)) throw error;
+  const names: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large' };
+  if (error.status === 401) void reply.header('www-authenticate', 'Bearer realm="arcnet-workers"');
+  return reply.status(error.status).send({ statusCode: error.status, error: names[error.status], message: error.message });
+}
+
+/** Executions as the API shows them; results are kept, logs only on the executions endpoint. */
+function presentExecution(execution: JobExecution, withLogs: boolean): Record<string, unknown> {
+  const { logs, ...rest } = execution;
+  return withLogs ? { ...rest, logs } : rest;
+}
+
+export function presentJob(job: Job, executions?: readonly JobExecution[]): Record<string, unknown> {
+  if (!executions) return { ...job };
+  const summary: Record<string, number> = {};
+  for (const execution of executions) summary[execution.status] = (summary[execution.status] ?? 0) + 1;
+  return { ...job, execution_counts: summary, executions: executions.map((e) => presentExecution(e, false)) };
+}
+
+export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
+  const { coordinator } = deps;
+
+  app.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody } }, async (request, reply) => {
+    try {
+      const { job, created } = await coordinator.submit(request.body);
+      return reply.status(created ? 201 : 200).send(presentJob(job));
+    } catch (error) {
+      return refuse(reply, error);
+    }
+  });
+
+  app.get<{ Querystring: { status?: JobStatus; limit?: number } }>(
+    '/api/v1/jobs',
+    { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) } },
+    async (request) => {
+      const jobs = coordinator.listJobs({ ...(request.query.status ? { status: request.query.status } : {}), limit: request.query.limit ?? 100 });
+      return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map((job) => presentJob(job)) };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {
+    const found = await coordinator.findJob(request.params.id);
+    if (!found) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `job ${request.params.id} is not known` });
+    return presentJob(found.job, found.executions);
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {
+    const found = await coordinator.findJob(request.params.id);
+    if (!found) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `job ${request.params.id} is not known` });
+    return { job_id: found.job.id, count: found.executions.length, executions: found.executions.map((e) => presentExecution(e, true)) };
+  });
+
+  app.post<{ Body: Static<typeof RegisterBody> }>('/api/v1/nodes/register', { schema: { body: RegisterBody } }, async (request, reply) => {
+    try {
+      const { worker, credential, created } = await coordinator.register(request.body, bearer(request));
+      const { credential_hash: _hidden, ...node } = worker;
+      return reply.status(created ? 201 : 200).send({ node, credential, stream: WORKER_STREAM_PATH });
+    } catch (error) {
+      return refuse(reply, error);
+    }
+  });
+
+  app.post<{ Params: { id: string }; Body: Static<typeof HeartbeatBody> }>(
+    '/api/v1/nodes/:id/heartbeat',
+    { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }), body: HeartbeatBody } },
+    async (request, reply) => {
+      try {
+        const worker = await coordinator.heartbeat(request.params.id, bearer(request), request.body ?? {});
+        const { credential_hash: _hidden, ...node } = worker;
+        return { node };
+      } catch (error) {
+        return refuse(reply, error);
+      }
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/api/v1/nodes/:id/pending-jobs', { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }) } }, async (request, reply) => {
+    try {
+      const jobs = await coordinator.pendingFor(request.params.id, bearer(request));
+      return { count: jobs.length, jobs };
+    } catch (error) {
+      return refuse(reply, error);
+    }
+  });
+
+  app.post<{ Body: Static<typeof ResultBody> }>('/api/v1/worker/result', { schema: { body: ResultBody }, bodyLimit: 16 << 20 }, async (request, reply) => {
+    try {
+      const { node_id: nodeId, ...result } = request.body;
+      const outcome = await coordinator.submitResult(nodeId, bearer(request), result);
+      const body = { execution: presentExecution(outcome.execution, false), job_status: outcome.job.status, duplicate: outcome.kind === 'duplicate', late: outcome.kind === 'recorded' && outcome.late };
+      return reply.status(outcome.kind === 'duplicate' ? 200 : 201).send(body);
+    } catch (error) {
+      return refuse(reply, error);
+    }
+  });
+
+  app.get<{ Querystring: { node_id?: string } }>(
+    WORKER_STREAM_PATH,
+    {
+      websocket: true,
+      schema: { querystring: Type.Object({ node_id: Type.String({ minLength: 1 }) }) },
+      preValidation: async (request: FastifyRequest<{ Querystring: { node_id?: string } }>, reply: FastifyReply) => {
+        try {
+          coordinator.authenticate(request.query.node_id ?? '', bearer(request));
+        } catch (error) {
+          return refuse(reply, error);
+        }
+        return undefined;
+      },
+    },
+    (socket, request) => {
+      deps.workers.handle(socket, request.query.node_id!);
+    },
+  );
+}
