@@ -25,7 +25,8 @@ const JobBody = Type.Object(
     description: Type.Optional(Type.String({ maxLength: 10_000 })),
     docker_image: Type.String({ minLength: 1, maxLength: 255 }),
     command: Type.Array(Type.String({ maxLength: 100_000 }), { minItems: 1, maxItems: 1_000 }),
-    environment: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 100_000 }))),
+    // Keys are checked by the coordinator: Fastify's validator would silently drop a bad key here.
+    environment: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 100_000 }))),
     input_data: Type.Optional(Type.String({ maxLength: 1 << 20 })),
     required_cpu: Type.Optional(NonNegative),
     required_memory: Type.Optional(NonNegative),

@@ -88,7 +88,21 @@ function parseInstant(field: string, value: string | undefined): number | undefi
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Per-request logs would drown the status line at thousands of requests a second; the metrics count them instead.
-  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger, bodyLimit: 1 << 20 });
+  // A misspelt field is an error, not silently dropped (Fastify's validator removes unknown properties by default).
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger,
+    bodyLimit: 1 << 20,
+    ajv: { customOptions: { removeAdditional: false } },
+    schemaErrorFormatter: (errors, dataVar) =>
+      new Error(
+        errors
+          .map((e) => {
+            const extra = (e.params as { additionalProperty?: string }).additionalProperty;
+            return `${dataVar}${e.instancePath} ${e.message ?? 'is not valid'}${extra === undefined ? '' : `: "${extra}"`}`;
+          })
+          .join('; '),
+      ),
+  });
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;

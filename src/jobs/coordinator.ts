@@ -377,6 +377,9 @@ export class Coordinator {
   private submissionProblem(s: JobSubmission): string | undefined {
     if (!s.docker_image.trim()) return 'docker_image must name an image';
     if (s.command.length === 0) return 'command must have at least one element';
+    for (const key of Object.keys(s.environment ?? {})) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return `environment variable name "${key}" is not valid: use letters, digits and _, not starting with a digit`;
+    }
     const redundancy = s.redundancy ?? 3;
     const consensus = s.consensus ?? Math.floor(redundancy / 2) + 1;
     const max = s.max_executions ?? Math.min(2 * redundancy, this.config.maxExecutionsCap);
