@@ -102,11 +102,11 @@ function presentExecution(execution: JobExecution, withLogs: boolean): Record<st
   return withLogs ? { ...rest, logs } : rest;
 }
 
-export function presentJob(job: Job, executions?: readonly JobExecution[]): Record<string, unknown> {
-  if (!executions) return { ...job };
+/** A job with its execution counts by status, and the executions themselves when asked for one job. */
+export function presentJob(job: Job, executions: readonly JobExecution[], withExecutions: boolean): Record<string, unknown> {
   const summary: Record<string, number> = {};
   for (const execution of executions) summary[execution.status] = (summary[execution.status] ?? 0) + 1;
-  return { ...job, execution_counts: summary, executions: executions.map((e) => presentExecution(e, false)) };
+  return { ...job, execution_counts: summary, ...(withExecutions ? { executions: executions.map((e) => presentExecution(e, false)) } : {}) };
 }
 
 export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
@@ -115,7 +115,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
   app.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody } }, async (request, reply) => {
     try {
       const { job, created } = await coordinator.submit(request.body);
-      return reply.status(created ? 201 : 200).send(presentJob(job));
+      return reply.status(created ? 201 : 200).send(presentJob(job, coordinator.executionsOf(job.id), false));
     } catch (error) {
       return refuse(reply, error);
     }
@@ -126,14 +126,14 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) } },
     async (request) => {
       const jobs = coordinator.listJobs({ ...(request.query.status ? { status: request.query.status } : {}), limit: request.query.limit ?? 100 });
-      return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map((job) => presentJob(job)) };
+      return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map(({ job, executions }) => presentJob(job, executions, false)) };
     },
   );
 
   app.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {
     const found = await coordinator.findJob(request.params.id);
     if (!found) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `job ${request.params.id} is not known` });
-    return presentJob(found.job, found.executions);
+    return presentJob(found.job, found.executions, true);
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {

@@ -32,3 +32,23 @@ export function truncateId(id: string, length = 8): string {
 export function percent(value: number): string {
   return `${Math.round(value * 100)}%`;
 }
+
+/** "12s ago", "5m ago", "3h ago"; older than a day (or in the future, clocks differ) as an ISO time. */
+export function ago(iso: string, now = Date.now()): string {
+  const then = Date.parse(iso);
+  if (!Number.isFinite(then)) return iso;
+  const seconds = Math.round((now - then) / 1000);
+  if (seconds < -5 || seconds >= 86_400) return new Date(then).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  if (seconds < 60) return `${Math.max(0, seconds)}s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ago`;
+  return `${Math.floor(seconds / 3600)}h ago`;
+}
+
+/**
+ * One terminal-safe line: newlines, tabs and other control characters escaped (text from workers is
+ * untrusted and could carry terminal escape sequences), cut to `max` characters with "…".
+ */
+export function oneLine(text: string, max = Infinity): string {
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : c === '\t' ? '\\t' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+  return escaped.length > max ? `${escaped.slice(0, Math.max(0, max - 1))}…` : escaped;
+}

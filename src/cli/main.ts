@@ -3,26 +3,21 @@
  * `arcnet`: one binary, one subcommand per role or question. Errors end in a non-zero exit and one
  * line on stderr saying what was wrong.
  */
-import { hostname } from 'node:os';
+import { cpus, hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createLogger } from '../core/logging.ts';
 import { errorMessage } from '../core/errors.ts';
 import { seededUuid } from '../core/ids.ts';
 import { isGeohash } from '../core/geohash.ts';
 import type { EnergySource } from '../contracts/messages.ts';
-import { withDefaults, DEFAULT_GEOZONES } from '../main/config.ts';
+import { withDefaults, DEFAULT_GEOZONES, type EmbeddedConfig } from '../main/config.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../placement/inference-profile.ts';
-import { startEmbedded, VERSION } from '../main/embedded.ts';
-import { Agent } from '../agent/agent.ts';
-import { SimulatedBackend } from '../agent/simulated-backend.ts';
-import { OpenAiBackend } from '../agent/openai-backend.ts';
-import { localTelemetry } from '../agent/local-telemetry.ts';
+import { VERSION } from '../main/version.ts';
 import type { InferenceBackend } from '../agent/ports.ts';
-import { SimulatedNode } from '../sim/sim-node.ts';
-import { LoadGenerator } from '../sim/load.ts';
-import { seededRandom } from '../sim/random.ts';
-import { startStatusLine } from './status-line.ts';
+import type { Worker } from '../agent/worker.ts';
 import { colour, percent, statusColour, table, truncateId } from './format.ts';
+import { registerJobCommands } from './jobs-commands.ts';
 
 class UsageError extends Error {}
 
@@ -56,68 +51,127 @@ const weights = (value: string): Partial<Weights> => {
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
 
-program
-  .command('up')
-  .description('run every role in one process: simulated mesh, scheduler, aggregator, API and console feed (embedded mode)')
-  .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
-  .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
-  .option('--memory', 'keep state in memory only (nothing written to disk)', false)
-  .option('--geozones <list>', 'geozones, comma-separated', list, [...DEFAULT_GEOZONES])
-  .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
-  .option('--rate <n>', 'simulated inference requests per second (0 for none)', int('--rate'), 20)
-  .option('--seed <n>', 'seed of the simulation', int('--seed'), 42)
-  .option('--telemetry-interval <ms>', 'telemetry period of nodes', int('--telemetry-interval', 100), 10_000)
-  .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
-  .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
-  .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
-  .option('--no-status', 'no live status line')
-  .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn'))
-  .action(async (opts: { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; weights: Partial<Weights>; status: boolean; logLevel: string }) => {
-    const logger = createLogger({ level: opts.logLevel });
-    const config = withDefaults({
-      host: opts.host,
-      port: opts.port,
-      dataDir: opts.memory ? null : opts.dataDir,
-      geozones: opts.geozones,
-      telemetryIntervalMs: opts.telemetryInterval,
-      offlineAfterMs: opts.offlineAfter,
-      summaryIntervalMs: opts.summaryInterval,
-      placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
-      simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
-    });
-    const system = await startEmbedded(config, { logger }).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UsageError(`port ${config.port} on ${config.host} is already in use; stop what holds it or pass --port`);
-      throw error;
-    });
-    const where = config.dataDir === null ? 'in memory' : `in ${config.dataDir}`;
-    process.stdout.write(
-      `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${where}\n` +
-        `  API and console feed: ${system.url}  (GET /stats, /api/v1/nodes, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url})\n` +
-        `  Ctrl-C stops cleanly.\n`,
-    );
-    const stopStatus = opts.status ? startStatusLine(system) : () => undefined;
-    let stopping = false;
-    const shutdown = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      stopStatus();
-      process.stdout.write(`${signal}: stopping…\n`);
-      system
-        .stop()
-        .then(() => {
-          process.stdout.write('stopped; state is consistent.\n');
-          logger.flush();
-          process.exit(0);
-        })
-        .catch((error: unknown) => {
-          process.stderr.write(`arcnet: shutdown failed: ${errorMessage(error)}\n`);
-          process.exit(1);
-        });
-    };
-    process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
+/** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */
+function withJobOptions(command: Command): Command {
+  return command
+    .option('--worker-stale-after <ms>', 'worker silence after which it is offline (−20 reputation) and its executions fail', int('--worker-stale-after', 100), 120_000)
+    .option('--execution-grace <ms>', 'allowance beyond a job timeout before the coordinator gives up on an execution', int('--execution-grace'), 30_000)
+    .option('--scheduling-timeout <ms>', 'how long a wanted execution may wait for an eligible worker', int('--scheduling-timeout', 100), 600_000)
+    .option('--max-redundancy <n>', 'largest redundancy a job may ask for', int('--max-redundancy', 1), 15);
+}
+
+interface JobFlags {
+  workerStaleAfter: number;
+  executionGrace: number;
+  schedulingTimeout: number;
+  maxRedundancy: number;
+}
+
+const jobConfig = (opts: JobFlags) => ({
+  staleAfterMs: opts.workerStaleAfter,
+  executionGraceMs: opts.executionGrace,
+  schedulingTimeoutMs: opts.schedulingTimeout,
+  maxRedundancy: opts.maxRedundancy,
+  maxExecutionsCap: 3 * opts.maxRedundancy,
+});
+
+/** Starts the embedded server, prints where it is, and stops cleanly on SIGINT/SIGTERM. */
+async function serve(config: EmbeddedConfig, logger: ReturnType<typeof createLogger>, banner: (url: string) => string, status: boolean): Promise<void> {
+  // Roles are loaded only by the commands that run them, so `arcnet list` and friends start fast.
+  const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../main/embedded.ts'), import('./status-line.ts')]);
+  const system = await startEmbedded(config, { logger }).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UsageError(`port ${config.port} on ${config.host} is already in use; stop what holds it or pass --port`);
+    throw error;
   });
+  process.stdout.write(banner(system.url));
+  const stopStatus = status ? startStatusLine(system) : () => undefined;
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    stopStatus();
+    process.stdout.write(`${signal}: stopping…\n`);
+    system
+      .stop()
+      .then(() => {
+        process.stdout.write('stopped; state is consistent.\n');
+        logger.flush();
+        process.exit(0);
+      })
+      .catch((error: unknown) => {
+        process.stderr.write(`arcnet: shutdown failed: ${errorMessage(error)}\n`);
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+withJobOptions(
+  program
+    .command('up')
+    .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
+    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
+    .option('--memory', 'keep state in memory only (nothing written to disk)', false)
+    .option('--geozones <list>', 'geozones, comma-separated', list, [...DEFAULT_GEOZONES])
+    .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
+    .option('--rate <n>', 'simulated inference requests per second (0 for none)', int('--rate'), 20)
+    .option('--seed <n>', 'seed of the simulation', int('--seed'), 42)
+    .option('--telemetry-interval <ms>', 'telemetry period of nodes', int('--telemetry-interval', 100), 10_000)
+    .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
+    .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
+    .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
+    .option('--no-status', 'no live status line')
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn')),
+).action(async (opts: JobFlags & { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; weights: Partial<Weights>; status: boolean; logLevel: string }) => {
+  const logger = createLogger({ level: opts.logLevel });
+  const config = withDefaults({
+    host: opts.host,
+    port: opts.port,
+    dataDir: opts.memory ? null : opts.dataDir,
+    geozones: opts.geozones,
+    telemetryIntervalMs: opts.telemetryInterval,
+    offlineAfterMs: opts.offlineAfter,
+    summaryIntervalMs: opts.summaryInterval,
+    placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
+    jobs: jobConfig(opts),
+    simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
+  });
+  const where = config.dataDir === null ? 'in memory' : `in ${config.dataDir}`;
+  await serve(
+    config,
+    logger,
+    (url) =>
+      `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${where}\n` +
+      `  API and console feed: ${url}  (GET /stats, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${url} [--worker])\n` +
+      `  Ctrl-C stops cleanly.\n`,
+    opts.status,
+  );
+});
+
+withJobOptions(
+  program
+    .command('coordinator')
+    .description('run the verified-jobs coordinator and its API (seed 004) without a simulated mesh; workers join with arcnet agent --worker')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
+    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
+    .option('--memory', 'keep state in memory only (nothing written to disk)', false)
+    .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info')),
+).action(async (opts: JobFlags & { host: string; port: number; dataDir: string; memory: boolean; logLevel: string }) => {
+  const logger = createLogger({ level: opts.logLevel });
+  const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), simulation: { nodes: 0, requestRate: 0 } });
+  await serve(
+    config,
+    logger,
+    (url) =>
+      `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}\n` +
+      `  API: ${url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /metrics; workers: arcnet agent --worker --no-inference --server ${url})\n`,
+    false,
+  );
+});
 
 program
   .command('agent')
@@ -137,10 +191,26 @@ program
   .option('--gpu-memory <gb>', 'GPU memory in GB', int('--gpu-memory'), 24)
   .option('--speed <x>', 'latency multiplier of the simulated backend', Number, 1)
   .option('--telemetry-interval <ms>', 'telemetry period', int('--telemetry-interval', 100), 10_000)
+  .option('--worker', 'also run verified batch jobs in containers (seed 004 worker role), through the Docker Engine API', false)
+  .option('--no-inference', 'no inference session: with --worker, a batch worker only')
+  .option('--docker-host <url>', 'Docker Engine API for --worker (unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock)')
+  .option('--cpus <n>', 'CPU cores offered to batch jobs', Number, cpus().length)
+  .option('--memory-gb <gb>', 'memory in GB offered to batch jobs', Number, Math.max(1, Math.floor(totalmem() / 1024 ** 3)))
+  .option('--worker-state <file>', 'where the worker keeps its id and credential (default .arcnet/worker-<name>.json)')
+  .option('--heartbeat-interval <ms>', 'worker heartbeat period', int('--heartbeat-interval', 100), 30_000)
+  .option('--poll-interval <ms>', 'pending-jobs polling period while the push session is down', int('--poll-interval', 100), 10_000)
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info'))
-  .action(async (opts: { server: string; name: string; id?: string; geozone: string; geohash: string; models: string[]; backend: string; inferenceUrl?: string; apiKey?: string; energySource: EnergySource; batteryLevel: number; gpus: number; gpuMemory: number; speed: number; telemetryInterval: number; logLevel: string }) => {
+  .action(async (opts: { server: string; name: string; id?: string; geozone: string; geohash: string; models: string[]; backend: string; inferenceUrl?: string; apiKey?: string; energySource: EnergySource; batteryLevel: number; gpus: number; gpuMemory: number; speed: number; telemetryInterval: number; worker: boolean; inference: boolean; dockerHost?: string; cpus: number; memoryGb: number; workerState?: string; heartbeatInterval: number; pollInterval: number; logLevel: string }) => {
     if (opts.geohash.length !== 6 || !isGeohash(opts.geohash)) throw new UsageError(`--geohash must be 6 geohash characters, got "${opts.geohash}"`);
+    if (!opts.inference && !opts.worker) throw new UsageError('--no-inference leaves nothing to run: add --worker');
+    if (!(opts.cpus > 0) || !(opts.memoryGb > 0)) throw new UsageError(`--cpus and --memory-gb must be positive numbers, got ${opts.cpus} and ${opts.memoryGb}`);
     const logger = createLogger({ level: opts.logLevel, name: 'arcnet-agent' });
+    const [{ Agent }, { SimulatedBackend }, { OpenAiBackend }, { localTelemetry }] = await Promise.all([
+      import('../agent/agent.ts'),
+      import('../agent/simulated-backend.ts'),
+      import('../agent/openai-backend.ts'),
+      import('../agent/local-telemetry.ts'),
+    ]);
     let backend: InferenceBackend;
     if (opts.backend === 'openai') {
       if (!opts.inferenceUrl) throw new UsageError('--backend openai needs --inference-url (e.g. http://127.0.0.1:8000)');
@@ -157,22 +227,56 @@ program
       tags: [],
       backend: backend.kind,
     };
-    const agent = new Agent({
-      serverUrl: opts.server,
-      identity,
-      backend,
-      telemetry: localTelemetry({ identity, backend, modelsLoaded: opts.models, energySource: opts.energySource, batteryLevel: opts.batteryLevel, gpuMemoryGb: opts.gpuMemory }),
-      telemetryIntervalMs: opts.telemetryInterval,
-      logger,
+    // The worker registers under the node's own id, so the node carries both seeds' fields in one registry.
+    let worker: Worker | undefined;
+    if (opts.worker) {
+      const [{ Worker, WorkerRefused }, { DockerRuntime, dockerEndpointFromEnv }] = await Promise.all([import('../agent/worker.ts'), import('../agent/docker-runtime.ts')]);
+      const runtime = new DockerRuntime({ host: opts.dockerHost ?? dockerEndpointFromEnv() });
+      worker = new Worker({
+        serverUrl: opts.server,
+        id: identity.id,
+        name: opts.name,
+        region: opts.geozone,
+        cpuCores: opts.cpus,
+        memoryGb: opts.memoryGb,
+        runtime,
+        stateFile: opts.workerState ?? join('.arcnet', `worker-${opts.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`),
+        heartbeatIntervalMs: opts.heartbeatInterval,
+        pollIntervalMs: opts.pollInterval,
+        logger,
+      });
+      try {
+        await worker.start();
+      } catch (error) {
+        throw new UsageError(error instanceof WorkerRefused ? error.message : `worker cannot start: ${errorMessage(error)}`);
+      }
+      logger.info({ nodeId: worker.id, server: opts.server, cpus: opts.cpus, memoryGb: opts.memoryGb }, 'worker ready');
+    }
+    const agent = opts.inference
+      ? new Agent({
+          serverUrl: opts.server,
+          identity,
+          backend,
+          telemetry: localTelemetry({ identity, backend, modelsLoaded: opts.models, energySource: opts.energySource, batteryLevel: opts.batteryLevel, gpuMemoryGb: opts.gpuMemory }),
+          telemetryIntervalMs: opts.telemetryInterval,
+          logger,
+        })
+      : undefined;
+    let release: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      release = resolve;
     });
-    const stop = (): void => void agent.stop();
+    const stop = (): void => {
+      void Promise.all([agent?.stop(), worker?.stop()]).finally(release);
+    };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
-    agent.start().then(
+    agent?.start().then(
       () => logger.info({ nodeId: identity.id, server: opts.server }, 'agent registered'),
       () => undefined,
     );
-    const exit = await agent.finished;
+    const exit = agent ? await agent.finished : await stopped.then(() => ({ reason: 'stopped' as const, error: undefined }));
+    await worker?.stop();
     await backend.close?.();
     if (exit.reason === 'refused') throw new UsageError(exit.error ?? 'the server refused this agent');
   });
@@ -189,6 +293,13 @@ program
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn'))
   .action(async (opts: { server: string; nodes: number; geozone: string; rate: number; seed: number; telemetryInterval: number; logLevel: string }) => {
     const logger = createLogger({ level: opts.logLevel, name: 'arcnet-simulate' });
+    const [{ Agent }, { SimulatedBackend }, { SimulatedNode }, { LoadGenerator }, { seededRandom }] = await Promise.all([
+      import('../agent/agent.ts'),
+      import('../agent/simulated-backend.ts'),
+      import('../sim/sim-node.ts'),
+      import('../sim/load.ts'),
+      import('../sim/random.ts'),
+    ]);
     const random = seededRandom(opts.seed);
     const agents = Array.from({ length: opts.nodes }, (_, index) => {
       const node = new SimulatedNode({ index: 1000 + index, geozone: opts.geozone, random, now: Date.now() });
@@ -259,18 +370,23 @@ program
     if (opts.knownAt) query.set('knownAt', opts.knownAt);
     const body = (await getJson(opts.server, `/api/v1/nodes${query.size > 0 ? `?${query}` : ''}`)) as { count: number; nodes: Record<string, unknown>[] };
     if (opts.json) return void process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    // Telemetry columns for inference nodes, seed 004's columns for workers; a node can be both.
+    const optional = (value: unknown, show: (v: never) => string): string => (value === undefined || value === null ? '-' : show(value as never));
     const rows = body.nodes.map((n) => [
       truncateId(String(n['id'])),
       String(n['name']),
       String(n['geozone']),
       colour(String(n['status']), statusColour(String(n['status']))),
-      String(n['energySource']),
-      percent(Number(n['batteryLevel'])),
-      percent(Number(n['gpuUtilization'])),
+      optional(n['energySource'], String),
+      optional(n['batteryLevel'], (v: number) => percent(v)),
+      optional(n['gpuUtilization'], (v: number) => percent(v)),
       n['reservation'] ? 'yes' : '',
-      (n['modelsLoaded'] as string[]).join(','),
+      optional(n['modelsLoaded'], (v: string[]) => v.join(',') || '-'),
+      optional(n['reputation_score'], (v: number) => colour(String(v), v >= 100 ? 'green' : v >= 50 ? 'yellow' : 'red')),
+      optional(n['total_jobs_run'], (v: number) => `${v} (${String(n['successful_jobs_run'])} ok, ${String(n['failed_jobs'])} failed)`),
+      optional(n['credits_earned'], String),
     ]);
-    process.stdout.write(`${table(['ID', 'NAME', 'ZONE', 'STATUS', 'ENERGY', 'BATTERY', 'GPU', 'RESERVED', 'MODELS'], rows)}\n${body.count} nodes\n`);
+    process.stdout.write(`${table(['ID', 'NAME', 'ZONE', 'STATUS', 'ENERGY', 'BATTERY', 'GPU', 'RESERVED', 'MODELS', 'REPUTATION', 'JOBS', 'CREDITS'], rows)}\n${body.count} nodes\n`);
   });
 
 program
@@ -279,7 +395,15 @@ program
   .option('--server <url>', 'ArcNet server', 'http://127.0.0.1:8080')
   .option('--json', 'raw JSON', false)
   .action(async (opts: { server: string; json: boolean }) => {
-    const body = (await getJson(opts.server, '/stats')) as { mode: string; uptimeS: number; agentsConnected: number; nodes: { total: number; byGeozone: Record<string, Record<string, number>> }; inference: Record<string, number | null> };
+    const body = (await getJson(opts.server, '/stats')) as {
+      mode: string;
+      uptimeS: number;
+      agentsConnected: number;
+      nodes: { total: number; byGeozone: Record<string, Record<string, number>> };
+      inference: Record<string, number | null>;
+      jobs?: Record<string, number>;
+      workers?: Record<string, number | null>;
+    };
     if (opts.json) return void process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     const zoneRows = Object.entries(body.nodes.byGeozone).map(([zone, c]) => [zone, String(c['total'] ?? 0), colour(String(c['online'] ?? 0), 'green'), String(c['busy'] ?? 0), String(c['draining'] ?? 0), colour(String(c['offline'] ?? 0), (c['offline'] ?? 0) > 0 ? 'red' : 'grey')]);
     const i = body.inference;
@@ -287,9 +411,19 @@ program
       `${table(['GEOZONE', 'NODES', 'ONLINE', 'BUSY', 'DRAINING', 'OFFLINE'], zoneRows)}\n\n` +
         `${table(['REQUESTS', 'REQ/S', 'DISPATCHED', 'FORWARDED', 'COMPLETED', 'FAILED', 'REJECTED', 'ROUTE P50 MS', 'ROUTE P99 MS', 'LATENCY P50 MS', 'LATENCY P99 MS'], [
           [i['requests'], i['requestsPerSecond'], i['dispatched'], i['forwarded'], i['completed'], i['failed'], i['rejected'], i['routingMsP50'], i['routingMsP99'], i['latencyMsP50'], i['latencyMsP99']].map((v) => (v === null || v === undefined ? '-' : String(v))),
-        ])}\n\n${body.mode} mode, up ${body.uptimeS} s, ${body.agentsConnected} agents connected\n`,
+        ])}\n\n` +
+        (body.jobs && body.workers
+          ? `${table(['JOBS', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'WORKERS', 'ONLINE', 'BUSY', 'OFFLINE', 'CPU CORES', 'MEMORY GB', 'AVG REPUTATION'], [
+              [body.jobs['total'], body.jobs['pending'], body.jobs['running'], body.jobs['completed'], body.jobs['failed'], body.workers['total'], body.workers['online'], body.workers['busy'], body.workers['offline'], body.workers['cpuCores'], body.workers['memoryGb'], body.workers['reputationAvg']].map((v) =>
+                v === null || v === undefined ? '-' : String(v),
+              ),
+            ])}\n\n`
+          : '') +
+        `${body.mode} mode, up ${body.uptimeS} s, ${body.agentsConnected} agents connected\n`,
     );
   });
+
+registerJobCommands(program, (message) => new UsageError(message));
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`arcnet: ${errorMessage(error)}\n`);

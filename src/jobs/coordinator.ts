@@ -258,6 +258,10 @@ export class Coordinator {
     return this.jobs.get(id)?.stored.job;
   }
 
+  executionsOf(jobId: string): readonly JobExecution[] {
+    return this.jobs.get(jobId)?.executions ?? [];
+  }
+
   async findJob(id: string): Promise<{ job: Job; executions: readonly JobExecution[] } | undefined> {
     const entry = this.jobs.get(id);
     if (entry) return { job: entry.stored.job, executions: entry.executions };
@@ -267,14 +271,17 @@ export class Coordinator {
     return { job: stored.body.job, executions: executions.sort((a, b) => a.attempt - b.attempt) };
   }
 
-  /** Jobs in memory (open ones and the most recent finished), newest first. */
-  listJobs(filter: { status?: JobStatus; limit: number }): Job[] {
-    const out: Job[] = [];
-    const all = [...this.jobs.values()].map((e) => e.stored.job);
-    all.sort((a, b) => (a.submitted_at < b.submitted_at ? 1 : a.submitted_at > b.submitted_at ? -1 : a.id < b.id ? 1 : -1));
-    for (const job of all) {
-      if (filter.status !== undefined && job.status !== filter.status) continue;
-      out.push(job);
+  /** Jobs in memory (open ones and the most recent finished), newest first, with their executions. */
+  listJobs(filter: { status?: JobStatus; limit: number }): { job: Job; executions: readonly JobExecution[] }[] {
+    const out: { job: Job; executions: readonly JobExecution[] }[] = [];
+    const all = [...this.jobs.values()];
+    all.sort((a, b) => {
+      const [x, y] = [a.stored.job, b.stored.job];
+      return x.submitted_at < y.submitted_at ? 1 : x.submitted_at > y.submitted_at ? -1 : x.id < y.id ? 1 : -1;
+    });
+    for (const entry of all) {
+      if (filter.status !== undefined && entry.stored.job.status !== filter.status) continue;
+      out.push({ job: entry.stored.job, executions: entry.executions });
       if (out.length >= filter.limit) break;
     }
     return out;

@@ -68,7 +68,7 @@ export interface TallySlots {
 export function tally(rules: TallyRules, executions: readonly TallyExecution[], slots: TallySlots = { unplaced: 0, abandoned: 0 }): Tally {
   const votes = new Map<string, number>();
   let active = slots.unplaced;
-  let failed = slots.abandoned;
+  let failed = 0;
   for (const execution of executions) {
     if (ACTIVE.has(execution.status)) active++;
     else if (execution.status === 'completed' && execution.result_hash !== null) votes.set(execution.result_hash, (votes.get(execution.result_hash) ?? 0) + 1);
@@ -97,7 +97,7 @@ export function tally(rules: TallyRules, executions: readonly TallyExecution[], 
   if (leadingVotes + active >= k) return { kind: 'waiting', outstanding: active, leadingVotes };
   const need = k - leadingVotes - active;
   const room = rules.max_executions - executions.length - slots.unplaced - slots.abandoned;
-  const situation = describe(votes, failed, active);
+  const situation = describe(votes, failed, active, slots);
   if (need <= room) return { kind: 'extend', extra: need, reason: `${situation}; ${need} more ${need === 1 ? 'execution' : 'executions'} can still reach ${k} agreeing` };
   return {
     kind: 'unreachable',
@@ -105,14 +105,17 @@ export function tally(rules: TallyRules, executions: readonly TallyExecution[], 
   };
 }
 
-function describe(votes: ReadonlyMap<string, number>, failed: number, active: number): string {
+function describe(votes: ReadonlyMap<string, number>, failed: number, active: number, slots: TallySlots): string {
   const counts = [...votes.values()].sort((a, b) => b - a);
   const parts: string[] = [];
   if (counts.length === 0) parts.push('no results yet');
   else if (counts.length === 1) parts.push(`${counts[0]} matching ${counts[0] === 1 ? 'result' : 'results'}`);
   else parts.push(`results split ${counts.join('–')}`);
   if (failed > 0) parts.push(`${failed} failed or timed out`);
-  if (active > 0) parts.push(`${active} still running`);
+  if (slots.abandoned > 0) parts.push(`${slots.abandoned} never found a worker`);
+  const running = active - slots.unplaced;
+  if (running > 0) parts.push(`${running} still running`);
+  if (slots.unplaced > 0) parts.push(`${slots.unplaced} waiting for a worker`);
   return parts.join(', ');
 }
 

@@ -32,9 +32,9 @@ import { SimulatedMesh } from '../sim/mesh.ts';
 import { LoadGenerator } from '../sim/load.ts';
 import { seededRandom } from '../sim/random.ts';
 import type { EmbeddedConfig } from './config.ts';
+import { VERSION } from './version.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 
-export const VERSION = '0.1.0';
 
 /** Reservation tokens one start may hand out before the next start's tokens begin (2^32, so 2^21 starts fit in a safe integer). */
 export const RESERVATION_TOKENS_PER_EPOCH = 2 ** 32;
