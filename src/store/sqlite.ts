@@ -6,7 +6,7 @@
  * two stores on one file (two processes) only ever contend inside a single synchronous call, which
  * busy_timeout resolves.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
@@ -43,6 +43,12 @@ export interface SqliteStoreOptions {
   readonly watchPollMs?: number;
   /** Where exceptions thrown by watch callbacks are reported; they never stop delivery. */
   readonly logger?: Logger;
+  /**
+   * Size past which the WAL is folded back and rewound on the writing connection (default 64 MB).
+   * Under sustained writes the background PASSIVE checkpoint never finds the WAL fully copied when a
+   * transaction starts, so without this the file grows without bound (hundreds of MB a minute).
+   */
+  readonly walLimitBytes?: number;
 }
 
 interface Migration {
@@ -129,8 +135,13 @@ class Sqlite {
   private readonly rollback: StatementSync;
   private readonly cache = new Map<string, StatementSync>();
   private checkpointer: Worker | undefined;
+  private readonly walPath: string | undefined;
+  private readonly walLimitBytes: number;
+  private commitsSinceWalCheck = 0;
 
-  constructor(path: string, clock: Clock, busyTimeoutMs: number) {
+  constructor(path: string, clock: Clock, busyTimeoutMs: number, walLimitBytes = 64 << 20) {
+    this.walLimitBytes = walLimitBytes;
+    this.walPath = path !== ':memory:' && path !== '' ? `${path}-wal` : undefined;
     if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
     this.clock = clock;
     this.db = new DatabaseSync(path, { timeout: busyTimeoutMs });
@@ -140,6 +151,8 @@ class Sqlite {
       this.db.exec('PRAGMA journal_mode = WAL');
       this.db.exec('PRAGMA synchronous = NORMAL');
       this.db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(busyTimeoutMs))}`);
+      // After a rewind, SQLite truncates the WAL file to this size rather than keeping its high-water mark.
+      this.db.exec(`PRAGMA journal_size_limit = ${Math.trunc(walLimitBytes / 2)}`);
       if (path !== ':memory:' && path !== '') this.checkpointer = startCheckpointer(this.db, path);
       this.beginImmediate = this.db.prepare('BEGIN IMMEDIATE');
       this.beginDeferred = this.db.prepare('BEGIN');
@@ -230,7 +243,26 @@ class Sqlite {
       if (this.db.isTransaction) this.rollback.run();
       throw translate(error);
     }
+    if (begin === this.beginImmediate) this.boundWal();
     return result;
+  }
+
+  /** Checks the WAL's size every 64 commits; past the limit, a RESTART checkpoint rewinds it (most pages are already copied by the background checkpoint, so this is brief). */
+  private boundWal(): void {
+    if (this.walPath === undefined || ++this.commitsSinceWalCheck < 64) return;
+    this.commitsSinceWalCheck = 0;
+    let size = 0;
+    try {
+      size = statSync(this.walPath).size;
+    } catch {
+      return;
+    }
+    if (size <= this.walLimitBytes) return;
+    try {
+      this.db.exec('PRAGMA wal_checkpoint(RESTART)');
+    } catch {
+      // Another connection is busy: the next check tries again.
+    }
   }
 
   /** Inside a write transaction: the brief's rule is an exact token match, so both older and never-granted tokens fail. */
@@ -844,7 +876,7 @@ class SqliteLeaseStore implements LeaseStore {
 // ---------------------------------------------------------------------------------------------------
 
 export function openSqliteStores(options: SqliteStoreOptions): StateStores {
-  const sqlite = new Sqlite(options.path, options.clock ?? systemClock, options.busyTimeoutMs ?? 5_000);
+  const sqlite = new Sqlite(options.path, options.clock ?? systemClock, options.busyTimeoutMs ?? 5_000, options.walLimitBytes);
   const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger);
   return {
     documents: new SqliteDocumentStore(sqlite),

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,6 +42,25 @@ async function granted(stores: StateStores, name: string, holder: string, ttlMs:
 }
 
 describe('SQLite adapter', () => {
+  it('keeps the WAL bounded under sustained writes instead of letting it grow with every commit', async () => {
+    const path = freshPath();
+    const limit = 1 << 20;
+    const stores = openSqliteStores({ path, walLimitBytes: limit });
+    const body = { payload: 'x'.repeat(4_000) };
+    let largest = 0;
+    try {
+      // ~40 MB of WAL frames without the bound; the background checkpoint alone never rewinds it while writes continue.
+      for (let i = 0; i < 5_000; i++) {
+        await stores.documents.put('load', `doc-${i % 500}`, body);
+        if (i % 250 === 0) largest = Math.max(largest, statSync(`${path}-wal`).size);
+      }
+    } finally {
+      await stores.close();
+    }
+    // The check runs every 64 commits, so the file may pass the limit by that many commits' frames (~8 pages each); unbounded it reaches ~120 MB.
+    expect(largest).toBeLessThan(limit + 64 * 8 * 4096);
+  });
+
   describe('on open', () => {
     it('creates missing parent directories, uses WAL and records the applied migrations once', async () => {
       const path = join(root, 'nested', 'deeper', 'state.sqlite');
