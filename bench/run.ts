@@ -6,6 +6,9 @@
  *     100,000 nodes per geozone: goal p99 within 50x at 1,000, growth to 100,000 at most 3x.
  *  2. End to end through the embedded bus in one process (request -> scheduler -> dispatch ->
  *     node -> result -> release): goal >= 10,000 req/s with p99 added latency <= 2 ms.
+ *  3. API latency while `arcnet up` routes at load: goal p99 <= 10 ms.
+ *  4. Verified jobs through scheduling and the k-of-n tally (bench/jobs.ts), 1,000 simulated
+ *     workers, n=3, k=2, on the durable SQLite store: goal >= 500 jobs/s, every job the honest result.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +32,7 @@ import { seededRandom } from '../src/sim/random.ts';
 import { Worker } from 'node:worker_threads';
 import { startEmbedded } from '../src/main/embedded.ts';
 import { withDefaults } from '../src/main/config.ts';
+import { jobsSection } from './jobs.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -288,6 +292,9 @@ async function main(): Promise<void> {
       const goal = rate > 0 ? ` (goal p99 <= 10 ms: ${api.p99 <= 10 ? 'MET' : 'NOT MET'})` : '';
       console.log(`   routing ${Math.round(routed).toLocaleString('en')} req/s: ${api.count.toLocaleString('en')} API calls, p50 ${api.p50.toFixed(3)} ms, p99 ${api.p99.toFixed(3)} ms, ${api.errors} errors${goal}`);
     }
+    console.log('');
+
+    await jobsSection(dir, quick);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

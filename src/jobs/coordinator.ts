@@ -14,7 +14,7 @@ import { ArcError, errorMessage } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
 import type { DocumentPut, DocumentStore } from '../store/ports.ts';
-import { place } from '../placement/framework.ts';
+import { place, placeMany } from '../placement/framework.ts';
 import {
   ACTIVE_EXECUTION_STATUSES,
   FINAL_JOB_STATUSES,
@@ -370,13 +370,13 @@ export class Coordinator {
         credits_required: submission.credits_required ?? 1,
       };
       const entry: JobEntry = { stored: { job, unplaced: job.redundancy, abandoned: 0, waitingSince: this.clock.now() }, executions: [] };
+      this.counts.pending++;
       const placed = this.placeSlots(entry);
-      await this.persist(entry, placed.executions, placed.workers);
+      await this.persist(entry, placed, []);
       this.remember(entry);
-      this.counts[entry.stored.job.status]++;
       if (entry.stored.unplaced > 0) this.waiting.add(id);
       this.observer.jobSubmitted?.(entry.stored.job);
-      this.deliver(entry, placed.executions);
+      this.deliver(entry, placed);
       return { job: entry.stored.job, created: true };
     });
   }
@@ -563,7 +563,7 @@ export class Coordinator {
         entry.executions[index] = { ...updated, verdict };
         if (!wasActive) workerDelta.total = 1;
         this.applyWorker(changedWorkers, nodeId, workerDelta, verdict, entry.stored.job.credits_required);
-        await this.persist(entry, [entry.executions[index]], [...changedWorkers.values()]);
+        await this.persist(entry, [entry.executions[index]], [...changedWorkers.values()], false);
         this.executionDone(entry.executions[index], entry.stored.job, changedWorkers);
         return { kind: 'recorded', execution: entry.executions[index], job: entry.stored.job, late: true };
       }
@@ -637,9 +637,8 @@ export class Coordinator {
       entry.stored = { ...entry.stored, unplaced: entry.stored.unplaced + decision.extra, waitingSince: entry.stored.waitingSince ?? this.clock.now() };
     }
     const placed = this.placeSlots(entry);
-    for (const execution of placed.executions) changed.push(execution);
-    for (const worker of placed.workers) workers.set(worker.id, worker);
-    return { placed: placed.executions, superseded: [] };
+    for (const execution of placed) changed.push(execution);
+    return { placed, superseded: [] };
   }
 
   private afterDecision(entry: JobEntry, decided: { placed: JobExecution[]; superseded: JobExecution[]; outcome?: 'reached' | 'unreachable' }): void {
@@ -686,24 +685,17 @@ export class Coordinator {
   }
 
   /** Places as many of the entry's unplaced slots as there are eligible workers (in memory only). */
-  private placeSlots(entry: JobEntry): { executions: JobExecution[]; workers: WorkerRecord[] } {
+  private placeSlots(entry: JobEntry): JobExecution[] {
     const { job } = entry.stored;
     const executions: JobExecution[] = [];
-    const touched = new Map<string, WorkerRecord>();
-    if (entry.stored.unplaced === 0) return { executions, workers: [] };
+    if (entry.stored.unplaced === 0) return executions;
     const excluded = new Set(entry.executions.map((e) => e.node_id));
     const ask: JobAsk = { jobId: job.id, cpu: job.required_cpu, memoryGb: job.required_memory, gpu: job.required_gpu, excluded };
     const now = this.clock.now();
     const context = { now, isReserved: () => false };
-    let lastReason: string | undefined;
-    while (entry.stored.unplaced > 0) {
-      const decision = place(this.profile, this.candidates(), ask, context, `an execution of job ${job.id}`);
-      if (decision.kind === 'none') {
-        lastReason = decision.reason;
-        break;
-      }
-      const node = decision.node;
-      excluded.add(node.id);
+    // One pass for every slot: each chosen worker is excluded from the job's later slots, so choosing it changes no other candidate.
+    const { placed, shortfall } = placeMany(this.profile, this.candidates(), ask, context, entry.stored.unplaced, `an execution of job ${job.id}`);
+    for (const { node } of placed) {
       const execution: JobExecution = {
         id: newId(),
         job_id: job.id,
@@ -729,9 +721,9 @@ export class Coordinator {
       this.allocate(execution, job);
       executions.push(execution);
       entry.stored = { ...entry.stored, unplaced: entry.stored.unplaced - 1 };
-      const worker = this.refreshWorkerStatus(node.id);
-      if (worker) touched.set(worker.id, worker);
+      this.refreshWorkerStatus(node.id);
     }
+    const lastReason = shortfall?.reason;
     if (entry.stored.unplaced === 0) entry.stored = { ...entry.stored, waitingSince: null };
     else if (lastReason) this.logger.debug({ job: job.id, unplaced: entry.stored.unplaced, reason: lastReason }, 'executions wait for a worker');
     if (executions.length > 0 && job.status === 'pending') {
@@ -739,7 +731,8 @@ export class Coordinator {
       this.counts.running++;
       entry.stored = { ...entry.stored, job: { ...job, status: 'running', started_at: new Date(now).toISOString() } };
     }
-    return { executions, workers: [...touched.values()] };
+    // Worker status and current job follow from the executions (rebuilt on start), so placing writes no worker rows.
+    return executions;
   }
 
   private *candidates(): Generator<WorkerCandidate> {
@@ -769,11 +762,11 @@ export class Coordinator {
       }
       const before = entry.stored.job.status;
       const placed = this.placeSlots(entry);
-      if (placed.executions.length === 0) continue;
-      await this.persist(entry, placed.executions, placed.workers);
+      if (placed.length === 0) continue;
+      await this.persist(entry, placed, []);
       if (before !== entry.stored.job.status) this.logger.debug({ job: jobId }, 'job started');
       if (entry.stored.unplaced === 0) this.waiting.delete(jobId);
-      this.deliver(entry, placed.executions);
+      this.deliver(entry, placed);
     }
   }
 
@@ -920,8 +913,8 @@ export class Coordinator {
     this.workers.set(nodeId, updated);
   }
 
-  private async persist(entry: JobEntry, executions: readonly JobExecution[], workers: readonly WorkerRecord[]): Promise<void> {
-    const puts: DocumentPut<unknown>[] = [{ collection: JOBS_COLLECTION, id: entry.stored.job.id, body: entry.stored }];
+  private async persist(entry: JobEntry, executions: readonly JobExecution[], workers: readonly WorkerRecord[], jobChanged = true): Promise<void> {
+    const puts: DocumentPut<unknown>[] = jobChanged ? [{ collection: JOBS_COLLECTION, id: entry.stored.job.id, body: entry.stored }] : [];
     for (const execution of executions) puts.push({ collection: EXECUTIONS_COLLECTION, id: execution.id, body: execution });
     for (const worker of workers) puts.push({ collection: WORKERS_COLLECTION, id: worker.id, body: this.workers.get(worker.id) ?? worker });
     await this.documents.putMany(puts);

@@ -109,3 +109,47 @@ export function explainRejection<N, R>(profile: Profile<N, R>, rejectedBy: Reado
     .map((f) => `${rejectedBy[f.name]} ${rejectedBy[f.name] === 1 ? 'node' : 'nodes'} ${f.rejects}`);
   return `no candidate for ${subject} among ${considered} ${considered === 1 ? 'node' : 'nodes'}: ${parts.join(', ')}`;
 }
+
+/**
+ * The best `count` nodes in one pass, best first: the same nodes, in the same order, as calling
+ * `place` `count` times and excluding each winner from the next call, provided choosing a node
+ * changes nothing about the others (true when every later pick excludes the earlier ones).
+ * `shortfall` explains why fewer than `count` could be placed.
+ */
+export function placeMany<N extends Identified, R>(
+  profile: Profile<N, R>,
+  nodes: Iterable<N>,
+  request: R,
+  context: PlacementContext,
+  count: number,
+  subject = 'the request',
+): { readonly placed: Placed<N>[]; readonly shortfall: Unplaceable | undefined } {
+  // Kept sorted best first and cut at `count`: count is small (a job's redundancy), so insertion is cheapest.
+  const best: { node: N; score: number }[] = [];
+  const rejectedBy: Record<string, number> = {};
+  let considered = 0;
+  for (const node of nodes) {
+    considered++;
+    const failed = firstFailure(profile, node, request, context);
+    if (failed) {
+      rejectedBy[failed.name] = (rejectedBy[failed.name] ?? 0) + 1;
+      continue;
+    }
+    if (count <= 0) continue;
+    const score = scoreNode(profile, node, request, context);
+    if (best.length === count && !better(score, node.id, best[count - 1]!.score, best[count - 1]!.node.id)) continue;
+    let at = best.length;
+    while (at > 0 && better(score, node.id, best[at - 1]!.score, best[at - 1]!.node.id)) at--;
+    best.splice(at, 0, { node, score });
+    if (best.length > count) best.pop();
+  }
+  const placed = best.map(({ node, score }): Placed<N> => {
+    const breakdown: Record<string, number> = {};
+    for (const { plugin, weight } of profile.scorers) breakdown[plugin.name] = weight * plugin.score(node, request, context);
+    return { kind: 'placed', node, score, breakdown };
+  });
+  if (placed.length >= count) return { placed, shortfall: undefined };
+  // The nodes taken count as removed for the next slot, as the sequential calls would have seen them.
+  const reason = explainRejection(profile, rejectedBy, considered - placed.length, subject);
+  return { placed, shortfall: { kind: 'none', reason: placed.length > 0 ? `${reason} (after placing ${placed.length})` : reason, rejectedBy, considered } };
+}
