@@ -57,10 +57,12 @@ function withJobOptions(command: Command): Command {
     .option('--worker-stale-after <ms>', 'worker silence after which it is offline (−20 reputation) and its executions fail', int('--worker-stale-after', 100), 120_000)
     .option('--execution-grace <ms>', 'allowance beyond a job timeout before the coordinator gives up on an execution', int('--execution-grace'), 30_000)
     .option('--scheduling-timeout <ms>', 'how long a wanted execution may wait for an eligible worker', int('--scheduling-timeout', 100), 600_000)
-    .option('--max-redundancy <n>', 'largest redundancy a job may ask for', int('--max-redundancy', 1), 15);
+    .option('--max-redundancy <n>', 'largest redundancy a job may ask for', int('--max-redundancy', 1), 15)
+    .option('--job-timeout <s>', 'container timeout of jobs that do not set timeout_seconds', int('--job-timeout', 1), 300);
 }
 
 interface JobFlags {
+  jobTimeout: number;
   workerStaleAfter: number;
   executionGrace: number;
   schedulingTimeout: number;
@@ -73,6 +75,7 @@ const jobConfig = (opts: JobFlags) => ({
   schedulingTimeoutMs: opts.schedulingTimeout,
   maxRedundancy: opts.maxRedundancy,
   maxExecutionsCap: 3 * opts.maxRedundancy,
+  defaultTimeoutSeconds: opts.jobTimeout,
 });
 
 /** Starts the embedded server, prints where it is, and stops cleanly on SIGINT/SIGTERM. */

@@ -186,6 +186,8 @@ export class Coordinator {
   private chain: Promise<unknown> = Promise.resolve();
   private sweepTimer: NodeJS.Timeout | undefined;
   private started = false;
+  /** Silence is counted from here at the earliest: workers must not pay for the coordinator's own downtime. */
+  private startedAt = 0;
 
   constructor(options: { documents: DocumentStore; clock: Clock; logger: Logger; channel: WorkerChannel; config?: Partial<CoordinatorConfig>; observer?: CoordinatorObserver }) {
     this.documents = options.documents;
@@ -201,6 +203,7 @@ export class Coordinator {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.startedAt = this.clock.now();
     for (const version of await this.documents.list<WorkerRecord>(WORKERS_COLLECTION)) {
       if (version.body) this.workers.set(version.body.id, version.body);
     }
@@ -794,8 +797,9 @@ export class Coordinator {
       dirty.set(entry.stored.job.id, item);
     };
     for (const worker of [...this.workers.values()]) {
-      if (worker.status === 'offline' || now - Date.parse(worker.last_heartbeat) <= this.config.staleAfterMs) continue;
-      const silentS = Math.round((now - Date.parse(worker.last_heartbeat)) / 1000);
+      const heardFrom = Math.max(Date.parse(worker.last_heartbeat), this.startedAt);
+      if (worker.status === 'offline' || now - heardFrom <= this.config.staleAfterMs) continue;
+      const silentS = Math.round((now - heardFrom) / 1000);
       this.logger.warn({ node: worker.id, silentS }, 'worker went silent: offline, reputation −20');
       const offline = this.withStatus({ ...(workers.get(worker.id) ?? worker), reputation_score: Math.max(REPUTATION.floor, worker.reputation_score + REPUTATION.offline) }, 'offline');
       this.workers.set(worker.id, offline);

@@ -60,7 +60,10 @@ describe.skipIf(!engine.available)(`verified jobs with real workers and containe
   const dir = mkdtempSync(join(tmpdir(), 'arcnet-jobs-e2e-'));
   const children: ChildProcess[] = [];
   let url = '';
+  let port = 0;
+  const coordinatorArgs = (): string[] => ['coordinator', '--port', String(port), '--data-dir', join(dir, 'coordinator'), '--worker-stale-after', '3000', '--log-level', 'warn'];
   const workers = new Map<string, ChildProcess & { output: () => string }>();
+  let coordinator: ChildProcess & { output: () => string };
 
   const api = async <T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> => {
     const response = await fetch(`${url}${path}`, { ...init, headers: { 'content-type': 'application/json', ...init?.headers } });
@@ -89,10 +92,10 @@ describe.skipIf(!engine.available)(`verified jobs with real workers and containe
   };
 
   beforeAll(async () => {
-    const port = await freePort();
+    port = await freePort();
     url = `http://127.0.0.1:${port}`;
     // A short stale timeout so a killed worker is noticed within the test.
-    const coordinator = start(['coordinator', '--port', String(port), '--memory', '--worker-stale-after', '3000', '--log-level', 'warn']);
+    coordinator = start(coordinatorArgs());
     children.push(coordinator);
     await until(async () => (await fetch(`${url}/health`)).ok, 'the coordinator to answer /health');
     for (const name of ['honest-a', 'honest-b', 'honest-c']) startWorker(name);
@@ -193,5 +196,35 @@ describe.skipIf(!engine.available)(`verified jobs with real workers and containe
     expect((await nodes()).filter((n) => n.name === victimName)).toHaveLength(1);
     await until(async () => (await runtime.managedContainers({ 'arcnet.node': victimId })).length === 0, 'the dead run\'s container removed');
     await runtime.close();
+  }, 60_000);
+
+  it('loses nothing when the coordinator is SIGKILLed mid-job: restarted on its data, it takes the results workers kept and completes the job', async () => {
+    const id = await submit({ name: 'survives the coordinator', command: ['sh', '-c', 'sleep 3; echo still here'], redundancy: 3, consensus: 2 });
+    await until(async () => {
+      const { body } = await api<JobView>(`/api/v1/jobs/${id}`);
+      return body.executions.filter((e) => e.status === 'running').length === 3;
+    }, 'three running executions');
+    const reputations = new Map((await nodes()).map((n) => [n.id, n.reputation_score]));
+    const totalBefore = (await api<{ total: number }>('/api/v1/jobs')).body.total;
+    coordinator.kill('SIGKILL');
+    await new Promise((resolve) => coordinator.once('exit', resolve));
+    // The containers finish while the coordinator is down; the workers keep their results and retry.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    coordinator = start(coordinatorArgs());
+    children.push(coordinator);
+    const job = await final(id, 40_000);
+    expect(job.status).toBe('completed');
+    expect(job.result).toBe('still here\n');
+    expect(job.executions.filter((e) => e.verdict === 'agree').length).toBeGreaterThanOrEqual(2);
+    // Silence while the coordinator itself was down costs no worker anything.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    const settled = (await api<JobView>(`/api/v1/jobs/${id}`)).body;
+    for (const node of await nodes()) {
+      const before = reputations.get(node.id)!;
+      const agreed = settled.executions.some((e) => e.node_id === node.id && e.verdict === 'agree');
+      expect(node.reputation_score, node.name).toBe(agreed ? before + 5 : before);
+    }
+    // Accepted jobs from before the kill are all still there.
+    expect((await api<{ total: number }>('/api/v1/jobs')).body.total).toBe(totalBefore);
   }, 60_000);
 });

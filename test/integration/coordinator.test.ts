@@ -243,7 +243,12 @@ describe('coordinator', () => {
     await first.stores.close();
     open.splice(0);
 
+    // Down for longer than the stale timeout: that silence is the coordinator's, not the workers'.
+    clock.advance(200_000);
     const second = await start({}, path, clock);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(ws.map((w) => second.coordinator.worker(w.id)!.status)).not.toContain('offline');
+    expect(second.coordinator.worker(a!.id)!.reputation_score).toBe(100);
     expect(second.coordinator.job(job.id)!.status).toBe('running');
     // The worker polls (it lost its push session in the restart) and still finds its execution.
     const pending = await second.coordinator.pendingFor(b!.id, b!.credential);
