@@ -14,7 +14,7 @@ import { backoffDelay } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { silentLogger } from '../core/logging.ts';
-import type { ExecutionAssignment, ResultEncoding } from '../jobs/model.ts';
+import type { ExecutionAssignment, ResultEncoding, WorkerResult } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH, type ServerToWorker } from '../jobs/protocol.ts';
 import type { ContainerOutcome, ContainerRuntime } from './ports.ts';
 
@@ -41,18 +41,6 @@ interface WorkerState {
   readonly credential: string;
 }
 
-export interface ResultReport {
-  readonly execution_id: string;
-  readonly status: 'completed' | 'failed' | 'timed_out';
-  readonly result?: string;
-  readonly result_encoding?: ResultEncoding;
-  readonly result_hash?: string;
-  readonly exit_code?: number;
-  readonly duration_ms?: number;
-  readonly error_message?: string;
-  readonly logs?: string;
-}
-
 /** Refused registration (a credential that no longer matches): restarting will not help. */
 export class WorkerRefused extends Error {}
 
@@ -73,7 +61,7 @@ function logText(bytes: Uint8Array): string {
 }
 
 /** What the coordinator is told about one container run; undefined when there is nothing to tell (cancelled). */
-export function reportOf(assignment: ExecutionAssignment, outcome: ContainerOutcome): ResultReport | undefined {
+export function reportOf(assignment: ExecutionAssignment, outcome: ContainerOutcome): WorkerResult | undefined {
   const memoryMb = Math.round(assignment.required_memory * 1024);
   switch (outcome.kind) {
     case 'cancelled':
@@ -116,7 +104,7 @@ export class Worker {
   private readonly running = new Map<string, AbortController>();
   /** Executions already run here: a re-offer after a reconnect must not run one twice. */
   private readonly seen = new Set<string>();
-  private readonly outbox = new Map<string, ResultReport>();
+  private readonly outbox = new Map<string, WorkerResult>();
   private flushing: Promise<void> | undefined;
   private readonly tasks = new Set<Promise<void>>();
   readonly counters = { received: 0, completed: 0, failed: 0, cancelled: 0, reported: 0 };

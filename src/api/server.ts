@@ -54,6 +54,8 @@ export interface ServerDeps {
 
 const InferenceBody = Type.Object(
   {
+    // Seed 000's InferenceRequest message is accepted as it is, version field included.
+    schemaVersion: Type.Optional(Type.Literal(1)),
     id: Type.Optional(Type.String({ format: 'uuid' })),
     modelId: Type.String({ minLength: 1, maxLength: 256 }),
     contextWindowTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),

@@ -51,6 +51,15 @@ const weights = (value: string): Partial<Weights> => {
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
 
+/** Where a server listens and keeps its state, shared by `up` and `coordinator`. */
+function withServerOptions(command: Command): Command {
+  return command
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
+    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
+    .option('--memory', 'keep state in memory only (nothing written to disk)', false);
+}
+
 /** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */
 function withJobOptions(command: Command): Command {
   return command
@@ -111,13 +120,8 @@ async function serve(config: EmbeddedConfig, logger: ReturnType<typeof createLog
 }
 
 withJobOptions(
-  program
-    .command('up')
+  withServerOptions(program.command('up'))
     .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
-    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
-    .option('--memory', 'keep state in memory only (nothing written to disk)', false)
     .option('--geozones <list>', 'geozones, comma-separated', list, [...DEFAULT_GEOZONES])
     .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
     .option('--rate <n>', 'simulated inference requests per second (0 for none)', int('--rate'), 20)
@@ -155,13 +159,8 @@ withJobOptions(
 });
 
 withJobOptions(
-  program
-    .command('coordinator')
+  withServerOptions(program.command('coordinator'))
     .description('run the verified-jobs coordinator and its API (seed 004) without a simulated mesh; workers join with arcnet agent --worker')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
-    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
-    .option('--memory', 'keep state in memory only (nothing written to disk)', false)
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info')),
 ).action(async (opts: JobFlags & { host: string; port: number; dataDir: string; memory: boolean; logLevel: string }) => {
   const logger = createLogger({ level: opts.logLevel });
@@ -324,6 +323,7 @@ program
     });
     await Promise.all(agents.map((a) => a.start()));
     process.stdout.write(`simulating ${agents.length} nodes in ${opts.geozone} against ${opts.server}${opts.rate > 0 ? ` with ${opts.rate} req/s` : ''}; Ctrl-C stops\n`);
+    let refused = 0;
     const load =
       opts.rate > 0
         ? new LoadGenerator({
@@ -333,6 +333,12 @@ program
             logger,
             submit: async (request) => {
               const response = await fetch(new URL('/api/v1/inference', opts.server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+              // 503 is the server saying no node fits or it is shedding load: expected under a simulation. Anything else 4xx/5xx is a bug worth seeing.
+              if (response.status >= 400 && response.status !== 503) {
+                refused++;
+                if (refused === 1 || refused % 1000 === 0) logger.warn({ status: response.status, body: await response.text(), refused }, 'the server refused a simulated request');
+                return;
+              }
               await response.body?.cancel();
             },
           })

@@ -27,6 +27,7 @@ import {
   type JobStatus,
   type ResultEncoding,
   type WorkerRecord,
+  type WorkerResult,
 } from './model.ts';
 import { jobProfile, DEFAULT_JOB_PROFILE, type JobAsk, type JobProfileConfig, type WorkerCandidate } from './profile.ts';
 import { judgeLate, rulesProblem, tally } from './verification.ts';
@@ -109,18 +110,6 @@ export interface Heartbeat {
   readonly cpu_usage?: number;
   readonly memory_usage?: number;
   readonly active_jobs?: readonly string[];
-}
-
-export interface WorkerResult {
-  readonly execution_id: string;
-  readonly status: 'completed' | 'failed' | 'timed_out';
-  readonly result?: string;
-  readonly result_encoding?: ResultEncoding;
-  readonly result_hash?: string;
-  readonly exit_code?: number;
-  readonly duration_ms?: number;
-  readonly error_message?: string;
-  readonly logs?: string;
 }
 
 export type ResultOutcome =

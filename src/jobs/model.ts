@@ -100,18 +100,23 @@ export interface WorkerRecord {
 }
 
 /** What a worker receives for one execution, pushed or polled. */
-export interface ExecutionAssignment {
+export type ExecutionAssignment = { readonly execution_id: string; readonly job_id: string } & Pick<
+  Job,
+  'docker_image' | 'command' | 'environment' | 'input_data' | 'required_cpu' | 'required_memory' | 'required_gpu' | 'network' | 'timeout_seconds'
+>;
+
+/** What a worker reports for one execution (`POST /api/v1/worker/result`, less the node id). */
+export interface WorkerResult {
   readonly execution_id: string;
-  readonly job_id: string;
-  readonly docker_image: string;
-  readonly command: readonly string[];
-  readonly environment: Readonly<Record<string, string>>;
-  readonly input_data: string | null;
-  readonly required_cpu: number;
-  readonly required_memory: number;
-  readonly required_gpu: boolean;
-  readonly network: boolean;
-  readonly timeout_seconds: number;
+  readonly status: 'completed' | 'failed' | 'timed_out';
+  readonly result?: string;
+  readonly result_encoding?: ResultEncoding;
+  /** The worker's own SHA-256 of the result: recorded for audit, never trusted. */
+  readonly result_hash?: string;
+  readonly exit_code?: number;
+  readonly duration_ms?: number;
+  readonly error_message?: string;
+  readonly logs?: string;
 }
 
 export const REPUTATION = { start: 100, floor: 0, agree: 5, disagree: -10, offline: -20 } as const;

@@ -79,27 +79,15 @@ export function better(scoreA: number, idA: string, scoreB: number, idB: string)
 
 /** The reference placement: filter every node, score the feasible ones, take the best. */
 export function place<N extends Identified, R>(profile: Profile<N, R>, nodes: Iterable<N>, request: R, context: PlacementContext, subject = 'the request'): Decision<N> {
-  let best: N | undefined;
-  let bestScore = -Infinity;
-  const rejectedBy: Record<string, number> = {};
-  let considered = 0;
-  for (const node of nodes) {
-    considered++;
-    const failed = firstFailure(profile, node, request, context);
-    if (failed) {
-      rejectedBy[failed.name] = (rejectedBy[failed.name] ?? 0) + 1;
-      continue;
-    }
-    const score = scoreNode(profile, node, request, context);
-    if (best === undefined || better(score, node.id, bestScore, best.id)) {
-      best = node;
-      bestScore = score;
-    }
-  }
-  if (best === undefined) return { kind: 'none', reason: explainRejection(profile, rejectedBy, considered, subject), rejectedBy, considered };
+  const { placed, shortfall } = placeMany(profile, nodes, request, context, 1, subject);
+  return placed[0] ?? shortfall!;
+}
+
+/** Each scorer's weighted contribution, for explaining a placement. */
+function breakdownOf<N, R>(profile: Profile<N, R>, node: N, request: R, context: PlacementContext): Record<string, number> {
   const breakdown: Record<string, number> = {};
-  for (const { plugin, weight } of profile.scorers) breakdown[plugin.name] = weight * plugin.score(best, request, context);
-  return { kind: 'placed', node: best, score: bestScore, breakdown };
+  for (const { plugin, weight } of profile.scorers) breakdown[plugin.name] = weight * plugin.score(node, request, context);
+  return breakdown;
 }
 
 export function explainRejection<N, R>(profile: Profile<N, R>, rejectedBy: Readonly<Record<string, number>>, considered: number, subject: string): string {
@@ -143,11 +131,7 @@ export function placeMany<N extends Identified, R>(
     best.splice(at, 0, { node, score });
     if (best.length > count) best.pop();
   }
-  const placed = best.map(({ node, score }): Placed<N> => {
-    const breakdown: Record<string, number> = {};
-    for (const { plugin, weight } of profile.scorers) breakdown[plugin.name] = weight * plugin.score(node, request, context);
-    return { kind: 'placed', node, score, breakdown };
-  });
+  const placed = best.map(({ node, score }): Placed<N> => ({ kind: 'placed', node, score, breakdown: breakdownOf(profile, node, request, context) }));
   if (placed.length >= count) return { placed, shortfall: undefined };
   // The nodes taken count as removed for the next slot, as the sequential calls would have seen them.
   const reason = explainRejection(profile, rejectedBy, considered - placed.length, subject);

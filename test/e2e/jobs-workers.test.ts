@@ -5,39 +5,21 @@
  * our software.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { until as untilWithin } from '../support/until.ts';
+import { freePort, startCli as start, untilUp } from '../support/processes.ts';
+
+const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> => untilUp(probe, what, timeoutMs);
 import { probeTestEngine, TEST_IMAGE } from '../support/containers.ts';
 import { DockerRuntime } from '../../src/agent/docker-runtime.ts';
 
-const CLI = join(import.meta.dirname, '../../src/cli/main.ts');
 const SEED_HASH = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03';
 const engine = await probeTestEngine();
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
-const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> =>
-  untilWithin(probe, what, timeoutMs, { intervalMs: 100, retryOnError: true });
 
-function start(args: string[]): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return Object.assign(child, { output: () => output });
-}
 
 interface NodeView {
   id: string;

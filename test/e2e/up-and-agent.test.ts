@@ -3,40 +3,21 @@
  * agent, restart the server under it, and read the results back through the API and the CLI.
  */
 import { describe, it, expect, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { until as untilWithin } from '../support/until.ts';
+import { CLI, freePort, startCli as start, untilUp } from '../support/processes.ts';
 
-const CLI = join(import.meta.dirname, '../../src/cli/main.ts');
+const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> => untilUp(probe, what, timeoutMs);
+
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 
-/** Processes take a while to come up: probes that throw (connection refused) just mean "not yet". */
-const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> =>
-  untilWithin(probe, what, timeoutMs, { intervalMs: 100, retryOnError: true });
 
-function start(args: string[]): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return Object.assign(child, { output: () => output });
-}
 
 async function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return child.exitCode;
