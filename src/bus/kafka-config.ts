@@ -1,0 +1,143 @@
+/**
+ * Connection settings for the Kafka Bus adapter: the options type, the seed's environment variables,
+ * the client options @platformatic/kafka takes, and how its errors map onto ArcError.
+ */
+import { findErrorBy, GenericError } from '@platformatic/kafka';
+import type { BaseOptions, SASLOptions } from '@platformatic/kafka';
+import { ArcError, errorMessage } from '../core/errors.ts';
+import type { Logger } from '../core/logging.ts';
+
+export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
+export type KafkaSecurityProtocol = 'PLAINTEXT' | 'SSL' | 'SASL_PLAINTEXT' | 'SASL_SSL';
+
+export interface KafkaSasl {
+  readonly mechanism: KafkaSaslMechanism;
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface KafkaConnectionOptions {
+  /** `host:port` seeds; the rest of the cluster is discovered from them. */
+  readonly bootstrapServers: readonly string[];
+  readonly clientId: string;
+  readonly sasl?: KafkaSasl;
+  /** TLS with the system's CAs (SSL and SASL_SSL). */
+  readonly tls?: boolean;
+  readonly logger?: Logger;
+}
+
+const SECURITY_PROTOCOLS: readonly KafkaSecurityProtocol[] = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'];
+const SASL_MECHANISMS: readonly KafkaSaslMechanism[] = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'];
+
+/**
+ * The seed's variables: KAFKA_BOOTSTRAP_SERVERS (comma-separated host:port), KAFKA_SECURITY_PROTOCOL
+ * (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; default PLAINTEXT) and, for the SASL ones,
+ * KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD. Throws INVALID_INPUT naming the variable at fault.
+ */
+export function kafkaOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): KafkaConnectionOptions {
+  const servers = parseBootstrapServers(env['KAFKA_BOOTSTRAP_SERVERS'] ?? '');
+  const protocol = (env['KAFKA_SECURITY_PROTOCOL']?.trim() || 'PLAINTEXT').toUpperCase();
+  if (!(SECURITY_PROTOCOLS as readonly string[]).includes(protocol)) {
+    throw invalid(`KAFKA_SECURITY_PROTOCOL "${protocol}" is not one of ${SECURITY_PROTOCOLS.join(', ')}`);
+  }
+  const tls = protocol === 'SSL' || protocol === 'SASL_SSL';
+  if (!protocol.startsWith('SASL_')) return { bootstrapServers: servers, clientId: 'arcnet', tls };
+  const mechanism = env['KAFKA_SASL_MECHANISM']?.trim().toUpperCase() ?? '';
+  if (!(SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
+    throw invalid(`KAFKA_SECURITY_PROTOCOL ${protocol} needs KAFKA_SASL_MECHANISM set to one of ${SASL_MECHANISMS.join(', ')} (got "${mechanism}")`);
+  }
+  const username = env['KAFKA_SASL_USERNAME'] ?? '';
+  const password = env['KAFKA_SASL_PASSWORD'] ?? '';
+  if (!username || !password) throw invalid(`KAFKA_SECURITY_PROTOCOL ${protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
+  return { bootstrapServers: servers, clientId: 'arcnet', tls, sasl: { mechanism: mechanism as KafkaSaslMechanism, username, password } };
+}
+
+export function parseBootstrapServers(value: string): string[] {
+  const servers = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (servers.length === 0) throw invalid('KAFKA_BOOTSTRAP_SERVERS is not set (comma-separated host:port, e.g. 127.0.0.1:19092)');
+  for (const server of servers) {
+    const port = Number(server.slice(server.lastIndexOf(':') + 1));
+    if (!server.includes(':') || !Number.isInteger(port) || port <= 0 || port > 65_535) {
+      throw invalid(`KAFKA_BOOTSTRAP_SERVERS entry "${server}" is not host:port`);
+    }
+  }
+  return servers;
+}
+
+function invalid(message: string): ArcError {
+  return new ArcError('INVALID_INPUT', message, { retryable: false });
+}
+
+/** Options every client (admin, producer, consumer) shares; `retries` are the library's own, inside one call. */
+export function baseClientOptions(options: KafkaConnectionOptions, role: string, extra: { connectTimeoutMs?: number; requestTimeoutMs?: number } = {}): BaseOptions {
+  const sasl: SASLOptions | undefined = options.sasl
+    ? { mechanism: options.sasl.mechanism, username: options.sasl.username, password: options.sasl.password }
+    : undefined;
+  return {
+    clientId: `${options.clientId}-${role}`,
+    bootstrapBrokers: [...options.bootstrapServers],
+    connectTimeout: extra.connectTimeoutMs ?? 5_000,
+    requestTimeout: extra.requestTimeoutMs ?? 30_000,
+    timeout: extra.requestTimeoutMs ?? 30_000,
+    // Two quick retries smooth over a leader move; longer outages are retried by the adapter with
+    // backoff and a bound it controls. (An idempotent producer turns retries <= 1 into "forever".)
+    retries: 2,
+    retryDelay: 250,
+    ...(sasl ? { sasl } : {}),
+    ...(options.tls ? { tls: {} } : {}),
+  };
+}
+
+export function describeServers(servers: readonly string[]): string {
+  return servers.join(',');
+}
+
+/** Whether the same call may succeed later: the library marks what it will not retry with canRetry false. */
+export function isRetryableKafkaError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (!GenericError.isGenericError(error)) return false;
+  // A topic deleted or not yet visible: the adapter creates it (again) on the next attempt.
+  if (isUnknownTopicError(error)) return true;
+  if (findErrorBy(error, 'code', 'PLT_KFK_AUTHENTICATION')) return false;
+  if (findErrorBy(error, 'code', 'PLT_KFK_USER')) return false;
+  return !findErrorBy(error, 'canRetry', false);
+}
+
+/** The library reports a topic missing from metadata as a UserError with this message and nothing else to match on. */
+export function isUnknownTopicError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (GenericError.isGenericError(error) && findErrorBy(error, 'apiId', 'UNKNOWN_TOPIC_OR_PARTITION') !== null) return true;
+  return someError(error, (e) => /^Unknown topic /.test(e.message));
+}
+
+function someError(error: Error, test: (e: Error) => boolean, depth = 0): boolean {
+  if (test(error)) return true;
+  if (depth > 4) return false;
+  const nested = (error as Error & { errors?: unknown[] }).errors;
+  return Array.isArray(nested) && nested.some((inner) => inner instanceof Error && someError(inner, test, depth + 1));
+}
+
+export function hasApiError(error: unknown, apiId: string): boolean {
+  return error instanceof Error && GenericError.isGenericError(error) && findErrorBy(error, 'apiId', apiId) !== null;
+}
+
+/** The innermost messages, since the library nests "X failed 3 times" around "Connection to h:p failed". */
+export function kafkaErrorDetail(error: unknown): string {
+  const messages = new Set<string>();
+  const visit = (e: unknown, depth: number): void => {
+    if (depth > 4 || !(e instanceof Error)) return;
+    const nested = (e as Error & { errors?: unknown[] }).errors;
+    if (Array.isArray(nested) && nested.length > 0) {
+      for (const inner of nested) visit(inner, depth + 1);
+      return;
+    }
+    const cause = (e as Error & { cause?: unknown }).cause;
+    messages.add(cause instanceof Error ? `${e.message} (${cause.message})` : e.message);
+  };
+  visit(error, 0);
+  return messages.size > 0 ? [...messages].slice(0, 3).join('; ') : errorMessage(error);
+}
+
+export function unavailable(servers: readonly string[], what: string, error: unknown): ArcError {
+  return new ArcError('UNAVAILABLE', `Kafka at ${describeServers(servers)} unavailable: ${what}: ${kafkaErrorDetail(error)}`, { retryable: true, cause: error });
+}

@@ -1,0 +1,582 @@
+/**
+ * One member of a Kafka consumer group behind the Bus port's `consume()`: records are handled one at
+ * a time per partition, an offset is committed only after its handler resolved, a failed record is
+ * handed to the handler again after a backoff (never skipped), and a lost connection restarts the
+ * member with backoff until the cluster answers again.
+ *
+ * The library's MessagesStream fetches for every partition the member owns and knows nothing of
+ * handlers, so this keeps a queue per partition on top of it. Group membership uses the classic
+ * (eager) protocol: every rebalance takes all partitions away and hands them out again, so before
+ * each JoinGroup (the `protocolsMetadata` hook, the one place the library calls before rejoining)
+ * the member lets running handlers finish for a short grace, commits what they finished and drops
+ * its queues; after the join each partition restarts from the group's committed offset.
+ */
+import { Consumer as KafkaConsumer, FetchIsolationLevels, stringDeserializer } from '@platformatic/kafka';
+import type { CommitOptionsPartition, ConsumerGroupJoinPayload, Message, MessagesStream } from '@platformatic/kafka';
+import { backoffDelay } from '../core/clock.ts';
+import { ArcError } from '../core/errors.ts';
+import type { Logger } from '../core/logging.ts';
+import { baseClientOptions, describeServers, isRetryableKafkaError, kafkaErrorDetail } from './kafka-config.ts';
+import type { KafkaConnectionOptions } from './kafka-config.ts';
+import type { ConsumeOptions, ConsumedRecord, Consumer, Headers } from './ports.ts';
+
+type KafkaMessage = Message<string, Buffer, string, string>;
+type Stream = MessagesStream<string, Buffer, string, string>;
+type LibraryConsumer = KafkaConsumer<string, Buffer, string, string>;
+
+export interface MemberSettings {
+  readonly connection: KafkaConnectionOptions;
+  readonly logger: Logger;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly rebalanceTimeoutMs: number;
+  /** How long a rebalance waits for running handlers before giving their partitions up uncommitted. */
+  readonly revokeGraceMs: number;
+  /** How long close() waits for running handlers. */
+  readonly closeGraceMs: number;
+  readonly retryBaseMs: number;
+  readonly retryCapMs: number;
+  /** Records fetched but not yet handled, over all partitions, before fetching pauses. */
+  readonly maxBufferedRecords: number;
+  readonly fetchMaxWaitMs: number;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Creates the subscribed topics when missing; runs before every (re)start. */
+  readonly prepare: (topics: readonly string[]) => Promise<void>;
+}
+
+/** Group details a transactional offset commit must carry (KIP-447 fencing). */
+export interface MemberGroupInfo {
+  readonly consumer: LibraryConsumer;
+  readonly groupId: string;
+  readonly generationId: number;
+  readonly memberId: string;
+  readonly coordinatorId: number;
+}
+
+interface PartitionState {
+  readonly key: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly generation: number;
+  /** Next offset to accept from the stream; unknown until the stream has positioned the partition. */
+  next: bigint | undefined;
+  /** Set once the start position is committed: only then are records handed to the handler. */
+  active: boolean;
+  /** A rebalance is coming: finish the running handler, start no other. */
+  revoking: boolean;
+  /** Given up: never handle or commit for this assignment again. */
+  stopped: boolean;
+  readonly queue: KafkaMessage[];
+  draining: boolean;
+  /** Ends a backoff sleep early when the partition is revoked or stopped. */
+  wake: (() => void) | undefined;
+}
+
+interface PendingCommit {
+  readonly key: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly leaderEpoch: number;
+  readonly generation: number;
+}
+
+interface Session {
+  readonly consumer: LibraryConsumer;
+  stream: Stream | undefined;
+  phase: 'starting' | 'running' | 'ended';
+  readonly states: Map<string, PartitionState>;
+  readonly pending: Map<string, PendingCommit>;
+  flushing: Promise<void> | undefined;
+  commitRetry: NodeJS.Timeout | undefined;
+  buffered: number;
+  paused: boolean;
+  ready: Promise<void>;
+  resolveReady: () => void;
+  rejectReady: (error: unknown) => void;
+}
+
+const EMPTY = Buffer.alloc(0);
+const COMMIT_FLUSH_TIMEOUT_MS = 5_000;
+const TEARDOWN_TIMEOUT_MS = 10_000;
+const RESTART_BASE_MS = 250;
+const RESTART_CAP_MS = 5_000;
+
+export class KafkaGroupMember implements Consumer {
+  private readonly settings: MemberSettings;
+  private readonly options: ConsumeOptions;
+  private readonly onClosed: (member: KafkaGroupMember) => void;
+  private readonly logger: Logger;
+  private session: Session | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restartAttempt = 0;
+  /** The running handler call per partition, across sessions: a partition never has two at once here. */
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(settings: MemberSettings, options: ConsumeOptions, onClosed: (member: KafkaGroupMember) => void) {
+    this.settings = settings;
+    this.options = options;
+    this.onClosed = onClosed;
+    this.logger = settings.logger;
+  }
+
+  get group(): string {
+    return this.options.group;
+  }
+
+  /**
+   * Resolves once the member has joined and its partitions are positioned, so a `startAt: 'latest'`
+   * member sees everything produced after this. If the cluster cannot be reached the member keeps
+   * retrying in the background and this resolves anyway: a service starts degraded rather than not at all.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.openSession();
+    } catch (error) {
+      if (this.closed) return;
+      if (!isRetryableKafkaError(error)) {
+        await this.close();
+        throw new ArcError('INTERNAL', `Kafka at ${this.servers()} refused consumer group ${this.group}: ${kafkaErrorDetail(error)}`, { retryable: false, cause: error });
+      }
+      this.logger.warn({ group: this.group, topics: this.options.topics, err: kafkaErrorDetail(error) }, `Kafka at ${this.servers()} unreachable; consumer group member will keep retrying`);
+      this.scheduleRestart();
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  /** The live group details when this member owns the record's partition right now; else undefined. */
+  groupInfoFor(record: ConsumedRecord): MemberGroupInfo | undefined {
+    const session = this.session;
+    if (!session || session.phase === 'ended') return undefined;
+    const state = session.states.get(partitionKey(record.topic, record.partition));
+    const consumer = session.consumer;
+    if (!state || state.stopped || state.generation !== consumer.generationId) return undefined;
+    if (consumer.memberId === null || consumer.coordinatorId === null) return undefined;
+    return { consumer, groupId: this.group, generationId: consumer.generationId, memberId: consumer.memberId, coordinatorId: consumer.coordinatorId };
+  }
+
+  private servers(): string {
+    return describeServers(this.settings.connection.bootstrapServers);
+  }
+
+  private async openSession(): Promise<void> {
+    const s = this.settings;
+    await s.prepare(this.options.topics);
+    if (this.closed) return;
+    let resolveReady: () => void = () => undefined;
+    let rejectReady: (error: unknown) => void = () => undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    // A failure before anyone awaits `ready` must not surface as an unhandled rejection.
+    ready.catch(() => undefined);
+    const consumer: LibraryConsumer = new KafkaConsumer<string, Buffer, string, string>({
+      ...baseClientOptions(s.connection, 'consumer', { connectTimeoutMs: s.connectTimeoutMs, requestTimeoutMs: s.requestTimeoutMs }),
+      groupId: this.group,
+      autocommit: false,
+      sessionTimeout: s.sessionTimeoutMs,
+      heartbeatInterval: s.heartbeatIntervalMs,
+      rebalanceTimeout: s.rebalanceTimeoutMs,
+      maxWaitTime: s.fetchMaxWaitMs,
+      // The library's default too; explicit because produceTransactional relies on it: records of an
+      // open or aborted transaction are never handed to a handler.
+      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      deserializers: { key: stringDeserializer, headerKey: stringDeserializer, headerValue: stringDeserializer },
+      protocolsMetadata: () => this.beforeJoin(session),
+    });
+    const session: Session = {
+      consumer,
+      stream: undefined,
+      phase: 'starting',
+      states: new Map(),
+      pending: new Map(),
+      flushing: undefined,
+      commitRetry: undefined,
+      buffered: 0,
+      paused: false,
+      ready,
+      resolveReady,
+      rejectReady,
+    };
+    this.session = session;
+    consumer.on('error', (error: Error) => this.failed(session, error));
+    consumer.on('consumer:heartbeat:stalled', (payload) => {
+      this.failed(session, new Error(`group heartbeats stalled for ${payload.stalledFor} ms${payload.lastError ? `: ${kafkaErrorDetail(payload.lastError)}` : ''}`));
+    });
+    consumer.on('consumer:group:join', (payload: ConsumerGroupJoinPayload) => this.joined(session, payload));
+    try {
+      const stream = await consumer.consume({
+        topics: [...this.options.topics],
+        mode: 'committed',
+        fallbackMode: this.options.startAt === 'latest' ? 'latest' : 'earliest',
+        autocommit: false,
+        maxWaitTime: s.fetchMaxWaitMs,
+      });
+      session.stream = stream;
+      stream.on('data', (message: KafkaMessage) => this.received(session, message));
+      stream.on('offsets', () => this.positioned(session));
+      stream.on('error', (error: Error) => this.failed(session, error));
+      stream.on('close', () => this.failed(session, new Error('the message stream closed')));
+      if (this.closed) return;
+      // Positioning is a listing and a commit away; if it drags on, the member runs anyway and
+      // handles records once positioned, rather than holding consume() hostage.
+      if (await within(session.ready, s.rebalanceTimeoutMs)) await session.ready;
+      else this.logger.warn({ group: this.group }, `partitions not positioned after ${s.rebalanceTimeoutMs} ms; continuing`);
+      if (session.phase === 'starting') session.phase = 'running';
+    } catch (error) {
+      await this.endSession(session, false);
+      throw error;
+    }
+  }
+
+  /** Before every JoinGroup: finish (briefly) what runs, commit it, and let every partition go. */
+  private async beforeJoin(session: Session): Promise<Buffer> {
+    const states = [...session.states.values()].filter((state) => !state.stopped);
+    if (states.length === 0) return EMPTY;
+    for (const state of states) {
+      state.revoking = true;
+      state.wake?.();
+    }
+    await within(this.settle(states.map((state) => state.key)), this.settings.revokeGraceMs);
+    for (const state of states) this.stop(session, state);
+    await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
+    return EMPTY;
+  }
+
+  private joined(session: Session, payload: ConsumerGroupJoinPayload): void {
+    if (session.phase === 'ended') return;
+    for (const state of session.states.values()) this.stop(session, state);
+    session.states.clear();
+    const generation = payload.generationId ?? session.consumer.generationId;
+    for (const assignment of payload.assignments ?? []) {
+      for (const partition of assignment.partitions) {
+        const key = partitionKey(assignment.topic, partition);
+        session.states.set(key, {
+          key,
+          topic: assignment.topic,
+          partition,
+          generation,
+          next: undefined,
+          active: false,
+          revoking: false,
+          stopped: false,
+          queue: [],
+          draining: false,
+          wake: undefined,
+        });
+      }
+    }
+  }
+
+  /**
+   * The stream has positioned its partitions (committed offset, or the start point for a group with
+   * none). Records fetched before this are from the previous assignment and were dropped; from here
+   * on they are accepted. The start point is committed before anything is handled, so a partition
+   * that moves before its first commit resumes where this member started instead of re-deciding.
+   */
+  private positioned(session: Session): void {
+    const stream = session.stream;
+    if (session.phase === 'ended' || !stream) return;
+    const fresh: PartitionState[] = [];
+    for (const state of session.states.values()) {
+      if (state.stopped || state.next !== undefined) continue;
+      const position = stream.offsetsToFetch.get(state.key);
+      if (position === undefined) continue;
+      state.next = position;
+      fresh.push(state);
+    }
+    if (fresh.length === 0) {
+      session.resolveReady();
+      return;
+    }
+    void this.activate(session, fresh);
+  }
+
+  private async activate(session: Session, states: PartitionState[]): Promise<void> {
+    const byTopic = new Map<string, number[]>();
+    for (const state of states) byTopic.set(state.topic, [...(byTopic.get(state.topic) ?? []), state.partition]);
+    try {
+      const committed = await session.consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+      for (const state of states) {
+        const offset = committed.get(state.topic)?.[state.partition];
+        if (offset === undefined || offset < 0n) this.markCommit(session, state, state.next!, -1);
+      }
+      await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
+    } catch (error) {
+      // Not fatal: the partition is still handled; only a move before its first commit re-decides the start.
+      this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, 'could not record the start offsets of new partitions');
+    }
+    for (const state of states) {
+      if (state.stopped) continue;
+      state.active = true;
+      void this.drain(session, state);
+    }
+    session.resolveReady();
+  }
+
+  private received(session: Session, message: KafkaMessage): void {
+    if (session.phase === 'ended') return;
+    const state = session.states.get(partitionKey(message.topic, message.partition));
+    if (!state || state.stopped || state.next === undefined) return;
+    // Records the stream fetched for an earlier generation may still sit in its buffer.
+    const generation = (message.metadata as { consumer?: { generationId?: number } } | undefined)?.consumer?.generationId;
+    if (generation !== undefined && generation !== state.generation) return;
+    // The stream re-fetches from the committed offset after every join: what is already queued is skipped.
+    if (message.offset < state.next) return;
+    state.next = message.offset + 1n;
+    state.queue.push(message);
+    session.buffered++;
+    if (!session.paused && session.buffered >= this.settings.maxBufferedRecords) {
+      session.paused = true;
+      session.stream?.pause();
+    }
+    if (state.active) void this.drain(session, state);
+  }
+
+  private async drain(session: Session, state: PartitionState): Promise<void> {
+    if (state.draining) return;
+    state.draining = true;
+    try {
+      while (state.active && !state.revoking && !state.stopped) {
+        const message = state.queue[0];
+        if (!message) break;
+        if (!(await this.handle(session, state, message))) break;
+        state.queue.shift();
+        this.released(session, 1);
+      }
+    } finally {
+      state.draining = false;
+    }
+  }
+
+  /** True once the handler resolved (its offset is then marked for commit); false when the partition was taken away first. */
+  private async handle(session: Session, state: PartitionState, message: KafkaMessage): Promise<boolean> {
+    const record = toRecord(message);
+    for (let attempt = 0; ; attempt++) {
+      const previous = this.inflight.get(state.key);
+      if (previous) await previous;
+      if (state.revoking || state.stopped) return false;
+      let ok = true;
+      const run = (async () => {
+        try {
+          await this.options.handler(record);
+        } catch (error) {
+          ok = false;
+          this.logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, attempt, err: kafkaErrorDetail(error) }, 'handler failed; redelivering after a backoff');
+          return;
+        }
+        // Marked before `run` settles, so a rebalance waiting on running handlers commits this one.
+        // A partition stopped meanwhile (closed, or the grace ran out) hands the record on instead.
+        if (!state.stopped) this.markCommit(session, state, message.offset + 1n, message.leaderEpoch);
+      })();
+      this.inflight.set(state.key, run);
+      await run;
+      if (this.inflight.get(state.key) === run) this.inflight.delete(state.key);
+      if (ok) return true;
+      if (state.revoking || state.stopped) return false;
+      await this.backoff(state, backoffDelay(attempt, this.settings.retryBaseMs, this.settings.retryCapMs));
+    }
+  }
+
+  private backoff(state: PartitionState, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        state.wake = undefined;
+        resolve();
+      }
+      state.wake = done;
+    });
+  }
+
+  private released(session: Session, count: number): void {
+    session.buffered = Math.max(0, session.buffered - count);
+    if (session.paused && session.buffered <= this.settings.maxBufferedRecords / 2) {
+      session.paused = false;
+      session.stream?.resume();
+    }
+  }
+
+  private stop(session: Session, state: PartitionState): void {
+    if (state.stopped) return;
+    state.stopped = true;
+    state.active = false;
+    state.wake?.();
+    this.released(session, state.queue.length);
+    state.queue.length = 0;
+  }
+
+  /** Resolves when none of these partitions has a handler running. */
+  private async settle(keys: readonly string[]): Promise<void> {
+    for (;;) {
+      const running = keys.map((key) => this.inflight.get(key)).filter((p): p is Promise<void> => p !== undefined);
+      if (running.length === 0) return;
+      await Promise.all(running);
+    }
+  }
+
+  private markCommit(session: Session, state: PartitionState, offset: bigint, leaderEpoch: number): void {
+    if (session.phase === 'ended') return;
+    session.pending.set(state.key, { key: state.key, topic: state.topic, partition: state.partition, offset, leaderEpoch, generation: state.generation });
+    void this.flush(session);
+  }
+
+  /** Commits everything marked so far; one commit request at a time, newest offset per partition. */
+  private flush(session: Session): Promise<void> {
+    session.flushing ??= this.flushLoop(session).finally(() => {
+      session.flushing = undefined;
+    });
+    return session.flushing;
+  }
+
+  private async flushLoop(session: Session): Promise<void> {
+    while (session.pending.size > 0) {
+      const batch = [...session.pending.values()];
+      session.pending.clear();
+      // An offset from an older generation would be refused, and its partition may be someone else's now.
+      const current = batch.filter((entry) => entry.generation === session.consumer.generationId);
+      if (current.length === 0) continue;
+      const offsets: CommitOptionsPartition[] = current.map((entry) => ({ topic: entry.topic, partition: entry.partition, offset: entry.offset, leaderEpoch: entry.leaderEpoch }));
+      try {
+        await session.consumer.commit({ offsets });
+      } catch (error) {
+        for (const entry of current) {
+          if (!session.pending.has(entry.key)) session.pending.set(entry.key, entry);
+        }
+        if (session.phase === 'ended') return;
+        this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, 'offset commit failed; will retry');
+        clearTimeout(session.commitRetry);
+        session.commitRetry = setTimeout(() => void this.flush(session), 1_000);
+        return;
+      }
+    }
+  }
+
+  private failed(session: Session, error: unknown): void {
+    if (session.phase === 'ended' || this.closed) return;
+    if (session.phase === 'starting') {
+      session.rejectReady(error);
+      return;
+    }
+    this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, `Kafka consumer group member lost its session with ${this.servers()}; restarting`);
+    void this.endSession(session, false).then(() => this.scheduleRestart());
+  }
+
+  private scheduleRestart(): void {
+    if (this.closed) return;
+    clearTimeout(this.restartTimer);
+    const delay = backoffDelay(this.restartAttempt++, RESTART_BASE_MS, RESTART_CAP_MS);
+    this.restartTimer = setTimeout(() => void this.restart(), delay);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.openSession();
+      if (this.restartAttempt > 0) this.logger.info({ group: this.group }, `Kafka consumer group member resumed at ${this.servers()}`);
+      this.restartAttempt = 0;
+    } catch (error) {
+      if (this.closed) return;
+      this.logger.warn({ group: this.group, attempt: this.restartAttempt, err: kafkaErrorDetail(error) }, `Kafka at ${this.servers()} still unreachable; consumer group member retrying`);
+      this.scheduleRestart();
+    }
+  }
+
+  /**
+   * Ends a session. Graceful (close): handlers running now finish but are not committed, what finished
+   * before is committed, and the member leaves the group so its partitions move at once. Otherwise
+   * (a lost connection) it only lets go of the library's clients.
+   */
+  private async endSession(session: Session, graceful: boolean): Promise<void> {
+    if (session.phase === 'ended') return;
+    const wasRunning = session.phase === 'running';
+    session.phase = 'ended';
+    const keys = [...session.states.keys()];
+    for (const state of session.states.values()) this.stop(session, state);
+    session.rejectReady(new ArcError('CLOSED', `consumer group member ${this.group} stopped`, { retryable: false }));
+    if (graceful) {
+      if (!(await within(this.settle(keys), this.settings.closeGraceMs))) {
+        this.logger.warn({ group: this.group }, `handlers still running after ${this.settings.closeGraceMs} ms; leaving the group without them`);
+      }
+      if (wasRunning) await within(this.flushEnded(session), COMMIT_FLUSH_TIMEOUT_MS);
+    }
+    clearTimeout(session.commitRetry);
+    const stream = session.stream;
+    try {
+      if (stream && !stream.destroyed) await within(stream.close(), TEARDOWN_TIMEOUT_MS);
+    } catch {
+      // Already failed: nothing left to release.
+    }
+    try {
+      // Force: the stream is closed above; without force a stream the library still counts blocks leaving.
+      if (!(await within(session.consumer.close(true), TEARDOWN_TIMEOUT_MS))) {
+        this.logger.warn({ group: this.group }, 'Kafka consumer did not close in time');
+      }
+    } catch (error) {
+      this.logger.debug({ group: this.group, err: kafkaErrorDetail(error) }, 'Kafka consumer close failed');
+    }
+  }
+
+  /** flushLoop refuses to run for an ended session; on close the marked offsets still belong to the group. */
+  private async flushEnded(session: Session): Promise<void> {
+    if (session.flushing) await session.flushing.catch(() => undefined);
+    const current = [...session.pending.values()].filter((entry) => entry.generation === session.consumer.generationId);
+    session.pending.clear();
+    if (current.length === 0) return;
+    try {
+      await session.consumer.commit({ offsets: current.map((entry) => ({ topic: entry.topic, partition: entry.partition, offset: entry.offset, leaderEpoch: entry.leaderEpoch })) });
+    } catch (error) {
+      this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, 'final offset commit failed; the next owner will see some records again');
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.restartTimer);
+    const session = this.session;
+    if (session) await this.endSession(session, true);
+    this.onClosed(this);
+  }
+}
+
+function partitionKey(topic: string, partition: number): string {
+  return `${topic}:${partition}`;
+}
+
+function toRecord(message: KafkaMessage): ConsumedRecord {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of message.headers) {
+    if (typeof key === 'string') headers[key] = typeof value === 'string' ? value : '';
+  }
+  return {
+    topic: message.topic,
+    partition: message.partition,
+    offset: Number(message.offset),
+    timestamp: Number(message.timestamp),
+    key: message.key ?? '',
+    value: message.value ?? EMPTY,
+    headers: headers as Headers,
+  };
+}
+
+/** Waits for the promise up to `ms`; true when it settled in time (its rejection is swallowed). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,490 @@
+/**
+ * Bus adapter over Apache Kafka (@platformatic/kafka): the distributed mode's bus. Records are keyed
+ * with the topic table's partition key (computed above the port) and partitioned by Kafka's own
+ * murmur2 partitioner, so Java and other clients put a key in the same partition; headers travel as
+ * UTF-8 strings; producers are idempotent and wait for all in-sync replicas; consumer groups commit
+ * an offset only after its handler resolved (see kafka-member.ts).
+ *
+ * An unreachable cluster is an outage to ride out, not a crash: calls retry with backoff up to
+ * `operationTimeoutMs` and then reject with ArcError UNAVAILABLE (retryable) naming the bootstrap
+ * servers; consumer group members keep retrying until the cluster answers and resume from their
+ * committed offsets.
+ */
+import { randomUUID } from 'node:crypto';
+import { Admin, compatibilityPartitioner, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
+import type { Message, MessageToProduce } from '@platformatic/kafka';
+import { backoffDelay } from '../core/clock.ts';
+import { ArcError } from '../core/errors.ts';
+import { silentLogger, type Logger } from '../core/logging.ts';
+import { DEAD_LETTER_PREFIX, DEAD_LETTER_RETENTION_MS, topicSpecFor } from '../contracts/topics.ts';
+import {
+  baseClientOptions,
+  describeServers,
+  hasApiError,
+  isRetryableKafkaError,
+  isUnknownTopicError,
+  kafkaErrorDetail,
+  unavailable,
+} from './kafka-config.ts';
+import type { KafkaConnectionOptions } from './kafka-config.ts';
+import { KafkaGroupMember } from './kafka-member.ts';
+import type { MemberSettings } from './kafka-member.ts';
+import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig } from './ports.ts';
+
+export { kafkaOptionsFromEnv } from './kafka-config.ts';
+export type { KafkaConnectionOptions, KafkaSasl, KafkaSaslMechanism, KafkaSecurityProtocol } from './kafka-config.ts';
+
+export interface KafkaBusOptions extends KafkaConnectionOptions {
+  /** How long produce() and the admin calls keep retrying an unreachable cluster before UNAVAILABLE (default 30 s). */
+  readonly operationTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** Backoff between deliveries of a record whose handler failed (defaults 100 ms doubling to 5 s). */
+  readonly retryBaseMs?: number;
+  readonly retryCapMs?: number;
+  /** Consumer group liveness (defaults 10 s, 1 s, 30 s): a silent member loses its partitions after the session timeout. */
+  readonly sessionTimeoutMs?: number;
+  readonly heartbeatIntervalMs?: number;
+  readonly rebalanceTimeoutMs?: number;
+  /** How long a rebalance waits for running handlers before their records go to the next owner (default 3 s). */
+  readonly revokeGraceMs?: number;
+  /** How long close() waits for running handlers (default 30 s). */
+  readonly closeGraceMs?: number;
+  /** Longest wait of an idle fetch; bounds how soon close() returns (default 500 ms). */
+  readonly fetchMaxWaitMs?: number;
+  readonly maxBufferedRecords?: number;
+  /** Topics created on first use that the topic table does not know (defaults 4 partitions, 24 h). */
+  readonly defaultPartitions?: number;
+  readonly defaultRetentionMs?: number;
+  /** Replication factor of created topics; -1 (default) is the broker's default.replication.factor. */
+  readonly replicationFactor?: number;
+}
+
+/** What one transaction carries: records to append and, optionally, the consumed record whose offset commits with them. */
+export interface TransactionalSend {
+  /** Stable per producing instance (e.g. "<service>-<partition>"): a restarted instance fences its predecessor. */
+  readonly transactionalId: string;
+  readonly produce: readonly { readonly topic: string; readonly records: readonly OutgoingRecord[] }[];
+  /** A record a handler of this bus's consume() is processing: its offset + 1 is committed for the group atomically. */
+  readonly consumed?: { readonly group: string; readonly record: ConsumedRecord };
+}
+
+type BusProducer = Producer<string, Buffer, string, string>;
+type BusMessage = MessageToProduce<string, Buffer, string, string>;
+
+const DAY = 24 * 3_600_000;
+const LEADER_WAIT_MS = 15_000;
+const READ_MAX_BYTES = 4 * 1_048_576;
+
+export class KafkaBus implements BusAdapter {
+  readonly kind = 'kafka';
+  private readonly options: KafkaBusOptions;
+  private readonly servers: string;
+  private readonly logger: Logger;
+  private readonly admin: Admin;
+  private readonly producer: BusProducer;
+  /** Topic → partition count, for topics known to exist with leaders. */
+  private readonly known = new Map<string, number>();
+  private readonly creating = new Map<string, Promise<void>>();
+  private readonly members = new Set<KafkaGroupMember>();
+  private readonly transactional = new Map<string, { producer: BusProducer; queue: Promise<void> }>();
+  private readonly memberSettings: MemberSettings;
+  private closed = false;
+  private lastOutageLog = 0;
+
+  constructor(options: KafkaBusOptions) {
+    if (options.bootstrapServers.length === 0) throw new ArcError('INVALID_INPUT', 'KafkaBus needs at least one bootstrap server', { retryable: false });
+    this.options = options;
+    this.servers = describeServers(options.bootstrapServers);
+    this.logger = options.logger ?? silentLogger;
+    const timeouts = { connectTimeoutMs: options.connectTimeoutMs, requestTimeoutMs: options.requestTimeoutMs };
+    this.admin = new Admin(baseClientOptions(options, 'admin', timeouts));
+    this.producer = this.newProducer('producer');
+    this.memberSettings = {
+      connection: options,
+      logger: this.logger,
+      sessionTimeoutMs: options.sessionTimeoutMs ?? 10_000,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
+      rebalanceTimeoutMs: options.rebalanceTimeoutMs ?? 30_000,
+      revokeGraceMs: options.revokeGraceMs ?? 3_000,
+      closeGraceMs: options.closeGraceMs ?? 30_000,
+      retryBaseMs: options.retryBaseMs ?? 100,
+      retryCapMs: options.retryCapMs ?? 5_000,
+      maxBufferedRecords: options.maxBufferedRecords ?? 2_000,
+      fetchMaxWaitMs: options.fetchMaxWaitMs ?? 500,
+      connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      prepare: (topics) => this.ensureExist(topics),
+    };
+  }
+
+  async ensureTopics(configs: readonly TopicConfig[]): Promise<void> {
+    this.assertOpen('ensure topics');
+    const wanted = configs.filter((config) => !this.known.has(config.topic));
+    if (wanted.length === 0) return;
+    await this.retrying(`creating ${wanted.length} topic(s)`, () => this.create(wanted));
+  }
+
+  async produce(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+    this.assertOpen(`produce to ${topic}`);
+    if (records.length === 0) return;
+    const messages: BusMessage[] = records.map((record) => ({ topic, key: record.key, value: toBuffer(record.value), headers: { ...record.headers } }));
+    await this.retrying(`${records.length} record(s) for ${topic} not acknowledged`, async () => {
+      await this.ensureExist([topic]);
+      try {
+        await this.producer.send({ messages });
+      } catch (error) {
+        // Deleted behind our back: the next attempt creates it again, as a first produce would.
+        if (isUnknownTopicError(error)) this.known.delete(topic);
+        throw error;
+      }
+    });
+  }
+
+  async consume(options: ConsumeOptions): Promise<Consumer> {
+    this.assertOpen(`consume ${options.topics.join(',')}`);
+    const member = new KafkaGroupMember(this.memberSettings, options, (m) => this.members.delete(m));
+    this.members.add(member);
+    await member.start();
+    return member;
+  }
+
+  async committed(group: string, topic: string, partition: number): Promise<number> {
+    this.assertOpen('read committed offsets');
+    const groups = await this.retrying(`committed offset of ${group} on ${topic}[${partition}]`, () =>
+      this.admin.listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: [partition] }] }] }),
+    );
+    const offset = groups
+      .find((g) => g.groupId === group)
+      ?.topics.find((t) => t.name === topic)
+      ?.partitions.find((p) => p.partitionIndex === partition)?.committedOffset;
+    return offset === undefined || offset < 0n ? 0 : Number(offset);
+  }
+
+  async read(topic: string, partition: number, fromOffset: number, limit: number): Promise<ConsumedRecord[]> {
+    this.assertOpen(`read ${topic}`);
+    if (limit <= 0) return [];
+    // A short-lived client: fetch sessions and metadata stay out of the long-lived ones.
+    const reader = new KafkaConsumer<string, Buffer, string, string>({
+      ...baseClientOptions(this.options, 'reader', { connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs }),
+      groupId: `arcnet-reader-${randomUUID()}`,
+      deserializers: { key: stringDeserializer, headerKey: stringDeserializer, headerValue: stringDeserializer },
+    });
+    try {
+      return await this.retrying(`reading ${topic}[${partition}]`, () => readPartition(reader, topic, partition, fromOffset, limit));
+    } finally {
+      await reader.close(true).catch(() => undefined);
+    }
+  }
+
+  async partitions(topic: string): Promise<number> {
+    this.assertOpen(`partitions of ${topic}`);
+    await this.retrying(`metadata of ${topic}`, () => this.ensureExist([topic]));
+    return this.known.get(topic)!;
+  }
+
+  /**
+   * Appends records and, optionally, commits a consumed record's offset, all or nothing (Kafka
+   * transactions; readers see the records only once committed, as every consumer here reads
+   * read_committed). One transaction at a time per transactionalId. Rejects UNAVAILABLE (retryable)
+   * when the cluster is unreachable or the transaction was aborted, CONFLICT (not retryable) when the
+   * member no longer owns the consumed record's partition or a newer producer took the transactionalId.
+   */
+  async produceTransactional(send: TransactionalSend): Promise<void> {
+    this.assertOpen(`transaction ${send.transactionalId}`);
+    let entry = this.transactional.get(send.transactionalId);
+    if (!entry) {
+      entry = { producer: this.newProducer(`tx-${send.transactionalId}`, send.transactionalId), queue: Promise.resolve() };
+      this.transactional.set(send.transactionalId, entry);
+    }
+    const current = entry;
+    const run = current.queue.then(() => this.transaction(current.producer, send));
+    current.queue = run.catch(() => undefined);
+    await run;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.members].map((member) => member.close()));
+    const producers = [this.producer, ...[...this.transactional.values()].map((entry) => entry.producer)];
+    this.transactional.clear();
+    await Promise.all([...producers.map((producer) => producer.close(true)), this.admin.close()].map((p) => p.catch(() => undefined)));
+  }
+
+  private async transaction(producer: BusProducer, send: TransactionalSend): Promise<void> {
+    const what = `transaction ${send.transactionalId}`;
+    const group = send.consumed ? this.groupInfo(send.consumed.group, send.consumed.record) : undefined;
+    if (send.consumed && !group) {
+      throw new ArcError('CONFLICT', `${what}: this process does not own ${send.consumed.record.topic}[${send.consumed.record.partition}] in group ${send.consumed.group} (any more); the record goes to its new owner`, { retryable: false });
+    }
+    try {
+      await this.ensureExist(send.produce.map((p) => p.topic));
+      const tx = await producer.beginTransaction();
+      try {
+        const messages = send.produce.flatMap(({ topic, records }) => records.map((r): BusMessage => ({ topic, key: r.key, value: toBuffer(r.value), headers: { ...r.headers } })));
+        if (messages.length > 0) await tx.send({ messages });
+        if (send.consumed && group) {
+          await tx.addConsumer(group.consumer);
+          // TxnOffsetCommit needs the member's generation and id, which the library reads from a fetched message.
+          const consumedMessage = {
+            topic: send.consumed.record.topic,
+            partition: send.consumed.record.partition,
+            offset: BigInt(send.consumed.record.offset),
+            metadata: { consumer: { groupId: group.groupId, generationId: group.generationId, memberId: group.memberId, coordinatorId: group.coordinatorId } },
+          } as unknown as Message<string, Buffer, string, string>;
+          await tx.addOffset(consumedMessage);
+        }
+        await tx.commit();
+      } catch (error) {
+        if (!tx.completed) await tx.abort().catch(() => tx.cancel().catch(() => undefined));
+        throw error;
+      }
+    } catch (error) {
+      if (error instanceof ArcError) throw error;
+      if (hasApiError(error, 'PRODUCER_FENCED') || hasApiError(error, 'INVALID_PRODUCER_EPOCH') || hasApiError(error, 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED')) {
+        const entry = this.transactional.get(send.transactionalId);
+        if (entry?.producer === producer) this.transactional.delete(send.transactionalId);
+        await producer.close(true).catch(() => undefined);
+        throw new ArcError('CONFLICT', `${what} fenced at ${this.servers}: ${kafkaErrorDetail(error)}`, { retryable: false, cause: error });
+      }
+      throw unavailable(this.options.bootstrapServers, `${what} aborted`, error);
+    }
+  }
+
+  private groupInfo(group: string, record: ConsumedRecord): ReturnType<KafkaGroupMember['groupInfoFor']> {
+    for (const member of this.members) {
+      if (member.group !== group) continue;
+      const info = member.groupInfoFor(record);
+      if (info) return info;
+    }
+    return undefined;
+  }
+
+  private newProducer(role: string, transactionalId?: string): BusProducer {
+    const base = baseClientOptions(this.options, role, { connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs });
+    return new Producer<string, Buffer, string, string>({
+      ...base,
+      idempotent: true,
+      acks: -1,
+      // Java's partitioner (murmur2 & 0x7fffffff): the library's default masks differently, so a
+      // key would land on another partition than from a Java producer.
+      partitioner: compatibilityPartitioner,
+      serializers: { key: stringSerializer, headerKey: stringSerializer, headerValue: stringSerializer },
+      ...(transactionalId ? { transactionalId } : {}),
+    });
+  }
+
+  /** Creates what is missing of these topics, with the topic table's settings when it has the name. */
+  private async ensureExist(topics: readonly string[]): Promise<void> {
+    const missing = topics.filter((topic) => !this.known.has(topic));
+    if (missing.length === 0) return;
+    await this.create(missing.map((topic) => ({ topic, ...this.onDemandSpec(topic) })));
+  }
+
+  private onDemandSpec(topic: string): { partitions: number; retentionMs: number } {
+    if (topic.startsWith(DEAD_LETTER_PREFIX)) return { partitions: 1, retentionMs: DEAD_LETTER_RETENTION_MS };
+    const spec = topicSpecFor(topic);
+    if (spec) return { partitions: spec.partitions, retentionMs: spec.retentionMs };
+    return { partitions: this.options.defaultPartitions ?? 4, retentionMs: this.options.defaultRetentionMs ?? DAY };
+  }
+
+  private async create(configs: readonly TopicConfig[]): Promise<void> {
+    const pending: Promise<void>[] = [];
+    const toCreate: TopicConfig[] = [];
+    for (const config of configs) {
+      const inFlight = this.creating.get(config.topic);
+      if (inFlight) pending.push(inFlight);
+      else if (!this.known.has(config.topic)) toCreate.push(config);
+    }
+    if (toCreate.length > 0) {
+      const run = this.createNow(toCreate).finally(() => {
+        for (const config of toCreate) this.creating.delete(config.topic);
+      });
+      for (const config of toCreate) this.creating.set(config.topic, run);
+      pending.push(run);
+    }
+    await Promise.all(pending);
+  }
+
+  private async createNow(configs: readonly TopicConfig[]): Promise<void> {
+    const existing = new Set(await this.admin.listTopics());
+    await Promise.all(
+      configs
+        .filter((config) => !existing.has(config.topic))
+        .map(async (config) => {
+          try {
+            await this.admin.createTopics({
+              topics: [config.topic],
+              partitions: config.partitions,
+              replicas: this.options.replicationFactor ?? -1,
+              configs: [{ name: 'retention.ms', value: String(config.retentionMs) }],
+            });
+          } catch (error) {
+            // Someone else created it between the listing and now: left as it is, like any existing topic.
+            if (!hasApiError(error, 'TOPIC_ALREADY_EXISTS')) throw error;
+          }
+        }),
+    );
+    await this.awaitLeaders(configs.map((config) => config.topic));
+  }
+
+  /** A topic just created has no leaders for a moment; producing then would wait out the library's retry delay. */
+  private async awaitLeaders(topics: readonly string[]): Promise<void> {
+    const deadline = Date.now() + LEADER_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const metadata = await this.admin.metadata({ topics: [...topics], forceUpdate: true });
+        let ready = true;
+        for (const topic of topics) {
+          const info = metadata.topics.get(topic);
+          if (!info || info.partitions.some((p) => p === undefined || p.leader < 0)) ready = false;
+        }
+        if (ready) {
+          for (const topic of topics) this.known.set(topic, metadata.topics.get(topic)!.partitionsCount);
+          return;
+        }
+      } catch (error) {
+        if (!isUnknownTopicError(error)) throw error;
+      }
+      if (Date.now() > deadline) throw unavailable(this.options.bootstrapServers, `no partition leaders for ${topics.join(', ')} after ${LEADER_WAIT_MS} ms`, new Error('leaders not elected'));
+      await sleep(Math.min(25 * 2 ** attempt, 250));
+    }
+  }
+
+  /**
+   * Runs `operation` until it succeeds, retrying what the library calls retryable with backoff, up to
+   * operationTimeoutMs; then rejects UNAVAILABLE naming the servers. A call that hangs counts against the same bound.
+   */
+  private async retrying<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    const bound = this.options.operationTimeoutMs ?? 30_000;
+    const deadline = Date.now() + bound;
+    let lastError: unknown = new Error('no answer before the deadline');
+    for (let attempt = 0; ; attempt++) {
+      let result: { value: T } | undefined;
+      try {
+        result = await beforeDeadline(operation(), deadline);
+      } catch (error) {
+        lastError = error;
+        if (this.closed) throw new ArcError('CLOSED', `Kafka bus closed: ${what}`, { retryable: false, cause: error });
+        if (error instanceof ArcError) throw error;
+        if (!isRetryableKafkaError(error)) {
+          throw new ArcError('INTERNAL', `Kafka at ${this.servers} refused: ${what}: ${kafkaErrorDetail(error)}`, { retryable: false, cause: error });
+        }
+        const delay = backoffDelay(attempt, 100, 2_000);
+        if (Date.now() + delay >= deadline) throw unavailable(this.options.bootstrapServers, `${what} within ${bound} ms`, error);
+        this.noteOutage(what, error);
+        this.logger.debug({ attempt, delay, err: kafkaErrorDetail(error) }, `retrying: ${what}`);
+        await sleep(delay);
+        continue;
+      }
+      if (result) return result.value;
+      throw unavailable(this.options.bootstrapServers, `${what} within ${bound} ms`, lastError);
+    }
+  }
+
+  private noteOutage(what: string, error: unknown): void {
+    const now = Date.now();
+    if (now - this.lastOutageLog < 10_000) return;
+    this.lastOutageLog = now;
+    this.logger.warn({ err: kafkaErrorDetail(error) }, `Kafka at ${this.servers} unreachable (${what}); retrying with backoff`);
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed) throw new ArcError('CLOSED', `Kafka bus is closed: cannot ${what}`, { retryable: false });
+  }
+}
+
+async function readPartition(reader: KafkaConsumer<string, Buffer, string, string>, topic: string, partition: number, fromOffset: number, limit: number): Promise<ConsumedRecord[]> {
+  let metadata;
+  try {
+    metadata = await reader.metadata({ topics: [topic] });
+  } catch (error) {
+    // Nothing was ever written to a topic that does not exist: the memory adapter answers the same.
+    if (isUnknownTopicError(error)) return [];
+    throw error;
+  }
+  const info = metadata.topics.get(topic);
+  if (!info || partition < 0 || partition >= info.partitionsCount) return [];
+  reader.topics.track(topic);
+  const out: ConsumedRecord[] = [];
+  let cursor = BigInt(Math.max(0, fromOffset));
+  for (let rounds = 0; out.length < limit && rounds < 10_000; rounds++) {
+    const leader = (await reader.metadata({ topics: [topic] })).topics.get(topic)!.partitions[partition]!.leader;
+    let response;
+    try {
+      response = await reader.fetch({
+        node: leader,
+        maxWaitTime: 0,
+        minBytes: 0,
+        maxBytes: READ_MAX_BYTES,
+        topics: [{ topicId: info.id, partitions: [{ partition, fetchOffset: cursor, currentLeaderEpoch: -1, lastFetchedEpoch: -1, partitionMaxBytes: READ_MAX_BYTES }] }],
+      });
+    } catch (error) {
+      if (!hasApiError(error, 'OFFSET_OUT_OF_RANGE')) throw error;
+      // Before the log start (retention dropped it) start at the oldest record kept; past the end there is nothing.
+      const earliest = (await reader.listOffsets({ topics: [topic], partitions: { [topic]: [partition] }, timestamp: ListOffsetTimestamps.EARLIEST })).get(topic)?.[partition];
+      if (earliest !== undefined && cursor < earliest) {
+        cursor = earliest;
+        continue;
+      }
+      return out;
+    }
+    const data = response.responses.find((r) => r.topicId === info.id || (r as { topic?: string }).topic === topic)?.partitions.find((p) => p.partitionIndex === partition);
+    const batches = data?.records ?? [];
+    if (batches.length === 0) break;
+    const before = cursor;
+    for (const batch of batches) {
+      const lastOffset = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+      if (lastOffset + 1n > cursor) cursor = lastOffset + 1n;
+      if (batch.attributes & IS_CONTROL) continue;
+      for (const record of batch.records) {
+        const offset = batch.firstOffset + BigInt(record.offsetDelta);
+        if (offset < before || out.length >= limit) continue;
+        out.push(fromFetched(topic, partition, offset, batch.firstTimestamp + record.timestampDelta, record));
+      }
+    }
+    if (cursor === before) break;
+    const end = data?.lastStableOffset !== undefined && data.lastStableOffset >= 0n ? data.lastStableOffset : data?.highWatermark;
+    if (end !== undefined && cursor >= end) break;
+  }
+  return out;
+}
+
+function fromFetched(topic: string, partition: number, offset: bigint, timestamp: bigint, record: { key: Buffer | null; value: Buffer | null; headers: [Buffer | null, Buffer | null][] }): ConsumedRecord {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of record.headers) {
+    if (key && value) headers[key.toString('utf8')] = value.toString('utf8');
+    else if (key) headers[key.toString('utf8')] = '';
+  }
+  return {
+    topic,
+    partition,
+    offset: Number(offset),
+    timestamp: Number(timestamp),
+    key: record.key ? record.key.toString('utf8') : '',
+    value: record.value ?? Buffer.alloc(0),
+    headers: headers as Headers,
+  };
+}
+
+function toBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The promise's value in a box, or undefined when the deadline passes first (the promise keeps running). */
+async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise<{ value: T } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value })), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,304 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
+import { busContract } from './bus.contract.ts';
+import { KafkaBus, kafkaOptionsFromEnv } from '../../src/bus/kafka.ts';
+import type { KafkaBusOptions } from '../../src/bus/kafka.ts';
+import type { ConsumedRecord, ConsumeOptions, Consumer, OutgoingRecord, TopicConfig } from '../../src/bus/ports.ts';
+import { ArcError } from '../../src/core/errors.ts';
+import { DEAD_LETTER_RETENTION_MS } from '../../src/contracts/topics.ts';
+import { kafkaServers, probeKafka } from '../support/kafka.ts';
+import { until } from '../support/until.ts';
+
+const probe = await probeKafka();
+
+/** Every topic the suite touches, deleted at the end: a dev broker otherwise collects hundreds of partitions a day and starts slower for it. */
+const touched = new Set<string>();
+
+class TrackingKafkaBus extends KafkaBus {
+  override ensureTopics(configs: readonly TopicConfig[]): Promise<void> {
+    for (const config of configs) touched.add(config.topic);
+    return super.ensureTopics(configs);
+  }
+
+  override produce(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+    touched.add(topic);
+    return super.produce(topic, records);
+  }
+
+  override consume(options: ConsumeOptions): Promise<Consumer> {
+    for (const topic of options.topics) touched.add(topic);
+    return super.consume(options);
+  }
+
+  override partitions(topic: string): Promise<number> {
+    touched.add(topic);
+    return super.partitions(topic);
+  }
+}
+const encoder = new TextEncoder();
+const text = (record: ConsumedRecord): string => new TextDecoder().decode(record.value);
+
+/** Quick heartbeats and a short rebalance grace keep group joins and handovers to a fraction of a second. */
+const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions => ({
+  bootstrapServers: kafkaServers(),
+  clientId: 'arcnet-test',
+  heartbeatIntervalMs: 200,
+  sessionTimeoutMs: 6_000,
+  rebalanceTimeoutMs: 10_000,
+  revokeGraceMs: 500,
+  retryBaseMs: 5,
+  retryCapMs: 50,
+  ...overrides,
+});
+
+describe.skipIf(!probe.available)(`Kafka bus${probe.available ? '' : ` (skipped: ${probe.reason})`}`, () => {
+  afterAll(async () => {
+    const admin = new Admin({ clientId: 'arcnet-test-cleanup', bootstrapBrokers: kafkaServers() });
+    try {
+      const existing = new Set(await admin.listTopics());
+      const topics = [...touched].filter((topic) => existing.has(topic));
+      if (topics.length > 0) await admin.deleteTopics({ topics });
+    } finally {
+      await admin.close();
+    }
+  });
+
+  busContract('kafka', async () => new TrackingKafkaBus(testOptions()));
+
+  describe('Kafka adapter', () => {
+    let bus: KafkaBus;
+    let admin: Admin;
+    beforeAll(() => {
+      bus = new TrackingKafkaBus(testOptions());
+      admin = new Admin({ clientId: 'arcnet-test-admin', bootstrapBrokers: kafkaServers() });
+    });
+    afterAll(async () => {
+      await bus.close();
+      await admin.close();
+    });
+
+    async function retentionOf(topic: string): Promise<string | null | undefined> {
+      const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['retention.ms'] }] });
+      return described?.configs.find((c) => c.name === 'retention.ms')?.value;
+    }
+
+    async function partitionCount(topic: string): Promise<number | undefined> {
+      return (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
+    }
+
+    it('creates topics with their partition count and retention.ms, and leaves existing ones as they are', async () => {
+      const topic = `kafka.created.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 3, retentionMs: 7_200_000 }]);
+      expect(await partitionCount(topic)).toBe(3);
+      expect(await retentionOf(topic)).toBe('7200000');
+      expect(await bus.partitions(topic)).toBe(3);
+
+      const again = new TrackingKafkaBus(testOptions());
+      try {
+        await again.ensureTopics([{ topic, partitions: 6, retentionMs: 60_000 }]);
+      } finally {
+        await again.close();
+      }
+      expect(await partitionCount(topic)).toBe(3);
+      expect(await retentionOf(topic)).toBe('7200000');
+    });
+
+    it('creates a topic on first produce, dead-letter topics with one partition and their own retention', async () => {
+      const dead = `arc.dead-letter.kafka.${randomUUID().slice(0, 8)}`;
+      await bus.produce(dead, [{ key: 'k', value: encoder.encode('x'), headers: {} }]);
+      expect(await partitionCount(dead)).toBe(1);
+      expect(await retentionOf(dead)).toBe(String(DEAD_LETTER_RETENTION_MS));
+      const plain = `kafka.ondemand.${randomUUID().slice(0, 8)}`;
+      await bus.produce(plain, [{ key: 'k', value: encoder.encode('x'), headers: {} }]);
+      expect(await partitionCount(plain)).toBe(4);
+    });
+
+    it('carries the key, the value bytes and UTF-8 string headers both ways, with the broker timestamp', async () => {
+      const topic = `kafka.headers.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 2, retentionMs: 3_600_000 }]);
+      const headers = { 'arc-schema': 'InferenceRequest', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'x-unicode': 'Zürich ✓ 東京', 'x-empty': '' };
+      const value = new Uint8Array([0, 1, 2, 253, 254, 255]);
+      const before = Date.now();
+      await bus.produce(topic, [{ key: 'nodé-1', value, headers }]);
+      const got: ConsumedRecord[] = [];
+      const consumer = await bus.consume({ group: `g-${randomUUID()}`, topics: [topic], handler: (r) => void got.push(r) });
+      await until(() => got.length === 1, 'the record', 15_000);
+      await consumer.close();
+      const [record] = got;
+      expect(record!.key).toBe('nodé-1');
+      expect(record!.headers).toEqual(headers);
+      expect([...record!.value]).toEqual([...value]);
+      expect(record!.timestamp).toBeGreaterThanOrEqual(before - 1_000);
+      expect(record!.timestamp).toBeLessThanOrEqual(Date.now() + 1_000);
+      const [read] = await bus.read(topic, record!.partition, record!.offset, 10);
+      expect(read).toEqual({ ...record, value: expect.anything() });
+      expect([...read!.value]).toEqual([...value]);
+    });
+
+    it('partitions keys as Java clients do (murmur2), so one key always lands in one partition', async () => {
+      const topic = `kafka.keys.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 12, retentionMs: 3_600_000 }]);
+      // Computed with kafka-clients' Utils.toPositive(Utils.murmur2(utf8(key))) % 12; the library's default partitioner puts CAISO in 10 and node-1 in 6.
+      const expected: Record<string, number> = { CAISO: 2, ERCOT: 2, 'node-1': 10 };
+      for (const key of Object.keys(expected)) await bus.produce(topic, [{ key, value: encoder.encode(key), headers: {} }]);
+      const found: Record<string, number> = {};
+      for (let p = 0; p < 12; p++) for (const r of await bus.read(topic, p, 0, 10)) found[r.key] = p;
+      expect(found).toEqual(expected);
+    });
+
+    it('reads a partition from an offset, up to a limit, and nothing from a topic that does not exist', async () => {
+      const topic = `kafka.read.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 1, retentionMs: 3_600_000 }]);
+      await bus.produce(topic, Array.from({ length: 30 }, (_, i) => ({ key: 'k', value: encoder.encode(String(i)), headers: {} })));
+      const page = await bus.read(topic, 0, 10, 5);
+      expect(page.map((r) => [r.offset, text(r)])).toEqual([10, 11, 12, 13, 14].map((o) => [o, String(o)]));
+      expect((await bus.read(topic, 0, 25, 100)).map((r) => r.offset)).toEqual([25, 26, 27, 28, 29]);
+      expect(await bus.read(topic, 0, 30, 10)).toEqual([]);
+      expect(await bus.read(topic, 7, 0, 10)).toEqual([]);
+      expect(await bus.read(`kafka.missing.${randomUUID().slice(0, 8)}`, 0, 0, 10)).toEqual([]);
+    });
+
+    it('moves a closed member\'s partitions to the other member, which resumes at the committed offsets: nothing lost, nothing twice', async () => {
+      const topic = `kafka.handover.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([{ topic, partitions: 4, retentionMs: 3_600_000 }]);
+      const group = `g-${randomUUID()}`;
+      const seen = new Map<string, string[]>();
+      const handler = (member: string) => (r: ConsumedRecord): void => {
+        const id = `${r.partition}@${r.offset}`;
+        seen.set(id, [...(seen.get(id) ?? []), member]);
+      };
+      const produce = (from: number, count: number): Promise<void> =>
+        bus.produce(topic, Array.from({ length: count }, (_, i) => ({ key: `k${from + i}`, value: encoder.encode(String(from + i)), headers: {} })));
+      const a = await bus.consume({ group, topics: [topic], handler: handler('a') });
+      const b = await bus.consume({ group, topics: [topic], handler: handler('b') });
+      await produce(0, 200);
+      await until(() => seen.size === 200, '200 records over both members', 15_000);
+      const byA = [...seen.values()].filter((m) => m.includes('a')).length;
+      expect(byA).toBeGreaterThan(0);
+      expect(byA).toBeLessThan(200);
+      await a.close();
+      await produce(200, 200);
+      await until(() => seen.size === 400, 'the rest through the remaining member', 20_000);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const twice = [...seen].filter(([, members]) => members.length > 1);
+      expect(twice).toEqual([]);
+      // After the handover everything new went to b, and b's commits cover every partition to its end.
+      let committed = 0;
+      for (let p = 0; p < 4; p++) committed += await bus.committed(group, topic, p);
+      expect(committed).toBe(400);
+      await b.close();
+    });
+
+    it('commits a consumed offset and the records it produced in one transaction', async () => {
+      const input = `kafka.tx-in.${randomUUID().slice(0, 8)}`;
+      const output = `kafka.tx-out.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([
+        { topic: input, partitions: 1, retentionMs: 3_600_000 },
+        { topic: output, partitions: 1, retentionMs: 3_600_000 },
+      ]);
+      const group = `g-${randomUUID()}`;
+      await bus.produce(input, [{ key: 'job-1', value: encoder.encode('in'), headers: {} }]);
+      const errors: unknown[] = [];
+      let done = 0;
+      // The handler stays busy after its transaction, so the adapter's own commit (after the handler
+      // resolves) cannot be what moves the group's offset below.
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => { release = resolve; });
+      const consumer = await bus.consume({
+        group,
+        topics: [input],
+        handler: async (record) => {
+          try {
+            await bus.produceTransactional({
+              transactionalId: `tx-${group}`,
+              produce: [{ topic: output, records: [{ key: record.key, value: encoder.encode(`out:${text(record)}`), headers: { from: `${record.topic}@${record.offset}` } }] }],
+              consumed: { group, record },
+            });
+            done++;
+          } catch (error) {
+            errors.push(error);
+            throw error;
+          }
+          await gate;
+        },
+      });
+      await until(() => done === 1 || errors.length > 0, 'the transaction', 20_000);
+      expect(errors).toEqual([]);
+      // The commit markers are written just after the commit returns; read_committed readers see the records then.
+      const out = await until(async () => {
+        const records = await bus.read(output, 0, 0, 10);
+        return records.length > 0 && records;
+      }, 'the committed output', 10_000);
+      expect(out.map((r) => [r.key, text(r), r.headers['from']])).toEqual([['job-1', 'out:in', `${input}@0`]]);
+      await until(async () => (await bus.committed(group, input, 0)) === 1, 'the offset committed with the transaction', 10_000);
+      release();
+      await consumer.close();
+
+      // A record this process does not own (any more) cannot have its offset committed in a transaction.
+      const stale: ConsumedRecord = { topic: input, partition: 0, offset: 0, timestamp: Date.now(), key: 'job-1', value: encoder.encode('in'), headers: {} };
+      await expect(bus.produceTransactional({ transactionalId: `tx-${group}`, produce: [], consumed: { group, record: stale } })).rejects.toMatchObject({ code: 'CONFLICT' });
+    });
+  });
+});
+
+describe('Kafka bus without a broker', () => {
+  let port: number;
+  beforeAll(async () => {
+    // A port nothing listens on: bound once by us, then released.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('rejects produce with a retryable UNAVAILABLE naming the bootstrap servers, within the bound', async () => {
+    const servers = [`127.0.0.1:${port}`];
+    const bus = new KafkaBus({ bootstrapServers: servers, clientId: 'arcnet-test', operationTimeoutMs: 1_500 });
+    const started = Date.now();
+    const error = await bus.produce('kafka.down', [{ key: 'k', value: encoder.encode('x'), headers: {} }]).then(() => undefined, (e: unknown) => e);
+    const elapsed = Date.now() - started;
+    await bus.close();
+    expect(error).toBeInstanceOf(ArcError);
+    expect(error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+    expect((error as Error).message).toContain(`127.0.0.1:${port}`);
+    expect((error as Error).message).toMatch(/ECONNREFUSED|failed/);
+    expect(elapsed).toBeGreaterThanOrEqual(500);
+    expect(elapsed).toBeLessThan(4_000);
+  });
+
+  it('starts a consumer anyway and keeps retrying in the background until closed', async () => {
+    const bus = new KafkaBus({ bootstrapServers: [`127.0.0.1:${port}`], clientId: 'arcnet-test', operationTimeoutMs: 500 });
+    const started = Date.now();
+    const consumer = await bus.consume({ group: 'g', topics: ['kafka.down'], handler: () => undefined });
+    expect(Date.now() - started).toBeLessThan(3_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await consumer.close();
+    await bus.close();
+  });
+});
+
+describe('kafkaOptionsFromEnv', () => {
+  it('reads the seed\'s variables', () => {
+    expect(kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'a:9092, b:9093' })).toEqual({ bootstrapServers: ['a:9092', 'b:9093'], clientId: 'arcnet', tls: false });
+    expect(
+      kafkaOptionsFromEnv({
+        KAFKA_BOOTSTRAP_SERVERS: 'kafka.example:9094',
+        KAFKA_SECURITY_PROTOCOL: 'SASL_SSL',
+        KAFKA_SASL_MECHANISM: 'SCRAM-SHA-512',
+        KAFKA_SASL_USERNAME: 'arc',
+        KAFKA_SASL_PASSWORD: 's3cret',
+      }),
+    ).toEqual({ bootstrapServers: ['kafka.example:9094'], clientId: 'arcnet', tls: true, sasl: { mechanism: 'SCRAM-SHA-512', username: 'arc', password: 's3cret' } });
+    expect(kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'k:9093', KAFKA_SECURITY_PROTOCOL: 'SSL' }).tls).toBe(true);
+  });
+
+  it('names the variable at fault', () => {
+    expect(() => kafkaOptionsFromEnv({})).toThrow(/KAFKA_BOOTSTRAP_SERVERS is not set/);
+    expect(() => kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'nohost' })).toThrow(/"nohost" is not host:port/);
+    expect(() => kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'k:1', KAFKA_SECURITY_PROTOCOL: 'TLS' })).toThrow(/KAFKA_SECURITY_PROTOCOL "TLS"/);
+    expect(() => kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'k:1', KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT' })).toThrow(/KAFKA_SASL_MECHANISM/);
+    expect(() => kafkaOptionsFromEnv({ KAFKA_BOOTSTRAP_SERVERS: 'k:1', KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT', KAFKA_SASL_MECHANISM: 'PLAIN' })).toThrow(/KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD/);
+  });
+});
