@@ -16,6 +16,7 @@ import { DEFAULT_INFERENCE_PROFILE } from '../placement/inference-profile.ts';
 import { VERSION } from '../main/version.ts';
 import type { InferenceBackend } from '../agent/ports.ts';
 import type { Worker } from '../agent/worker.ts';
+import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';
 import { colour, percent, statusColour, table, truncateId } from './format.ts';
 import { registerJobCommands } from './jobs-commands.ts';
 
@@ -57,7 +58,37 @@ function withServerOptions(command: Command): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
     .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
-    .option('--memory', 'keep state in memory only (nothing written to disk)', false);
+    .option('--memory', 'keep state in memory only (nothing written to disk)', false)
+    .option('--kafka [servers]', 'use Apache Kafka as the bus: host:port list, or without a value KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_* variables')
+    .option('--postgres [url]', 'keep state in PostgreSQL: a postgres:// URL, or without a value ARCNET_POSTGRES_URL')
+    .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)');
+}
+
+interface ExternalFlags {
+  kafka?: string | true;
+  postgres?: string | true;
+  postgresSchema?: string;
+}
+
+/** External engines chosen on the command line; only ever by an explicit flag, so a stray environment variable never switches modes. */
+async function externalEngines(opts: ExternalFlags): Promise<EmbeddedConfig['external']> {
+  if (opts.kafka === undefined && opts.postgres === undefined) return undefined;
+  const external: { kafka?: KafkaConnectionOptions; postgres?: { url: string; schema?: string } } = {};
+  if (opts.kafka !== undefined) {
+    const { kafkaOptionsFromEnv, parseBootstrapServers } = await import('../bus/kafka-config.ts');
+    try {
+      const fromEnv = kafkaOptionsFromEnv(opts.kafka === true ? process.env : { ...process.env, KAFKA_BOOTSTRAP_SERVERS: opts.kafka });
+      external.kafka = opts.kafka === true ? fromEnv : { ...fromEnv, bootstrapServers: parseBootstrapServers(opts.kafka) };
+    } catch (error) {
+      throw new UsageError(`--kafka: ${errorMessage(error)}`);
+    }
+  }
+  if (opts.postgres !== undefined) {
+    const url = opts.postgres === true ? process.env['ARCNET_POSTGRES_URL'] : opts.postgres;
+    if (!url) throw new UsageError('--postgres without a URL needs ARCNET_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)');
+    external.postgres = { url, ...(opts.postgresSchema ? { schema: opts.postgresSchema } : {}) };
+  }
+  return external;
 }
 
 /** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */
@@ -86,6 +117,12 @@ const jobConfig = (opts: JobFlags) => ({
   maxExecutionsCap: 3 * opts.maxRedundancy,
   defaultTimeoutSeconds: opts.jobTimeout,
 });
+
+function stateWhere(config: EmbeddedConfig): string {
+  const bus = config.external?.kafka ? `, bus on Kafka at ${config.external.kafka.bootstrapServers.join(',')}` : '';
+  if (config.external?.postgres) return `in PostgreSQL (${config.external.postgres.url.replace(/\/\/[^@/]*@/, '//…@')})${bus}`;
+  return `${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}${bus}`;
+}
 
 /** Starts the embedded server, prints where it is, and stops cleanly on SIGINT/SIGTERM. */
 async function serve(config: EmbeddedConfig, logger: ReturnType<typeof createLogger>, banner: (url: string) => string, status: boolean): Promise<void> {
@@ -132,7 +169,7 @@ withJobOptions(
     .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
     .option('--no-status', 'no live status line')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn')),
-).action(async (opts: JobFlags & { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; weights: Partial<Weights>; status: boolean; logLevel: string }) => {
+).action(async (opts: JobFlags & ExternalFlags & { host: string; port: number; dataDir: string; memory: boolean; geozones: string[]; nodes: number; rate: number; seed: number; telemetryInterval: number; offlineAfter: number; summaryInterval: number; weights: Partial<Weights>; status: boolean; logLevel: string }) => {
   const logger = createLogger({ level: opts.logLevel });
   const config = withDefaults({
     host: opts.host,
@@ -145,8 +182,9 @@ withJobOptions(
     placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
     jobs: jobConfig(opts),
     simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
+    external: await externalEngines(opts),
   });
-  const where = config.dataDir === null ? 'in memory' : `in ${config.dataDir}`;
+  const where = stateWhere(config);
   await serve(
     config,
     logger,
@@ -162,14 +200,14 @@ withJobOptions(
   withServerOptions(program.command('coordinator'))
     .description('run the verified-jobs coordinator and its API (seed 004) without a simulated mesh; workers join with arcnet agent --worker')
     .addOption(new Option('--log-level <level>', 'log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info')),
-).action(async (opts: JobFlags & { host: string; port: number; dataDir: string; memory: boolean; logLevel: string }) => {
+).action(async (opts: JobFlags & ExternalFlags & { host: string; port: number; dataDir: string; memory: boolean; logLevel: string }) => {
   const logger = createLogger({ level: opts.logLevel });
-  const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), simulation: { nodes: 0, requestRate: 0 } });
+  const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), simulation: { nodes: 0, requestRate: 0 }, external: await externalEngines(opts) });
   await serve(
     config,
     logger,
     (url) =>
-      `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}\n` +
+      `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${stateWhere(config)}\n` +
       `  API: ${url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /metrics; workers: arcnet agent --worker --no-inference --server ${url})\n`,
     false,
   );

@@ -2,6 +2,7 @@
 import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../placement/inference-profile.ts';
 import { DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
 import { DEFAULT_COORDINATOR_CONFIG, type CoordinatorConfig } from '../jobs/coordinator.ts';
+import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';
 
 export interface EmbeddedConfig {
   readonly host: string;
@@ -24,6 +25,14 @@ export interface EmbeddedConfig {
   };
   /** The verified-jobs coordinator (seed 004). */
   readonly jobs: CoordinatorConfig;
+  /**
+   * External engines instead of the embedded ones: Kafka for the bus, PostgreSQL for state
+   * (reservations then become durable leases there). Unset keeps the in-memory bus and SQLite.
+   */
+  readonly external?: {
+    readonly kafka?: KafkaConnectionOptions;
+    readonly postgres?: { readonly url: string; readonly schema?: string };
+  };
   readonly simulation: {
     readonly nodes: number;
     /** Inference requests per second from the built-in load; 0 for none. */

@@ -13,9 +13,12 @@ import { silentLogger, type Logger } from '../core/logging.ts';
 import type { InferenceRequest } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
 import { MemoryBus } from '../bus/memory.ts';
+import { KafkaBus } from '../bus/kafka.ts';
+import type { BusAdapter } from '../bus/ports.ts';
+import { openPostgresStores } from '../store/postgres.ts';
 import { MessageBus } from '../bus/typed-bus.ts';
 import { openSqliteStores } from '../store/sqlite.ts';
-import type { KvStore, StateStores } from '../store/ports.ts';
+import type { KvStore, LeaseStore, StateStores } from '../store/ports.ts';
 import { MemoryLeaseStore } from '../store/memory-leases.ts';
 import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG } from '../mesh/aggregator.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
@@ -54,7 +57,8 @@ export interface EmbeddedSystem {
   readonly config: EmbeddedConfig;
   readonly url: string;
   readonly bus: MessageBus;
-  readonly memoryBus: MemoryBus;
+  /** The bus adapter underneath: in memory, or Kafka with `external.kafka`. */
+  readonly adapter: BusAdapter;
   readonly stores: StateStores;
   readonly aggregator: RegionalAggregator;
   readonly scheduler: InferenceScheduler;
@@ -80,26 +84,33 @@ export interface StartOptions {
 export async function startEmbedded(config: EmbeddedConfig, options: StartOptions = {}): Promise<EmbeddedSystem> {
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? systemClock;
-  let path = ':memory:';
+  const postgres = config.external?.postgres;
+  const kafka = config.external?.kafka;
   let unlock = (): void => undefined;
-  if (config.dataDir !== null) {
-    mkdirSync(config.dataDir, { recursive: true });
-    unlock = lockDataDir(config.dataDir);
-    path = join(config.dataDir, 'arcnet.db');
-  }
   let stores: StateStores;
-  try {
-    stores = openSqliteStores({ path, clock, logger });
-  } catch (error) {
-    unlock();
-    throw error;
+  if (postgres) {
+    // Several processes may share one database: there is no directory to own.
+    stores = await openPostgresStores({ url: postgres.url, ...(postgres.schema ? { schema: postgres.schema } : {}), clock, logger });
+  } else {
+    let path = ':memory:';
+    if (config.dataDir !== null) {
+      mkdirSync(config.dataDir, { recursive: true });
+      unlock = lockDataDir(config.dataDir);
+      path = join(config.dataDir, 'arcnet.db');
+    }
+    try {
+      stores = openSqliteStores({ path, clock, logger });
+    } catch (error) {
+      unlock();
+      throw error;
+    }
   }
   const instanceId = `arc-${newId().slice(0, 8)}`;
 
   let aggregator: RegionalAggregator | undefined;
   const metrics = new ArcMetrics({ all: () => aggregator?.registry.all() ?? [] });
-  const memoryBus = new MemoryBus();
-  const bus = new MessageBus(memoryBus, { logger, observer: metrics.busObserver() });
+  const adapter: BusAdapter = kafka ? new KafkaBus({ ...kafka, clientId: `${kafka.clientId}-${instanceId}`, logger: logger.child({ component: 'kafka' }) }) : new MemoryBus();
+  const bus = new MessageBus(adapter, { logger, observer: metrics.busObserver() });
   await bus.ensureTopics(config.geozones);
 
   const hub = new ConsoleHub();
@@ -111,9 +122,15 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     config: { ...DEFAULT_AGGREGATOR_CONFIG, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs },
     onTelemetry: (_node, telemetry) => hub.telemetry(telemetry),
   });
-  // Reservations live in memory (ADR 0005); the durable start epoch keeps their tokens increasing across restarts.
-  const epoch = await nextEpoch(stores.kv);
-  const reservations = new MemoryLeaseStore({ clock, tokenFloor: epoch * RESERVATION_TOKENS_PER_EPOCH });
+  // Embedded: reservations live in memory (ADR 0005); the durable start epoch keeps their tokens increasing
+  // across restarts. On PostgreSQL they are the store's leases, shared by every scheduler process.
+  let reservations: LeaseStore;
+  if (postgres) {
+    reservations = stores.leases;
+  } else {
+    const epoch = await nextEpoch(stores.kv);
+    reservations = new MemoryLeaseStore({ clock, tokenFloor: epoch * RESERVATION_TOKENS_PER_EPOCH });
+  }
   const scheduler = new InferenceScheduler({
     bus,
     leases: reservations,
@@ -166,7 +183,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   await coordinator.start();
 
   const server = await buildServer({
-    mode: 'embedded',
+    mode: postgres || kafka ? 'distributed' : 'embedded',
     bus,
     clock,
     logger,
@@ -228,7 +245,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     await aggregator.stop();
     await router.stop();
     await tracker.stop();
-    await memoryBus.close();
+    await adapter.close();
     try {
       await stores.close();
     } catch (error) {
@@ -237,5 +254,5 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     unlock();
   };
 
-  return { config, url, bus, memoryBus, stores, aggregator, scheduler, tracker, router, metrics, gateway, coordinator, workers, server, mesh, load, submit, stop };
+  return { config, url, bus, adapter, stores, aggregator, scheduler, tracker, router, metrics, gateway, coordinator, workers, server, mesh, load, submit, stop };
 }

@@ -162,8 +162,8 @@ describe('embedded ArcNet, end to end in one process', () => {
 
   it('dead-letters a malformed telemetry message with the reason and its original topic', async () => {
     const bad = { ...telemetryFor(seeds[0]!), batteryLevel: 7 };
-    await system.memoryBus.produce(topics.telemetry, [{ key: bad.id, value: Buffer.from(JSON.stringify(bad)), headers: { [HEADER_SCHEMA]: 'NodeTelemetry', [HEADER_VERSION]: '2' } }]);
-    const record = await until(async () => (await system.memoryBus.read(topics.deadLetter(topics.telemetry), 0, 0, 100)).find((r) => r.headers[HEADER_DLQ_REASON]?.includes('/batteryLevel')), 'a dead letter');
+    await system.adapter.produce(topics.telemetry, [{ key: bad.id, value: Buffer.from(JSON.stringify(bad)), headers: { [HEADER_SCHEMA]: 'NodeTelemetry', [HEADER_VERSION]: '2' } }]);
+    const record = await until(async () => (await system.adapter.read(topics.deadLetter(topics.telemetry), 0, 0, 100)).find((r) => r.headers[HEADER_DLQ_REASON]?.includes('/batteryLevel')), 'a dead letter');
     expect(record.headers[HEADER_DLQ_TOPIC]).toBe(topics.telemetry);
     expect(record.headers[HEADER_DLQ_REASON]).toMatch(/invalid NodeTelemetry v2: \/batteryLevel/);
     // The bad value never reached the node's state.
