@@ -6,6 +6,7 @@
  */
 import { ArcError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
+import { requireTtl } from './input.ts';
 import type { AcquireOutcome, LeaseGrant, LeaseStore } from './ports.ts';
 
 interface Row {
@@ -32,7 +33,7 @@ export class MemoryLeaseStore implements LeaseStore {
   }
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireOutcome> {
-    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
+    requireTtl(ttlMs);
     const now = this.clock.now();
     const expiresAt = now + ttlMs;
     const row = this.rows.get(name);
@@ -51,7 +52,7 @@ export class MemoryLeaseStore implements LeaseStore {
   }
 
   async renew(grant: LeaseGrant, ttlMs: number): Promise<LeaseGrant | undefined> {
-    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
+    requireTtl(ttlMs);
     const now = this.clock.now();
     const row = this.rows.get(grant.name);
     if (!row || row.token !== grant.token || row.holder === undefined || row.expiresAt <= now) return undefined;

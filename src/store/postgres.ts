@@ -32,6 +32,7 @@ import type {
   WriteOutcome,
 } from './ports.ts';
 import { migrate, notifyChannel, quoteIdent, requireSchemaName } from './postgres-schema.ts';
+import { decode, encode, prefixUpperBound, requireExpected, requireTime, requireTtl } from './input.ts';
 
 export interface PostgresStoreOptions {
   /** postgres://user[:password]@host[:port]/database */
@@ -272,27 +273,6 @@ class Pg {
   }
 }
 
-function encode(value: unknown, what: string): string {
-  const text = JSON.stringify(value);
-  if (text === undefined) throw new ArcError('INVALID_INPUT', `${what} is not JSON-serialisable`);
-  return text;
-}
-
-function decode<T>(text: unknown): T | undefined {
-  return text === null || text === undefined ? undefined : (JSON.parse(text as string) as T);
-}
-
-function requireTime(value: number, what: string): number {
-  if (!Number.isSafeInteger(value)) throw new ArcError('INVALID_INPUT', `${what} must be an integer number of milliseconds, got ${value}`);
-  return value;
-}
-
-function requireExpected(value: number | undefined, what: string): void {
-  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-    throw new ArcError('INVALID_INPUT', `${what} must be a non-negative integer, got ${value}`);
-  }
-}
-
 /** PostgreSQL text cannot hold U+0000; refusing it here names the field instead of failing with an encoding error. */
 function requireText(value: string, what: string): string {
   if (typeof value !== 'string') throw new ArcError('INVALID_INPUT', `${what} must be a string`);
@@ -300,32 +280,10 @@ function requireText(value: string, what: string): string {
   return value;
 }
 
-function requireTtl(ttlMs: number): void {
-  if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
-}
-
 function requireFence(fence: { lease: string; token: number } | undefined): void {
   if (fence === undefined) return;
   requireText(fence.lease, 'fence.lease');
   if (!Number.isSafeInteger(fence.token)) throw new ArcError('INVALID_INPUT', `fence.token must be an integer, got ${fence.token}`);
-}
-
-/**
- * The smallest string greater than every string starting with `prefix` in code-point order (which is
- * byte order under COLLATE "C"): prefix scans become an index range instead of LIKE with escaping.
- */
-function prefixUpperBound(prefix: string): string | undefined {
-  const points = Array.from(prefix, (c) => c.codePointAt(0) ?? 0);
-  while (points.length > 0) {
-    let last = points.pop() ?? 0;
-    if (last < 0x10ffff) {
-      last += 1;
-      if (last >= 0xd800 && last <= 0xdfff) last = 0xe000;
-      points.push(last);
-      return String.fromCodePoint(...points);
-    }
-  }
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logging.ts';
 import { ArcError, StaleFencingTokenError, errorMessage } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
+import { decode, encode, prefixUpperBound, requireExpected, requireTime, requireTtl } from './input.ts';
 import type {
   AcquireOutcome,
   DocumentPut,
@@ -318,45 +319,6 @@ function translate(error: unknown): unknown {
     });
   }
   return error;
-}
-
-function encode(value: unknown, what: string): string {
-  const text = JSON.stringify(value);
-  if (text === undefined) throw new ArcError('INVALID_INPUT', `${what} is not JSON-serialisable`);
-  return text;
-}
-
-function decode<T>(text: SQLOutputValue): T | undefined {
-  return text === null ? undefined : (JSON.parse(text as string) as T);
-}
-
-function requireTime(value: number, what: string): number {
-  if (!Number.isSafeInteger(value)) throw new ArcError('INVALID_INPUT', `${what} must be an integer number of milliseconds, got ${value}`);
-  return value;
-}
-
-function requireExpected(value: number | undefined, what: string): void {
-  if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-    throw new ArcError('INVALID_INPUT', `${what} must be a non-negative integer, got ${value}`);
-  }
-}
-
-/**
- * The smallest string greater than every string starting with `prefix`, in SQLite's BINARY (UTF-8
- * byte = code point) order: lets prefix scans be an index range instead of a full scan with LIKE.
- */
-export function prefixUpperBound(prefix: string): string | undefined {
-  const points = Array.from(prefix, (c) => c.codePointAt(0) ?? 0);
-  while (points.length > 0) {
-    let last = points.pop() ?? 0;
-    if (last < 0x10ffff) {
-      last += 1;
-      if (last >= 0xd800 && last <= 0xdfff) last = 0xe000;
-      points.push(last);
-      return String.fromCodePoint(...points);
-    }
-  }
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -801,7 +763,7 @@ class SqliteLeaseStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireOutcome> {
     this.s.ensureOpen();
-    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
+    requireTtl(ttlMs);
     return this.enqueue(() => this.acquireNow(name, holder, ttlMs));
   }
 
@@ -849,7 +811,7 @@ class SqliteLeaseStore implements LeaseStore {
 
   async renew(grant: LeaseGrant, ttlMs: number): Promise<LeaseGrant | undefined> {
     this.s.ensureOpen();
-    if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) throw new ArcError('INVALID_INPUT', `ttlMs must be a positive integer, got ${ttlMs}`);
+    requireTtl(ttlMs);
     const now = this.s.clock.now();
     const expiresAt = now + ttlMs;
     try {
