@@ -7,12 +7,13 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openPostgresStores, type PostgresStoreOptions } from '../../src/store/postgres.ts';
-import type { KvEvent, LeaseGrant, StateStores } from '../../src/store/ports.ts';
+import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { freePort } from '../support/processes.ts';
 import { POSTGRES_URL, adminConnection, probePostgres, testSchemas } from '../support/postgres.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
+import { granted, sharedStoreContract } from './shared-store.contract.ts';
 
 const probe = await probePostgres();
 const suite = probe.available ? 'PostgreSQL' : `PostgreSQL (skipped: ${probe.reason})`;
@@ -32,11 +33,6 @@ async function openFresh(clock: ManualClock): Promise<StateStores> {
   return open(await schemas.fresh(), { clock });
 }
 
-async function granted(stores: StateStores, name: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
-  const outcome = await stores.leases.acquire(name, holder, ttlMs);
-  if (!outcome.ok) throw new Error(`expected a grant, ${outcome.holder} holds ${name}`);
-  return outcome.grant;
-}
 
 async function adminQuery<T>(run: (sql: ReturnType<typeof adminConnection>) => Promise<T>): Promise<T> {
   const sql = adminConnection();
@@ -95,6 +91,10 @@ describe.skipIf(!probe.available)(suite, () => {
   documentStoreContract('PostgreSQL', openFresh);
   kvStoreContract('PostgreSQL', openFresh);
   leaseStoreContract('PostgreSQL', openFresh);
+  sharedStoreContract('PostgreSQL, two pools on one schema', async (clock) => {
+    const schema = await schemas.fresh();
+    return [await open(schema, { clock }), await open(schema, { clock })];
+  });
 
   describe('PostgreSQL adapter', () => {
     describe('on open', () => {
@@ -234,59 +234,6 @@ describe.skipIf(!probe.available)(suite, () => {
     });
 
     describe('two stores (two pools) on one schema', () => {
-      it('never both hold one lease, and tokens stay strictly increasing across them', async () => {
-        const clock = new ManualClock();
-        const schema = await schemas.fresh();
-        const p1 = await open(schema, { clock });
-        const p2 = await open(schema, { clock });
-        try {
-          const tokens: number[] = [];
-          for (let round = 0; round < 20; round++) {
-            const [o1, o2] = await Promise.all([p1.leases.acquire('leader', 'p1', 100), p2.leases.acquire('leader', 'p2', 100)]);
-            const winners = [o1, o2].filter((o) => o.ok);
-            expect(winners).toHaveLength(1);
-            const grant = winners[0]?.ok ? winners[0].grant : undefined;
-            if (grant === undefined) throw new Error('no winner');
-            for (const loser of [o1, o2]) if (!loser.ok) expect(loser).toMatchObject({ holder: grant.holder, expiresAt: grant.expiresAt });
-            tokens.push(grant.token);
-            expect(await p1.leases.current('leader')).toEqual(grant);
-            expect(await p2.leases.current('leader')).toEqual(grant);
-            // Alternate how the lease is lost so both paths to a new token are covered.
-            if (round % 2 === 0) clock.advance(100);
-            else expect(await (grant.holder === 'p1' ? p1 : p2).leases.release(grant)).toBe(true);
-          }
-          expect(tokens).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
-        } finally {
-          await p1.close();
-          await p2.close();
-        }
-      });
-
-      it("see each other's writes, and a deposed store's fenced writes are rejected", async () => {
-        const clock = new ManualClock();
-        const schema = await schemas.fresh();
-        const p1 = await open(schema, { clock });
-        const p2 = await open(schema, { clock });
-        try {
-          const old = await granted(p1, 'writer', 'p1', 100);
-          expect((await p1.documents.put('c', 'x', 'by p1', { fence: { lease: 'writer', token: old.token } })).ok).toBe(true);
-          expect((await p2.documents.get('c', 'x'))?.body).toBe('by p1');
-          clock.advance(100);
-          const fresh = await granted(p2, 'writer', 'p2', 100);
-          const stale = { lease: 'writer', token: old.token };
-          await expect(p1.documents.put('c', 'x', 'stale', { fence: stale })).rejects.toBeInstanceOf(StaleFencingTokenError);
-          await expect(p1.kv.put('k', 'stale', { fence: stale })).rejects.toBeInstanceOf(StaleFencingTokenError);
-          expect((await p2.documents.put('c', 'x', 'by p2', { fence: { lease: 'writer', token: fresh.token } })).ok).toBe(true);
-          expect((await p1.documents.history('c', 'x')).map((v) => v.body)).toEqual(['by p1', 'by p2']);
-          expect(await p1.kv.revision()).toBe(0);
-          expect(await p1.leases.renew(old, 100)).toBeUndefined();
-          expect(await p1.leases.release(old)).toBe(false);
-        } finally {
-          await p1.close();
-          await p2.close();
-        }
-      });
-
       it('compare-and-set holds between writers on warm connections, where statements overlap on the server', async () => {
         const schema = await schemas.fresh();
         const p1 = await open(schema, { max: 4 });

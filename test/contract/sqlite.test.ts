@@ -8,10 +8,11 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
-import type { KvEvent, LeaseGrant, StateStores } from '../../src/store/ports.ts';
+import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
+import { granted, sharedStoreContract } from './shared-store.contract.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'arcnet-sqlite-test-'));
 let fileCounter = 0;
@@ -35,11 +36,10 @@ for (const [label, path] of variants) {
   leaseStoreContract(label, open);
 }
 
-async function granted(stores: StateStores, name: string, holder: string, ttlMs: number): Promise<LeaseGrant> {
-  const outcome = await stores.leases.acquire(name, holder, ttlMs);
-  if (!outcome.ok) throw new Error(`expected a grant, ${outcome.holder} holds ${name}`);
-  return outcome.grant;
-}
+sharedStoreContract('SQLite file', async (clock) => {
+  const path = freshPath();
+  return [openSqliteStores({ path, clock }), openSqliteStores({ path, clock })];
+});
 
 describe('SQLite adapter', () => {
   it('keeps the WAL bounded under sustained writes instead of letting it grow with every commit', async () => {
@@ -185,55 +185,6 @@ describe('SQLite adapter', () => {
   });
 
   describe('two stores on one file (two processes)', () => {
-    it('never both hold one lease, and tokens stay strictly increasing across them', async () => {
-      const clock = new ManualClock();
-      const path = freshPath();
-      const p1 = openSqliteStores({ path, clock });
-      const p2 = openSqliteStores({ path, clock });
-      try {
-        const tokens: number[] = [];
-        for (let round = 0; round < 20; round++) {
-          const [o1, o2] = await Promise.all([p1.leases.acquire('leader', 'p1', 100), p2.leases.acquire('leader', 'p2', 100)]);
-          const winners = [o1, o2].filter((o) => o.ok);
-          expect(winners).toHaveLength(1);
-          const grant = winners[0]?.ok ? winners[0].grant : undefined;
-          if (grant === undefined) throw new Error('no winner');
-          tokens.push(grant.token);
-          expect(await p1.leases.current('leader')).toEqual(grant);
-          expect(await p2.leases.current('leader')).toEqual(grant);
-          // Alternate how the lease is lost so both paths to a new token are covered.
-          if (round % 2 === 0) clock.advance(100);
-          else expect(await (grant.holder === 'p1' ? p1 : p2).leases.release(grant)).toBe(true);
-        }
-        expect(tokens).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
-      } finally {
-        await p1.close();
-        await p2.close();
-      }
-    });
-
-    it("fences a deposed process's writes against the other process's newer grant", async () => {
-      const clock = new ManualClock();
-      const path = freshPath();
-      const p1 = openSqliteStores({ path, clock });
-      const p2 = openSqliteStores({ path, clock });
-      try {
-        const old = await granted(p1, 'writer', 'p1', 100);
-        clock.advance(100);
-        const fresh = await granted(p2, 'writer', 'p2', 100);
-        await expect(p1.documents.put('c', 'x', 'stale', { fence: { lease: 'writer', token: old.token } })).rejects.toBeInstanceOf(
-          StaleFencingTokenError,
-        );
-        expect((await p2.documents.put('c', 'x', 'fresh', { fence: { lease: 'writer', token: fresh.token } })).ok).toBe(true);
-        expect((await p1.documents.get('c', 'x'))?.body).toBe('fresh');
-        expect(await p1.leases.renew(old, 100)).toBeUndefined();
-        expect(await p1.leases.release(old)).toBe(false);
-      } finally {
-        await p1.close();
-        await p2.close();
-      }
-    });
-
     it("a watch sees the other store's writes, in order and once each", async () => {
       const path = freshPath();
       const p1 = openSqliteStores({ path, watchPollMs: 20 });
