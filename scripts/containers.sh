@@ -17,19 +17,16 @@ logfile="$cache/podman.log"
 conf="$cache/containers.conf"
 image="arcnet/busybox:test"
 busybox_bin="/bin/busybox"
+# shellcheck source=scripts/lib/pidfile.sh
+. "$root/scripts/lib/pidfile.sh"
 
 die() {
   echo "containers.sh: $*" >&2
   exit 1
 }
 
-# The pid file's process, if it is still the service this script started (pids get reused).
 service_pid() {
-  [ -f "$pidfile" ] || return 1
-  local pid
-  pid="$(cat "$pidfile")"
-  [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "system service --time=0 unix://$socket" || return 1
-  echo "$pid"
+  owned_pid "$pidfile" "system service --time=0 unix://$socket"
 }
 
 ping_socket() {
@@ -160,10 +157,7 @@ cmd_env() {
 cmd_stop() {
   local pid
   if pid="$(service_pid)"; then
-    kill "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 10))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+    stop_pid "$pid" 10 "containers.sh: podman service"
     rm -f "$socket"
   fi
   rm -f "$pidfile"

@@ -26,6 +26,8 @@ start_timeout_s=60
 stop_timeout_s=30
 dependency_plugin="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 java=""
+# shellcheck source=scripts/lib/pidfile.sh
+. "$root/scripts/lib/pidfile.sh"
 
 die() {
   echo "kafka.sh: $*" >&2
@@ -42,13 +44,8 @@ java_bin() {
   fi
 }
 
-# The pid file's process, if it is still the broker this script started (pids get reused).
 broker_pid() {
-  [ -f "$pidfile" ] || return 1
-  local pid
-  pid="$(cat "$pidfile")"
-  [ -n "$pid" ] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $conf" || return 1
-  echo "$pid"
+  owned_pid "$pidfile" "kafka.Kafka $conf"
 }
 
 # One Metadata v4 request (all topics) over bash's /dev/tcp; ready means the answer carries our
@@ -219,13 +216,7 @@ cmd_env() {
 cmd_stop() {
   local pid
   if pid="$(broker_pid)"; then
-    kill "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + stop_timeout_s))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "kafka.sh: broker $pid still running after $stop_timeout_s s; killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$pid" "$stop_timeout_s" "kafka.sh: broker"
   fi
   rm -f "$pidfile"
 }
