@@ -15,7 +15,7 @@ import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { silentLogger } from '../core/logging.ts';
 import type { ExecutionAssignment, ResultEncoding, WorkerResult } from '../jobs/model.ts';
-import { WORKER_STREAM_PATH, type ServerToWorker } from '../jobs/protocol.ts';
+import { WORKER_STREAM_PATH, type ServerToWorker, type WorkerToServer } from '../jobs/protocol.ts';
 import type { ContainerOutcome, ContainerRuntime } from './ports.ts';
 
 export interface WorkerOptions {
@@ -107,7 +107,6 @@ export class Worker {
   private readonly outbox = new Map<string, WorkerResult>();
   private flushing: Promise<void> | undefined;
   private readonly tasks = new Set<Promise<void>>();
-  readonly counters = { received: 0, completed: 0, failed: 0, cancelled: 0, reported: 0 };
 
   constructor(options: WorkerOptions) {
     this.options = options;
@@ -298,8 +297,10 @@ export class Worker {
   private take(assignment: ExecutionAssignment, pushed: boolean): void {
     if (this.seen.has(assignment.execution_id) || this.stopping) return;
     this.seen.add(assignment.execution_id);
-    this.counters.received++;
-    if (pushed && this.sessionOpen) this.socket!.send(JSON.stringify({ type: 'ack', execution_id: assignment.execution_id }));
+    if (pushed && this.sessionOpen) {
+      const ack: WorkerToServer = { type: 'ack', execution_id: assignment.execution_id };
+      this.socket!.send(JSON.stringify(ack));
+    }
     const controller = new AbortController();
     this.running.set(assignment.execution_id, controller);
     this.logger.info({ execution: assignment.execution_id, job: assignment.job_id, image: assignment.docker_image }, 'running execution');
@@ -324,12 +325,7 @@ export class Worker {
       signal,
     });
     const report = reportOf(assignment, outcome);
-    if (!report) {
-      this.counters.cancelled++;
-      return;
-    }
-    if (report.status === 'completed') this.counters.completed++;
-    else this.counters.failed++;
+    if (!report) return;
     this.logger.info({ execution: assignment.execution_id, status: report.status, exitCode: report.exit_code, error: report.error_message }, 'execution finished');
     this.outbox.set(report.execution_id, report);
     await this.flush();
@@ -346,7 +342,6 @@ export class Worker {
           if (response.status < 500) {
             // 4xx will not improve with retrying (the execution is unknown or not ours): drop it, loudly.
             if (response.status >= 400) this.logger.warn({ execution: id, status: response.status, message: response.body['message'] }, 'result refused');
-            else this.counters.reported++;
             this.outbox.delete(id);
           }
         } catch (error) {

@@ -34,10 +34,6 @@ export class WorkerGateway implements WorkerChannel {
     return this.sessions.size;
   }
 
-  isConnected(nodeId: string): boolean {
-    return this.sessions.has(nodeId);
-  }
-
   offer(nodeId: string, assignment: ExecutionAssignment): boolean {
     return this.send(nodeId, { type: 'execution', assignment });
   }

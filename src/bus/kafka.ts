@@ -31,8 +31,6 @@ import { KafkaGroupMember } from './kafka-member.ts';
 import type { MemberSettings } from './kafka-member.ts';
 import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig } from './ports.ts';
 
-export { kafkaOptionsFromEnv } from './kafka-config.ts';
-export type { KafkaConnectionOptions, KafkaSasl, KafkaSaslMechanism, KafkaSecurityProtocol } from './kafka-config.ts';
 
 export interface KafkaBusOptions extends KafkaConnectionOptions {
   /** How long produce() and the admin calls keep retrying an unreachable cluster before UNAVAILABLE (default 30 s). */

@@ -443,7 +443,7 @@ export class Coordinator {
           credential_hash: sha256(credential),
         };
       }
-      worker = this.withStatus(worker, worker.status === 'offline' ? 'online' : worker.status);
+      if (worker.status === 'offline') worker = { ...worker, status: 'online' };
       await this.documents.put(WORKERS_COLLECTION, worker.id, worker);
       this.workers.set(worker.id, worker);
       this.refreshWorkerStatus(worker.id);
@@ -459,13 +459,13 @@ export class Coordinator {
     return this.serial(async () => {
       const worker = this.authenticate(nodeId, credential);
       const wasOffline = worker.status === 'offline';
-      let updated: WorkerRecord = {
+      const updated: WorkerRecord = {
         ...worker,
+        status: wasOffline ? 'online' : worker.status,
         last_heartbeat: new Date(this.clock.now()).toISOString(),
         cpu_usage: clamp01(beat.cpu_usage ?? worker.cpu_usage),
         memory_usage: clamp01(beat.memory_usage ?? worker.memory_usage),
       };
-      updated = this.withStatus(updated, wasOffline ? 'online' : updated.status);
       await this.documents.put(WORKERS_COLLECTION, updated.id, updated);
       this.workers.set(updated.id, updated);
       this.refreshWorkerStatus(updated.id);
@@ -790,7 +790,7 @@ export class Coordinator {
       if (worker.status === 'offline' || now - heardFrom <= this.config.staleAfterMs) continue;
       const silentS = Math.round((now - heardFrom) / 1000);
       this.logger.warn({ node: worker.id, silentS }, 'worker went silent: offline, reputation −20');
-      const offline = this.withStatus({ ...(workers.get(worker.id) ?? worker), reputation_score: Math.max(REPUTATION.floor, worker.reputation_score + REPUTATION.offline) }, 'offline');
+      const offline: WorkerRecord = { ...(workers.get(worker.id) ?? worker), status: 'offline', reputation_score: Math.max(REPUTATION.floor, worker.reputation_score + REPUTATION.offline) };
       this.workers.set(worker.id, offline);
       workers.set(worker.id, offline);
       for (const executionId of [...(this.allocations.get(worker.id)?.executions ?? [])]) {
@@ -883,10 +883,6 @@ export class Coordinator {
     const updated = { ...worker, status, current_job_id: current } satisfies WorkerRecord;
     this.workers.set(nodeId, updated);
     return updated;
-  }
-
-  private withStatus(worker: WorkerRecord, status: WorkerRecord['status']): WorkerRecord {
-    return { ...worker, status };
   }
 
   /** Reputation, counts and credits; the result lands in `workers` for persisting. */
