@@ -31,6 +31,24 @@ export function requireTtl(ttlMs: number): void {
 }
 
 /**
+ * acquireMany's checks, made before any adapter touches its store so a bad batch acquires nothing. A
+ * name given twice has no single-call meaning (the second request would see the first's grant), and
+ * PostgreSQL's ON CONFLICT DO UPDATE cannot touch one row twice in a statement, so it is refused.
+ */
+export function requireAcquireBatch(requests: readonly { readonly name: string; readonly ttlMs: number }[]): void {
+  const names = new Set<string>();
+  for (const request of requests) {
+    requireTtl(request.ttlMs);
+    if (names.has(request.name)) {
+      throw new ArcError('INVALID_INPUT', `acquireMany requests lease "${request.name}" more than once; each lease may appear once per batch`, {
+        retryable: false,
+      });
+    }
+    names.add(request.name);
+  }
+}
+
+/**
  * The smallest string greater than every string starting with `prefix`, in code-point order (SQLite's
  * BINARY collation, PostgreSQL's COLLATE "C"): prefix scans become an index range instead of LIKE.
  */

@@ -6,8 +6,8 @@
  */
 import { ArcError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
-import { requireTtl } from './input.ts';
-import type { AcquireOutcome, LeaseGrant, LeaseStore } from './ports.ts';
+import { requireAcquireBatch, requireTtl } from './input.ts';
+import type { AcquireOutcome, AcquireRequest, LeaseGrant, LeaseStore } from './ports.ts';
 
 interface Row {
   holder: string | undefined;
@@ -34,6 +34,16 @@ export class MemoryLeaseStore implements LeaseStore {
 
   async acquire(name: string, holder: string, ttlMs: number): Promise<AcquireOutcome> {
     requireTtl(ttlMs);
+    return this.grant(name, holder, ttlMs);
+  }
+
+  async acquireMany(requests: readonly AcquireRequest[]): Promise<AcquireOutcome[]> {
+    requireAcquireBatch(requests);
+    // Synchronous throughout, so no other call interleaves with the batch.
+    return requests.map((r) => this.grant(r.name, r.holder, r.ttlMs));
+  }
+
+  private grant(name: string, holder: string, ttlMs: number): AcquireOutcome {
     const now = this.clock.now();
     const expiresAt = now + ttlMs;
     const row = this.rows.get(name);
@@ -61,6 +71,14 @@ export class MemoryLeaseStore implements LeaseStore {
   }
 
   async release(grant: Pick<LeaseGrant, 'name' | 'token'>): Promise<boolean> {
+    return this.releaseNow(grant);
+  }
+
+  async releaseMany(grants: readonly Pick<LeaseGrant, 'name' | 'token'>[]): Promise<boolean[]> {
+    return grants.map((grant) => this.releaseNow(grant));
+  }
+
+  private releaseNow(grant: Pick<LeaseGrant, 'name' | 'token'>): boolean {
     const row = this.rows.get(grant.name);
     if (!row || row.token !== grant.token || row.holder === undefined) return false;
     row.holder = undefined;

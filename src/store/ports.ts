@@ -127,6 +127,12 @@ export type AcquireOutcome =
   | { readonly ok: true; readonly grant: LeaseGrant }
   | { readonly ok: false; readonly reason: 'held'; readonly holder: string; readonly expiresAt: number };
 
+export interface AcquireRequest {
+  readonly name: string;
+  readonly holder: string;
+  readonly ttlMs: number;
+}
+
 export interface LeaseStore {
   /** Grants the lease if it is free or expired (or already held by `holder`, which renews it keeping the token). */
   acquire(name: string, holder: string, ttlMs: number): Promise<AcquireOutcome>;
@@ -134,6 +140,14 @@ export interface LeaseStore {
   renew(grant: LeaseGrant, ttlMs: number): Promise<LeaseGrant | undefined>;
   /** Releases the grant if it is still the current one; false if it had already been lost. */
   release(grant: Pick<LeaseGrant, 'name' | 'token'>): Promise<boolean>;
+  /**
+   * Acquires several distinct leases at once, each exactly as acquire() would; outcomes in request order.
+   * One round trip / transaction where the adapter can. The batch is not all-or-nothing: each lease is
+   * granted or reported held on its own. A name given twice is INVALID_INPUT, and nothing is acquired.
+   */
+  acquireMany(requests: readonly AcquireRequest[]): Promise<AcquireOutcome[]>;
+  /** Releases several grants at once, each exactly as release() would; results in input order. */
+  releaseMany(grants: readonly Pick<LeaseGrant, 'name' | 'token'>[]): Promise<boolean[]>;
   /** The live grant, if any. */
   current(name: string): Promise<LeaseGrant | undefined>;
 }

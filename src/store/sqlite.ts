@@ -13,9 +13,10 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logging.ts';
 import { ArcError, StaleFencingTokenError, errorMessage } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
-import { decode, encode, prefixUpperBound, requireExpected, requireTime, requireTtl } from './input.ts';
+import { decode, encode, prefixUpperBound, requireAcquireBatch, requireExpected, requireTime, requireTtl } from './input.ts';
 import type {
   AcquireOutcome,
+  AcquireRequest,
   DocumentPut,
   DocumentStore,
   DocumentVersion,
@@ -767,6 +768,15 @@ class SqliteLeaseStore implements LeaseStore {
     return this.enqueue(() => this.acquireNow(name, holder, ttlMs));
   }
 
+  async acquireMany(requests: readonly AcquireRequest[]): Promise<AcquireOutcome[]> {
+    this.s.ensureOpen();
+    requireAcquireBatch(requests);
+    if (requests.length === 0) return [];
+    // One queued operation: the whole batch lands in one write transaction, and nothing else in the
+    // group commit runs between its grants.
+    return this.enqueue(() => requests.map((r) => this.acquireNow(r.name, r.holder, r.ttlMs)));
+  }
+
   private acquireNow(name: string, holder: string, ttlMs: number): AcquireOutcome {
     // The held-row read is a separate statement, so another connection may free the lease in
     // between; retrying then is correct and converges because a free lease is granted next time.
@@ -825,6 +835,15 @@ class SqliteLeaseStore implements LeaseStore {
   async release(grant: Pick<LeaseGrant, 'name' | 'token'>): Promise<boolean> {
     this.s.ensureOpen();
     return this.enqueue(() => this.releaseStmt.run(grant.name, grant.token, this.s.clock.now()).changes === 1);
+  }
+
+  async releaseMany(grants: readonly Pick<LeaseGrant, 'name' | 'token'>[]): Promise<boolean[]> {
+    this.s.ensureOpen();
+    if (grants.length === 0) return [];
+    return this.enqueue(() => {
+      const now = this.s.clock.now();
+      return grants.map((grant) => this.releaseStmt.run(grant.name, grant.token, now).changes === 1);
+    });
   }
 
   async current(name: string): Promise<LeaseGrant | undefined> {
