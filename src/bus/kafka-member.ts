@@ -45,6 +45,20 @@ export interface MemberSettings {
   readonly prepare: (topics: readonly string[]) => Promise<void>;
 }
 
+/**
+ * Batch delivery for consume-transform-produce: the handler gets up to `maxBatch` queued records of
+ * one partition and commits their offsets itself (in its transaction), so the member does not.
+ */
+export interface BatchDelivery {
+  readonly maxBatch: number;
+  readonly handler: (records: readonly ConsumedRecord[]) => Promise<void>;
+  /**
+   * Runs before newly assigned partitions are handled: fences their previous owner and lets its
+   * last transaction finish, so the committed offsets read right after are final.
+   */
+  readonly fence: (partitions: readonly { readonly topic: string; readonly partition: number }[]) => Promise<void>;
+}
+
 /** Group details a transactional offset commit must carry (KIP-447 fencing). */
 export interface MemberGroupInfo {
   readonly consumer: LibraryConsumer;
@@ -116,9 +130,12 @@ export class KafkaGroupMember implements Consumer {
   /** The running handler call per partition, across sessions: a partition never has two at once here. */
   private readonly inflight = new Map<string, Promise<void>>();
 
-  constructor(settings: MemberSettings, options: ConsumeOptions, onClosed: (member: KafkaGroupMember) => void) {
+  private readonly batch: BatchDelivery | undefined;
+
+  constructor(settings: MemberSettings, options: ConsumeOptions, onClosed: (member: KafkaGroupMember) => void, batch?: BatchDelivery) {
     this.settings = settings;
     this.options = options;
+    this.batch = batch;
     this.onClosed = onClosed;
     this.logger = settings.logger;
   }
@@ -304,10 +321,12 @@ export class KafkaGroupMember implements Consumer {
     const byTopic = new Map<string, number[]>();
     for (const state of states) byTopic.set(state.topic, [...(byTopic.get(state.topic) ?? []), state.partition]);
     try {
+      if (this.batch) await this.fenceWithRetry(session, states);
       const committed = await session.consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
       for (const state of states) {
         const offset = committed.get(state.topic)?.[state.partition];
         if (offset === undefined || offset < 0n) this.markCommit(session, state, state.next!, -1);
+        else if (state.next !== undefined && offset > state.next) this.skipTo(session, state, offset);
       }
       await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
     } catch (error) {
@@ -320,6 +339,33 @@ export class KafkaGroupMember implements Consumer {
       void this.drain(session, state);
     }
     session.resolveReady();
+  }
+
+  /**
+   * The stream positioned the partition from an offset read before the previous owner's last
+   * transaction had finished (OffsetFetch without require_stable): what that transaction committed
+   * is skipped rather than handled twice.
+   */
+  private skipTo(session: Session, state: PartitionState, offset: bigint): void {
+    this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, from: String(state.next), to: String(offset) }, 'skipping records the previous owner committed in its last transaction');
+    state.next = offset;
+    const before = state.queue.length;
+    const kept = state.queue.filter((message) => message.offset >= offset);
+    state.queue.length = 0;
+    state.queue.push(...kept);
+    this.released(session, before - kept.length);
+  }
+
+  private async fenceWithRetry(session: Session, states: readonly PartitionState[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.batch!.fence(states.map((state) => ({ topic: state.topic, partition: state.partition })));
+        return;
+      } catch (error) {
+        if (session.phase === 'ended' || attempt >= 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, 100, 2_000)));
+      }
+    }
   }
 
   private received(session: Session, message: KafkaMessage): void {
@@ -348,6 +394,13 @@ export class KafkaGroupMember implements Consumer {
       while (state.active && !state.revoking && !state.stopped) {
         const message = state.queue[0];
         if (!message) break;
+        if (this.batch) {
+          const batch = state.queue.slice(0, this.batch.maxBatch);
+          if (!(await this.handleBatch(state, batch))) break;
+          state.queue.splice(0, batch.length);
+          this.released(session, batch.length);
+          continue;
+        }
         if (!(await this.handle(session, state, message))) break;
         state.queue.shift();
         this.released(session, 1);
@@ -358,8 +411,35 @@ export class KafkaGroupMember implements Consumer {
   }
 
   /** True once the handler resolved (its offset is then marked for commit); false when the partition was taken away first. */
-  private async handle(session: Session, state: PartitionState, message: KafkaMessage): Promise<boolean> {
+  private handle(session: Session, state: PartitionState, message: KafkaMessage): Promise<boolean> {
     const record = toRecord(message);
+    return this.untilHandled(
+      state,
+      async () => {
+        await this.options.handler(record);
+        // Marked before the run settles, so a rebalance waiting on running handlers commits this one.
+        // A partition stopped meanwhile (closed, or the grace ran out) hands the record on instead.
+        if (!state.stopped) this.markCommit(session, state, message.offset + 1n, message.leaderEpoch);
+      },
+      (error, attempt) => this.logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, attempt, err: kafkaErrorDetail(error) }, 'handler failed; redelivering after a backoff'),
+    );
+  }
+
+  /** Like handle(), for a batch whose handler commits its own offsets (transactionally). */
+  private handleBatch(state: PartitionState, messages: readonly KafkaMessage[]): Promise<boolean> {
+    const records = messages.map(toRecord);
+    return this.untilHandled(
+      state,
+      () => this.batch!.handler(records),
+      (error, attempt) => this.logger.warn({ topic: state.topic, partition: state.partition, records: records.length, attempt, err: kafkaErrorDetail(error) }, 'batch not committed; redelivering after a backoff'),
+    );
+  }
+
+  /**
+   * Runs `work` until it resolves, never two at once per partition, backing off after each failure;
+   * false as soon as the partition is being taken away (its records then go to the next owner).
+   */
+  private async untilHandled(state: PartitionState, work: () => Promise<void>, failed: (error: unknown, attempt: number) => void): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       const previous = this.inflight.get(state.key);
       if (previous) await previous;
@@ -367,15 +447,11 @@ export class KafkaGroupMember implements Consumer {
       let ok = true;
       const run = (async () => {
         try {
-          await this.options.handler(record);
+          await work();
         } catch (error) {
           ok = false;
-          this.logger.debug({ topic: record.topic, partition: record.partition, offset: record.offset, attempt, err: kafkaErrorDetail(error) }, 'handler failed; redelivering after a backoff');
-          return;
+          failed(error, attempt);
         }
-        // Marked before `run` settles, so a rebalance waiting on running handlers commits this one.
-        // A partition stopped meanwhile (closed, or the grace ran out) hands the record on instead.
-        if (!state.stopped) this.markCommit(session, state, message.offset + 1n, message.leaderEpoch);
       })();
       this.inflight.set(state.key, run);
       await run;

@@ -29,7 +29,7 @@ import {
 import type { KafkaConnectionOptions } from './kafka-config.ts';
 import { KafkaGroupMember } from './kafka-member.ts';
 import type { MemberSettings } from './kafka-member.ts';
-import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig } from './ports.ts';
+import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig, TransactionalConsumeOptions } from './ports.ts';
 
 
 export interface KafkaBusOptions extends KafkaConnectionOptions {
@@ -147,6 +147,65 @@ export class KafkaBus implements BusAdapter {
     return member;
   }
 
+  /**
+   * Each partition gets its own transactional producer, `<transactionalId>.<topic>.<partition>`: the
+   * member that takes a partition over initialises that id first, which aborts (or completes) the
+   * previous owner's open transaction and fences it, before reading where to resume.
+   */
+  async consumeTransactional(options: TransactionalConsumeOptions): Promise<Consumer> {
+    this.assertOpen(`consume ${options.topics.join(',')}`);
+    const txId = (topic: string, partition: number): string => `${options.transactionalId}.${topic}.${partition}`;
+    const member = new KafkaGroupMember(
+      this.memberSettings,
+      { group: options.group, topics: options.topics, ...(options.startAt ? { startAt: options.startAt } : {}), handler: () => undefined },
+      (m) => this.members.delete(m),
+      {
+        maxBatch: options.maxBatch ?? 500,
+        fence: async (partitions) => {
+          await Promise.all(partitions.map(({ topic, partition }) => this.fenceTransactionalId(txId(topic, partition))));
+        },
+        handler: async (records) => {
+          const last = records[records.length - 1];
+          if (!last) return;
+          const produce: { topic: string; records: readonly OutgoingRecord[] }[] = [];
+          const committed: (() => void)[] = [];
+          await options.handler(records, { produce: (topic, out) => void produce.push({ topic, records: out }), afterCommit: (task) => void committed.push(task) });
+          await this.produceTransactional({ transactionalId: txId(last.topic, last.partition), produce, consumed: { group: options.group, record: last } });
+          for (const task of committed) task();
+        },
+      },
+    );
+    this.members.add(member);
+    await member.start();
+    return member;
+  }
+
+  /** Initialises the producer of a transactional id (InitProducerId): the broker ends the id's open transaction and fences its older producers. */
+  private async fenceTransactionalId(transactionalId: string): Promise<void> {
+    const entry = this.transactionalEntry(transactionalId);
+    const run = entry.queue.then(async () => {
+      try {
+        const tx = await entry.producer.beginTransaction();
+        // Nothing was added: ending it locally is enough; the broker holds no state for an empty transaction.
+        await tx.cancel();
+      } catch (error) {
+        await this.discardProducer(transactionalId, entry.producer);
+        throw unavailable(this.options.bootstrapServers, `initialising transactional id ${transactionalId}`, error);
+      }
+    });
+    entry.queue = run.catch(() => undefined);
+    await run;
+  }
+
+  private transactionalEntry(transactionalId: string): { producer: BusProducer; queue: Promise<void> } {
+    let entry = this.transactional.get(transactionalId);
+    if (!entry) {
+      entry = { producer: this.newProducer(`tx-${transactionalId}`, transactionalId), queue: Promise.resolve() };
+      this.transactional.set(transactionalId, entry);
+    }
+    return entry;
+  }
+
   async committed(group: string, topic: string, partition: number): Promise<number> {
     this.assertOpen('read committed offsets');
     const groups = await this.retrying(`committed offset of ${group} on ${topic}[${partition}]`, () =>
@@ -190,12 +249,7 @@ export class KafkaBus implements BusAdapter {
    */
   async produceTransactional(send: TransactionalSend): Promise<void> {
     this.assertOpen(`transaction ${send.transactionalId}`);
-    let entry = this.transactional.get(send.transactionalId);
-    if (!entry) {
-      entry = { producer: this.newProducer(`tx-${send.transactionalId}`, send.transactionalId), queue: Promise.resolve() };
-      this.transactional.set(send.transactionalId, entry);
-    }
-    const current = entry;
+    const current = this.transactionalEntry(send.transactionalId);
     const run = current.queue.then(() => this.transaction(current.producer, send));
     current.queue = run.catch(() => undefined);
     await run;
@@ -241,13 +295,20 @@ export class KafkaBus implements BusAdapter {
     } catch (error) {
       if (error instanceof ArcError) throw error;
       if (hasApiError(error, 'PRODUCER_FENCED') || hasApiError(error, 'INVALID_PRODUCER_EPOCH') || hasApiError(error, 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED')) {
-        const entry = this.transactional.get(send.transactionalId);
-        if (entry?.producer === producer) this.transactional.delete(send.transactionalId);
-        await producer.close(true).catch(() => undefined);
+        await this.discardProducer(send.transactionalId, producer);
         throw new ArcError('CONFLICT', `${what} fenced at ${this.servers}: ${kafkaErrorDetail(error)}`, { retryable: false, cause: error });
       }
+      // After a failure the library's producer may still count a transaction as open (one whose
+      // begin failed is never cleared): a fresh producer initialises the id again instead.
+      await this.discardProducer(send.transactionalId, producer);
       throw unavailable(this.options.bootstrapServers, `${what} aborted`, error);
     }
+  }
+
+  private async discardProducer(transactionalId: string, producer: BusProducer): Promise<void> {
+    const entry = this.transactional.get(transactionalId);
+    if (entry?.producer === producer) this.transactional.delete(transactionalId);
+    await producer.close(true).catch(() => undefined);
   }
 
   private groupInfo(group: string, record: ConsumedRecord): ReturnType<KafkaGroupMember['groupInfoFor']> {
@@ -260,7 +321,11 @@ export class KafkaBus implements BusAdapter {
   }
 
   private newProducer(role: string, transactionalId?: string): BusProducer {
-    const base = baseClientOptions(this.options, role, { connectTimeoutMs: this.options.connectTimeoutMs, requestTimeoutMs: this.options.requestTimeoutMs });
+    const base = baseClientOptions(this.options, role, {
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      transactional: transactionalId !== undefined,
+    });
     return new Producer<string, Buffer, string, string>({
       ...base,
       idempotent: true,
@@ -269,7 +334,9 @@ export class KafkaBus implements BusAdapter {
       // key would land on another partition than from a Java producer.
       partitioner: compatibilityPartitioner,
       serializers: { key: stringSerializer, headerKey: stringSerializer, headerValue: stringSerializer },
-      ...(transactionalId ? { transactionalId } : {}),
+      // A new producer must introduce itself as unknown (-1/-1): the library's default 0/0 asks the broker to
+      // bump producer 0's epoch, which it refuses as fenced once the id has belonged to another producer.
+      ...(transactionalId ? { transactionalId, producerId: -1n, producerEpoch: -1 } : {}),
     });
   }
 

@@ -5,7 +5,7 @@
  * Nothing here survives the process: embedded mode keeps durable state in the store, not the bus.
  */
 import { backoffDelay } from '../core/clock.ts';
-import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, OutgoingRecord, TopicConfig } from './ports.ts';
+import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, OutgoingRecord, TopicConfig, TransactionalConsumeOptions } from './ports.ts';
 import { partitionForKey } from './ports.ts';
 
 const DEFAULT_PARTITIONS = 4;
@@ -30,7 +30,7 @@ interface Topic {
 
 interface Member {
   readonly id: number;
-  readonly options: ConsumeOptions;
+  readonly options: ConsumeOptions | TransactionalConsumeOptions;
   closed: boolean;
   /** Partitions this member owns, by "topic#partition"; each owner loop stops when its flag flips. */
   readonly owned: Map<string, { stop: boolean; done: Promise<void> }>;
@@ -105,7 +105,15 @@ export class MemoryBus implements BusAdapter {
     }
   }
 
-  async consume(options: ConsumeOptions): Promise<Consumer> {
+  consume(options: ConsumeOptions): Promise<Consumer> {
+    return this.join(options);
+  }
+
+  consumeTransactional(options: TransactionalConsumeOptions): Promise<Consumer> {
+    return this.join(options);
+  }
+
+  private async join(options: ConsumeOptions | TransactionalConsumeOptions): Promise<Consumer> {
     if (this.closed) throw new Error('memory bus is closed: cannot consume');
     for (const name of options.topics) this.topic(name);
     let group = this.groups.get(options.group);
@@ -270,6 +278,7 @@ export class MemoryBus implements BusAdapter {
       group.offsets.set(key, member.options.startAt === 'latest' ? partition.base + partition.records.length : partition.base);
     }
     let attempt = 0;
+    const options = member.options;
     while (!control.stop && !member.closed) {
       const offset = Math.max(group.offsets.get(key)!, partition.base);
       const record = partition.records[offset - partition.base];
@@ -278,10 +287,25 @@ export class MemoryBus implements BusAdapter {
         continue;
       }
       try {
-        await member.options.handler(record);
+        let next = offset + 1;
+        if ('transactionalId' in options) {
+          const batch = partition.records.slice(offset - partition.base, offset - partition.base + (options.maxBatch ?? 500));
+          next = offset + batch.length;
+          const staged: { topic: string; records: readonly OutgoingRecord[] }[] = [];
+          const committed: (() => void)[] = [];
+          await options.handler(batch, { produce: (topic, records) => void staged.push({ topic, records }), afterCommit: (task) => void committed.push(task) });
+          // One synchronous step: the output appears and the offset moves together, or (stopped) neither.
+          if (control.stop) continue;
+          for (const { topic, records } of staged) this.produceSync(topic, records);
+          group.offsets.set(key, next);
+          for (const task of committed) task();
+          attempt = 0;
+          continue;
+        }
+        await options.handler(record);
         attempt = 0;
         // A member that lost the partition mid-handler must not move the group's offset.
-        if (!control.stop) group.offsets.set(key, offset + 1);
+        if (!control.stop) group.offsets.set(key, next);
       } catch {
         const delay = backoffDelay(attempt++, this.retryBaseMs, this.retryCapMs);
         await new Promise<void>((resolve) => setTimeout(resolve, delay));

@@ -40,6 +40,34 @@ export interface ConsumeOptions {
   readonly startAt?: 'earliest' | 'latest';
 }
 
+/** Where a transactional batch handler stages what it produces; nothing is visible to readers before the batch commits. */
+export interface TransactionalOutput {
+  produce(topic: string, records: readonly OutgoingRecord[]): void;
+  /** Runs once the batch's records and offsets are committed (never if the batch is redelivered instead). */
+  afterCommit(task: () => void): void;
+}
+
+/**
+ * Consume-transform-produce, exactly once: the records a handler stages for a batch and the group's
+ * offset past that batch commit together or not at all. A partition's new owner fences its previous
+ * one, so a deposed member's staged records never become visible.
+ */
+export interface TransactionalConsumeOptions {
+  readonly group: string;
+  readonly topics: readonly string[];
+  readonly startAt?: 'earliest' | 'latest';
+  /** Names this step; with the partition it identifies the transactional producer (stable across restarts). */
+  readonly transactionalId: string;
+  /** Most records handed over at once (default 500). */
+  readonly maxBatch?: number;
+  /**
+   * Records of one partition, in order. Resolving commits the staged output and the offsets;
+   * rejecting (or a failed commit) stages nothing and redelivers the same records after a backoff,
+   * so handlers must be idempotent in any side effects beyond the output.
+   */
+  readonly handler: (records: readonly ConsumedRecord[], output: TransactionalOutput) => Promise<void>;
+}
+
 export interface Consumer {
   /** Leaves the group; partitions move to the remaining members from the last committed offset. */
   close(): Promise<void>;
@@ -52,6 +80,7 @@ export interface BusAdapter {
   /** Appends records; resolves once they are durable in the adapter's sense. Topics are created on first use if missing. */
   produce(topic: string, records: readonly OutgoingRecord[]): Promise<void>;
   consume(options: ConsumeOptions): Promise<Consumer>;
+  consumeTransactional(options: TransactionalConsumeOptions): Promise<Consumer>;
   /** Committed offset (next offset to read) of a group on a partition, for lag and tests. */
   committed(group: string, topic: string, partition: number): Promise<number>;
   /** Records of one partition from an offset, for inspection (dead-letter browsing, tests). */

@@ -11,7 +11,7 @@ import { silentLogger } from '../core/logging.ts';
 import { schemas, type MessageTypes, type SchemaName } from '../contracts/messages.ts';
 import { topicSpecFor, topics, concreteTopics, DEAD_LETTER_RETENTION_MS } from '../contracts/topics.ts';
 import { validateMessage } from '../contracts/validation.ts';
-import type { BusAdapter, ConsumedRecord, Consumer, Headers } from './ports.ts';
+import type { BusAdapter, ConsumedRecord, Consumer, Headers, OutgoingRecord } from './ports.ts';
 
 export const HEADER_SCHEMA = 'arc-schema';
 export const HEADER_VERSION = 'arc-schema-version';
@@ -42,6 +42,30 @@ export interface SubscribeOptions {
   readonly maxAttempts?: number;
 }
 
+/** A decoded message of a transactional batch, with the record it came from. */
+export interface BatchItem<T> {
+  readonly message: T;
+  readonly meta: MessageMeta;
+}
+
+/** Typed staging for a transactional batch: what is published here appears only if the batch commits. */
+export interface BatchOutput {
+  publish<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], options?: PublishOptions): void;
+  afterCommit(task: () => void): void;
+}
+
+export interface PublishOptions {
+  readonly traceparent?: string;
+  /** Extra headers (routing hints); the schema headers cannot be overridden. */
+  readonly headers?: Headers;
+}
+
+export interface TransactionalSubscribeOptions {
+  readonly transactionalId: string;
+  readonly maxBatch?: number;
+  readonly startAt?: 'earliest' | 'latest';
+}
+
 export interface MessageBusOptions {
   readonly logger?: Logger;
   readonly observer?: BusObserver;
@@ -68,7 +92,7 @@ export class MessageBus {
   }
 
   /** Encodes and validates; throws ArcError INVALID_INPUT (not retryable) when the message is not valid. */
-  encode<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], traceparent?: string): { key: string; value: Uint8Array; headers: Headers } {
+  encode<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], traceparent?: string, extra?: Headers): OutgoingRecord {
     const checked = validateMessage(schema, message);
     if (!checked.ok) {
       throw new ArcError('INVALID_INPUT', `refusing to publish an invalid ${schema} to ${topic}: ${checked.error}`, { retryable: false });
@@ -80,6 +104,7 @@ export class MessageBus {
       key,
       value: Buffer.from(JSON.stringify(message)),
       headers: {
+        ...extra,
         [HEADER_SCHEMA]: schema,
         [HEADER_VERSION]: String(schemas[schema].version),
         [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE,
@@ -88,9 +113,59 @@ export class MessageBus {
     };
   }
 
-  async publish<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], options: { traceparent?: string } = {}): Promise<void> {
-    await this.adapter.produce(topic, [this.encode(topic, schema, message, options.traceparent)]);
+  async publish<N extends SchemaName>(topic: string, schema: N, message: MessageTypes[N], options: PublishOptions = {}): Promise<void> {
+    await this.adapter.produce(topic, [this.encode(topic, schema, message, options.traceparent, options.headers)]);
     this.observer.produced?.(topic, 1);
+  }
+
+  /**
+   * Exactly-once consume-transform-produce over the adapter's transactions: the handler gets the
+   * batch's valid messages in partition order and stages what it publishes; that output, the
+   * dead-letters of the batch's invalid records and the group's offset commit together. A failing
+   * handler (an outage) gets the same batch again after a backoff.
+   */
+  async subscribeTransactional<N extends SchemaName>(
+    group: string,
+    topicNames: readonly string[],
+    schema: N,
+    handler: (batch: readonly BatchItem<MessageTypes[N]>[], output: BatchOutput) => Promise<void>,
+    options: TransactionalSubscribeOptions,
+  ): Promise<Consumer> {
+    return this.adapter.consumeTransactional({
+      group,
+      topics: topicNames,
+      transactionalId: options.transactionalId,
+      ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
+      startAt: options.startAt ?? 'earliest',
+      handler: async (records, output) => {
+        const items: BatchItem<MessageTypes[N]>[] = [];
+        const deadLetters: { record: ConsumedRecord; reason: string }[] = [];
+        for (const record of records) {
+          const decoded = decodeRecord(record, schema);
+          if (!decoded.ok) deadLetters.push({ record, reason: decoded.reason });
+          else items.push({ message: decoded.message, meta: { record, traceparent: record.headers[HEADER_TRACEPARENT] } });
+        }
+        for (const { record, reason } of deadLetters) output.produce(topics.deadLetter(record.topic), [deadLetterRecord(record, group, reason)]);
+        const produced = new Map<string, number>();
+        if (items.length > 0) {
+          await handler(items, {
+            publish: (topic, name, message, publishOptions = {}) => {
+              output.produce(topic, [this.encode(topic, name, message, publishOptions.traceparent, publishOptions.headers)]);
+              produced.set(topic, (produced.get(topic) ?? 0) + 1);
+            },
+            afterCommit: (task) => output.afterCommit(task),
+          });
+        }
+        output.afterCommit(() => {
+          for (const item of items) this.observer.consumed?.(item.meta.record.topic, group);
+          for (const [topic, count] of produced) this.observer.produced?.(topic, count);
+          for (const { record, reason } of deadLetters) {
+            this.observer.deadLettered?.(record.topic, reason);
+            this.logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, group, reason }, 'message dead-lettered');
+          }
+        });
+      },
+    });
   }
 
   async subscribe<N extends SchemaName>(
@@ -132,18 +207,22 @@ export class MessageBus {
   }
 
   private async deadLetter(record: ConsumedRecord, group: string, reason: string): Promise<void> {
-    const headers: Headers = {
-      ...record.headers,
-      [HEADER_DLQ_REASON]: reason,
-      [HEADER_DLQ_TOPIC]: record.topic,
-      [HEADER_DLQ_PARTITION]: String(record.partition),
-      [HEADER_DLQ_OFFSET]: String(record.offset),
-      [HEADER_DLQ_GROUP]: group,
-    };
-    await this.adapter.produce(topics.deadLetter(record.topic), [{ key: record.key, value: record.value, headers }]);
+    await this.adapter.produce(topics.deadLetter(record.topic), [deadLetterRecord(record, group, reason)]);
     this.observer.deadLettered?.(record.topic, reason);
     this.logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, group, reason }, 'message dead-lettered');
   }
+}
+
+function deadLetterRecord(record: ConsumedRecord, group: string, reason: string): OutgoingRecord {
+  const headers: Headers = {
+    ...record.headers,
+    [HEADER_DLQ_REASON]: reason,
+    [HEADER_DLQ_TOPIC]: record.topic,
+    [HEADER_DLQ_PARTITION]: String(record.partition),
+    [HEADER_DLQ_OFFSET]: String(record.offset),
+    [HEADER_DLQ_GROUP]: group,
+  };
+  return { key: record.key, value: record.value, headers };
 }
 
 type Decoded<T> = { ok: true; message: T } | { ok: false; reason: string };

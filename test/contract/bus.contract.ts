@@ -151,6 +151,116 @@ export function busContract(name: string, open: () => Promise<BusAdapter>): void
       await consumer.close();
     });
 
+    describe('transactional consume-produce', () => {
+      const readAll = async (name: string): Promise<string[]> => {
+        const out: string[] = [];
+        const partitions = await bus.partitions(name);
+        for (let p = 0; p < partitions; p++) for (const r of await bus.read(name, p, 0, 10_000)) out.push(text(r));
+        return out;
+      };
+      const committedTotal = async (group: string): Promise<number> => {
+        let total = 0;
+        for (let p = 0; p < 4; p++) total += await bus.committed(group, topic, p);
+        return total;
+      };
+
+      it('commits each batch\'s output with its offsets: every input produces its output once, in partition order', async () => {
+        const out = `${topic}.out`;
+        await bus.ensureTopics([{ topic: out, partitions: 2, retentionMs: 3_600_000 }]);
+        const group = `g-${randomUUID()}`;
+        await bus.produce(topic, Array.from({ length: 120 }, (_, i) => ({ key: `k${i % 7}`, value: encoder.encode(String(i)), headers: {} })));
+        const order = new Map<string, number[]>();
+        let committedTasks = 0;
+        let batches = 0;
+        const consumer = await bus.consumeTransactional({
+          group,
+          topics: [topic],
+          transactionalId: `contract-${group}`,
+          maxBatch: 16,
+          handler: async (records, output) => {
+            batches++;
+            expect(records.length).toBeLessThanOrEqual(16);
+            expect(new Set(records.map((r) => r.partition)).size).toBe(1);
+            output.produce(out, records.map((r) => ({ key: r.key, value: encoder.encode(`out-${text(r)}`), headers: {} })));
+            // Order is judged on what committed: a batch whose transaction the broker aborted is handed
+            // over again, so the handler may see records twice, but only one of those runs commits.
+            output.afterCommit(() => {
+              committedTasks += records.length;
+              for (const r of records) {
+                const seen = order.get(r.key) ?? [];
+                seen.push(Number(text(r)));
+                order.set(r.key, seen);
+              }
+            });
+          },
+        });
+        await until(async () => committedTasks === 120, 'the transactional batches', 20_000);
+        await until(async () => (await committedTotal(group)) === 120, 'the transactional batches', 20_000);
+        const produced = await readAll(out);
+        expect(produced.length).toBe(120);
+        expect(new Set(produced).size).toBe(120);
+        for (const seen of order.values()) expect(seen).toEqual([...new Set(seen)].sort((a, b) => a - b));
+        expect(batches).toBeLessThan(120);
+        await consumer.close();
+      });
+
+      it('publishes nothing from a batch whose handler failed and hands the same records over again', async () => {
+        const out = `${topic}.out`;
+        await bus.ensureTopics([{ topic: out, partitions: 1, retentionMs: 3_600_000 }]);
+        const group = `g-${randomUUID()}`;
+        await bus.produce(topic, [{ key: 'one', value: encoder.encode('payload'), headers: {} }]);
+        let calls = 0;
+        let commits = 0;
+        const consumer = await bus.consumeTransactional({
+          group,
+          topics: [topic],
+          transactionalId: `contract-${group}`,
+          handler: async (records, output) => {
+            calls++;
+            output.produce(out, records.map((r) => ({ key: r.key, value: encoder.encode(`attempt-${calls}`), headers: {} })));
+            output.afterCommit(() => void commits++);
+            if (calls < 3) throw new Error('outage');
+          },
+        });
+        await until(() => commits === 1, 'the transactional batches', 20_000);
+        await until(async () => (await committedTotal(group)) === 1, 'the transactional batches', 20_000);
+        expect(calls).toBe(3);
+        expect(await readAll(out)).toEqual(['attempt-3']);
+        await consumer.close();
+      });
+
+      it('lets a second member resume after the first leaves with nothing handled twice', async () => {
+        const out = `${topic}.out`;
+        await bus.ensureTopics([{ topic: out, partitions: 1, retentionMs: 3_600_000 }]);
+        const group = `g-${randomUUID()}`;
+        const member = (seen: string[]) =>
+          bus.consumeTransactional({
+            group,
+            topics: [topic],
+            transactionalId: `contract-${group}`,
+            maxBatch: 5,
+            handler: async (records, output) => {
+              output.produce(out, records.map((r) => ({ key: r.key, value: r.value, headers: {} })));
+              output.afterCommit(() => void seen.push(...records.map(text)));
+            },
+          });
+        const first: string[] = [];
+        const c1 = await member(first);
+        await bus.produce(topic, Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: encoder.encode(`a${i}`), headers: {} })));
+        await until(() => first.length === 40, 'the transactional batches', 20_000);
+        await c1.close();
+        const second: string[] = [];
+        const c2 = await member(second);
+        await bus.produce(topic, Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: encoder.encode(`b${i}`), headers: {} })));
+        await until(() => second.length === 40, 'the transactional batches', 20_000);
+        expect(second.every((v) => v.startsWith('b'))).toBe(true);
+        const produced = await readAll(out);
+        expect(produced.length).toBe(80);
+        expect(new Set(produced).size).toBe(80);
+        await c2.close();
+      });
+    });
+
     describe('typed messages', () => {
       it('delivers valid messages and dead-letters invalid ones with the reason and original topic', async () => {
         const typed = new MessageBus(bus);
