@@ -90,7 +90,7 @@ export class AgentGateway {
         const checked = validateMessage('NodeTelemetry', telemetry);
         if (!checked.ok) return send({ type: 'error', message: `telemetry rejected: ${checked.error}` });
         if (checked.value.id !== identity.id) return send({ type: 'error', message: `telemetry rejected: /id ${checked.value.id} is not this session's node ${identity.id}` });
-        await this.deps.bus.publish(topics.telemetry, 'NodeTelemetry', checked.value);
+        await this.deps.bus.publish(topics.telemetry, 'NodeTelemetry', checked.value, { headers: this.deps.router.telemetryHeaders });
         return;
       }
       if (frame.type === 'result') {

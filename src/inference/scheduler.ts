@@ -10,12 +10,13 @@ import { backoffDelay, sleep, type Clock } from '../core/clock.ts';
 import { newId } from '../core/ids.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
-import type { InferenceDispatch, InferenceRequest, InferenceResult, NodeTelemetry, SystemEvent } from '../contracts/messages.ts';
+import type { InferenceDispatch, InferenceRequest, InferenceResult, NodeTelemetry } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
-import type { MessageBus } from '../bus/typed-bus.ts';
+import type { BatchItem, BatchOutput, MessageBus, MessageMeta } from '../bus/typed-bus.ts';
 import type { Consumer } from '../bus/ports.ts';
-import type { LeaseStore } from '../store/ports.ts';
-import { nodeFromTelemetry } from '../mesh/node.ts';
+import type { DocumentStore, LeaseStore } from '../store/ports.ts';
+import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
+import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
 import { inferenceProfile, type InferenceProfileConfig } from '../placement/inference-profile.ts';
 
@@ -61,8 +62,17 @@ export interface SchedulerDeps {
   readonly logger: Logger;
   /** Consumer-group prefix and lease holder identity of this scheduler instance. */
   readonly instanceId: string;
+  /**
+   * Consumer group of the routing step; schedulers sharing it share the requests (default
+   * `arc-scheduler`). Its name also names the step's transactional producers, so it must be the same
+   * on every replica and stable across restarts.
+   */
+  readonly group?: string;
+  /** Where the last known node states are (the aggregator's documents): the index starts from them instead of replaying telemetry. */
+  readonly nodes?: DocumentStore;
   readonly observer?: SchedulerObserver;
 }
+
 
 interface InFlight {
   readonly nodeId: string;
@@ -71,8 +81,32 @@ interface InFlight {
   readonly request: InferenceRequest;
 }
 
+interface PendingRelease {
+  readonly name: string;
+  readonly token: number;
+  readonly nodeId: string;
+}
+
+interface StagedDispatch {
+  readonly dispatch: InferenceDispatch;
+  readonly nodeName: string;
+  readonly forwarded: boolean;
+  readonly geozone: string;
+  readonly score: number;
+}
+
+/** Requests routed per transaction: the batch that queued while the previous one committed, up to this. */
+const MAX_BATCH = 500;
+/** Lease releases coalesced into one write. */
+const RELEASE_BATCH = 1_000;
+
 /** Redeliveries come within seconds (a failed handler, a rebalance): a 20,000-request window covers that at 10,000 req/s without filling the heap. */
 const REMEMBERED_DECISIONS = 20_000;
+
+/** The consumer group of schedulers serving these geozones: replicas with the same zones share it. */
+export function schedulerGroup(geozones: readonly string[]): string {
+  return `arc-scheduler-${[...geozones].sort().join('+')}`;
+}
 
 export function reservationLease(nodeId: string): string {
   return `reservation/${nodeId}`;
@@ -85,8 +119,18 @@ export class InferenceScheduler {
   private readonly inFlight = new Map<string, InFlight>();
   /** Decisions by request id: a redelivered request gets its first decision, never a second dispatch. */
   private readonly decided = new Map<string, RoutingOutcome>();
+  private readonly rememberedOrder: (string | undefined)[] = new Array<string | undefined>(REMEMBERED_DECISIONS);
+  private rememberedAt = 0;
+  /** Dispatches staged in a batch that has not committed yet: a retry of the batch reuses the node and token. */
+  private readonly staged = new Map<string, StagedDispatch>();
+  /** Which process holds each node's session, from telemetry headers. */
+  private readonly endpoints = new Map<string, string>();
   private readonly consumers: Consumer[] = [];
+  /** Partitions this instance has routed from, so taking one over is logged once. */
+  private readonly routing = new Set<string>();
   private expiryTimer: NodeJS.Timeout | undefined;
+  private releases: PendingRelease[] = [];
+  private releasing: Promise<void> = Promise.resolve();
 
   constructor(deps: SchedulerDeps) {
     this.deps = deps;
@@ -96,13 +140,21 @@ export class InferenceScheduler {
 
   async start(): Promise<void> {
     const { bus, instanceId } = this.deps;
-    // Every scheduler instance reads all telemetry: its index must see every node it may forward to.
-    this.consumers.push(await bus.subscribe(`${instanceId}-index`, [topics.telemetry], 'NodeTelemetry', (t) => this.observeTelemetry(t)));
-    this.consumers.push(await bus.subscribe('arc-scheduler-results', [topics.inferenceResult], 'InferenceResult', (r) => this.onResult(r)));
+    const group = this.deps.group ?? 'arc-scheduler';
+    if (this.deps.nodes) {
+      // The last known state of every node, so this instance routes at once instead of waiting a telemetry period.
+      for (const version of await this.deps.nodes.list<NodeState>('nodes')) {
+        if (version.body && version.body.status !== 'offline') this.index.upsert(version.body);
+      }
+    }
+    // Every scheduler instance reads all telemetry and all results: its index must see every node it may forward to.
+    const fresh = { startAt: 'latest' as const };
+    this.consumers.push(await bus.subscribe(`${instanceId}-index`, [topics.telemetry], 'NodeTelemetry', (t, meta) => this.observeTelemetry(t, meta), fresh));
+    this.consumers.push(await bus.subscribe(`${instanceId}-results`, [topics.inferenceResult], 'InferenceResult', (r) => this.onResult(r), fresh));
     this.consumers.push(
-      await bus.subscribe('arc-scheduler', [topics.inferenceRequest], 'InferenceRequest', async (request) => {
-        if (this.zones && !this.zones.has(request.requesterGeozone)) return;
-        await this.route(request);
+      await bus.subscribeTransactional(group, [topics.inferenceRequest], 'InferenceRequest', (batch, output) => this.routeBatch(batch, output), {
+        transactionalId: group,
+        maxBatch: MAX_BATCH,
       }),
     );
     this.expiryTimer = setInterval(() => void this.expireReservations(), 1_000);
@@ -112,102 +164,216 @@ export class InferenceScheduler {
   async stop(): Promise<void> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     await Promise.all(this.consumers.splice(0).map((c) => c.close()));
+    await this.flushReleases();
   }
 
-  observeTelemetry(telemetry: NodeTelemetry): void {
+  observeTelemetry(telemetry: NodeTelemetry, meta?: MessageMeta): void {
     const now = this.deps.clock.now();
+    const endpoint = meta?.record.headers[HEADER_ENDPOINT];
+    if (endpoint) this.endpoints.set(telemetry.id, endpoint);
     this.index.upsert(nodeFromTelemetry(telemetry, now, this.index.node(telemetry.id)));
   }
 
-  /** Filter, score, reserve, dispatch. Idempotent per request id. */
+  /** Routes one request outside the bus (tests, tools): its dispatch or rejection is published at once. */
   async route(request: InferenceRequest): Promise<RoutingOutcome> {
-    const previous = this.decided.get(request.id);
-    if (previous) return previous;
-    const { clock, leases, config, bus } = this.deps;
-    const started = performance.now();
-    let attempts = 0;
-    let conflicts = 0;
-    for (let attempt = 0; attempt <= config.maxRetries; attempt++) {
-      const now = clock.now();
-      const candidate = this.index.best(request, now);
-      if (!candidate) break;
-      attempts++;
-      const leaseName = reservationLease(candidate.node.id);
-      const lease = await leases.acquire(leaseName, request.id, config.reservationTtlMs);
-      if (!lease.ok) {
-        // Another scheduler holds it: keep the node out of our candidates until its lease ends.
-        this.index.reserve({ nodeId: candidate.node.id, holder: lease.holder, token: 0, expiresAt: lease.expiresAt });
-        conflicts++;
-        await sleep(backoffDelay(attempt, config.backoffBaseMs, config.backoffCapMs));
-        continue;
+    const staged: { topic: string; publish: () => Promise<void> }[] = [];
+    const tasks: (() => void)[] = [];
+    const { bus } = this.deps;
+    const output: BatchOutput = {
+      publish: (topic, schema, message, options) => void staged.push({ topic, publish: () => bus.publish(topic, schema, message, options) }),
+      afterCommit: (task) => void tasks.push(task),
+    };
+    const [outcome] = await this.decide([request], output);
+    try {
+      for (const item of staged) await item.publish();
+    } catch (error) {
+      // Not dispatched: give the node back so the request can be routed again.
+      const stagedDispatch = this.staged.get(request.id);
+      this.staged.delete(request.id);
+      if (stagedDispatch) {
+        this.index.release(stagedDispatch.dispatch.nodeId, stagedDispatch.dispatch.fencingToken);
+        await this.deps.leases.release({ name: reservationLease(stagedDispatch.dispatch.nodeId), token: stagedDispatch.dispatch.fencingToken! });
       }
-      const { grant } = lease;
-      this.index.reserve({ nodeId: candidate.node.id, holder: request.id, token: grant.token, expiresAt: grant.expiresAt });
-      const dispatch: InferenceDispatch = {
-        schemaVersion: 1,
-        requestId: request.id,
-        nodeId: candidate.node.id,
-        modelId: request.modelId,
-        contextWindowTokens: request.contextWindowTokens,
-        dispatchedAt: new Date(now).toISOString(),
-        fencingToken: grant.token,
-        geozone: candidate.node.geozone,
-        requesterGeozone: request.requesterGeozone,
-        score: Math.round(candidate.score * 1000) / 1000,
-        priority: request.priority,
-        maxLatencyMs: request.maxLatencyMs,
-      };
-      this.inFlight.set(request.id, { nodeId: candidate.node.id, geozone: candidate.node.geozone, token: grant.token, request });
-      try {
-        await bus.publish(topics.dispatch(candidate.node.geozone), 'InferenceDispatch', dispatch);
-      } catch (error) {
-        // Not dispatched: give the node back so the request can be retried (the bus redelivers it).
-        this.inFlight.delete(request.id);
-        this.index.release(candidate.node.id, grant.token);
-        await leases.release(grant);
-        throw error;
-      }
-      const outcome: RoutingOutcome = {
-        status: 'dispatched',
-        dispatch,
-        nodeName: candidate.node.name,
-        forwarded: candidate.forwarded,
-        attempts,
-        decisionMs: performance.now() - started,
-      };
-      this.remember(request.id, outcome);
-      this.deps.observer?.routed?.(outcome, request);
-      return outcome;
+      throw error;
     }
-    const explanation = this.index.explain(request, clock.now());
-    const reason =
-      conflicts > 0 && attempts > config.maxRetries
-        ? `no node could be reserved for ${request.modelId} after ${attempts} attempts: each candidate was taken by another scheduler first`
-        : explanation.reason;
-    const outcome: RoutingOutcome = { status: 'rejected', reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started };
-    this.remember(request.id, outcome);
-    this.deps.observer?.routed?.(outcome, request);
-    await this.publishEvent({
-      kind: 'inference.rejected',
-      severity: 'warn',
-      message: `request ${request.id.slice(0, 8)} rejected: ${reason}`,
-      geozone: request.requesterGeozone,
-      subjectId: request.id,
-      details: { requestId: request.id, modelId: request.modelId, priority: request.priority, reason, rejectedBy: explanation.rejectedBy },
-    });
-    return outcome;
+    for (const task of tasks) task();
+    return outcome!;
   }
 
-  private async onResult(result: InferenceResult): Promise<void> {
+  /** The routing step of one batch: decisions are staged in `output` and take effect when it commits. */
+  async routeBatch(batch: readonly BatchItem<InferenceRequest>[], output: BatchOutput): Promise<void> {
+    const requests = batch.map((item) => item.message).filter((request) => !this.zones || this.zones.has(request.requesterGeozone));
+    if (requests.length === 0) return;
+    const { topic, partition } = batch[0]!.meta.record;
+    const source = `${topic}[${partition}]`;
+    if (!this.routing.has(source)) {
+      this.routing.add(source);
+      this.deps.logger.info({ source, geozone: requests[0]!.requesterGeozone }, `routing requests from ${source}`);
+    }
+    await this.decide(requests, output);
+  }
+
+  /**
+   * Filter, score, reserve (all of the batch's leases in one round trip), stage the dispatches.
+   * Idempotent per request id: a decided request keeps its decision; a staged one keeps its node and token.
+   */
+  private async decide(requests: readonly InferenceRequest[], output: BatchOutput): Promise<RoutingOutcome[]> {
+    const { clock, leases, config } = this.deps;
+    const started = performance.now();
+    const outcomes: (RoutingOutcome | undefined)[] = requests.map((request) => this.decided.get(request.id));
+    const attempts = new Array<number>(requests.length).fill(0);
+    const conflicts = new Array<number>(requests.length).fill(0);
+    let open = requests.map((_, i) => i).filter((i) => outcomes[i] === undefined);
+    for (let round = 0; round <= config.maxRetries && open.length > 0; round++) {
+      if (round > 0) await sleep(backoffDelay(round - 1, config.backoffBaseMs, config.backoffCapMs));
+      const now = clock.now();
+      const asks: { index: number; nodeId: string; nodeName: string; geozone: string; score: number; forwarded: boolean }[] = [];
+      for (const i of open) {
+        const request = requests[i]!;
+        const previous = this.staged.get(request.id);
+        if (previous) {
+          const { dispatch } = previous;
+          asks.push({ index: i, nodeId: dispatch.nodeId, nodeName: previous.nodeName, geozone: previous.geozone, score: previous.score, forwarded: previous.forwarded });
+          continue;
+        }
+        const candidate = this.index.best(request, now);
+        if (!candidate) continue;
+        // Held for this request while the batch decides, so the next request of the batch picks another node.
+        this.index.reserve({ nodeId: candidate.node.id, holder: request.id, token: 0, expiresAt: now + config.reservationTtlMs });
+        asks.push({ index: i, nodeId: candidate.node.id, nodeName: candidate.node.name, geozone: candidate.node.geozone, score: candidate.score, forwarded: candidate.forwarded });
+      }
+      if (asks.length === 0) break;
+      let granted;
+      try {
+        granted = await leases.acquireMany(asks.map((ask) => ({ name: reservationLease(ask.nodeId), holder: requests[ask.index]!.id, ttlMs: config.reservationTtlMs })));
+      } catch (error) {
+        for (const ask of asks) if (!this.staged.has(requests[ask.index]!.id)) this.index.release(ask.nodeId, 0);
+        throw error;
+      }
+      // After the grant: a node's next dispatch is never stamped before the result that freed it.
+      const grantedAt = clock.now();
+      const retry: number[] = [];
+      asks.forEach((ask, k) => {
+        const lease = granted[k]!;
+        const request = requests[ask.index]!;
+        attempts[ask.index]!++;
+        if (!lease.ok) {
+          // Another scheduler holds it: keep the node out of our candidates until its lease ends.
+          this.index.reserve({ nodeId: ask.nodeId, holder: lease.holder, token: 0, expiresAt: lease.expiresAt });
+          this.staged.delete(request.id);
+          conflicts[ask.index]!++;
+          retry.push(ask.index);
+          return;
+        }
+        const { grant } = lease;
+        this.index.reserve({ nodeId: ask.nodeId, holder: request.id, token: grant.token, expiresAt: grant.expiresAt });
+        const dispatch: InferenceDispatch = this.staged.get(request.id)?.dispatch ?? {
+          schemaVersion: 1,
+          requestId: request.id,
+          nodeId: ask.nodeId,
+          modelId: request.modelId,
+          contextWindowTokens: request.contextWindowTokens,
+          dispatchedAt: new Date(grantedAt).toISOString(),
+          fencingToken: grant.token,
+          geozone: ask.geozone,
+          requesterGeozone: request.requesterGeozone,
+          score: Math.round(ask.score * 1000) / 1000,
+          priority: request.priority,
+          maxLatencyMs: request.maxLatencyMs,
+        };
+        this.stage(request.id, { dispatch, nodeName: ask.nodeName, forwarded: ask.forwarded, geozone: ask.geozone, score: ask.score });
+        const endpoint = this.endpoints.get(ask.nodeId);
+        output.publish(topics.dispatch(ask.geozone), 'InferenceDispatch', dispatch, endpoint ? { headers: { [HEADER_ENDPOINT]: endpoint } } : {});
+        outcomes[ask.index] = { status: 'dispatched', dispatch, nodeName: ask.nodeName, forwarded: ask.forwarded, attempts: attempts[ask.index]!, decisionMs: performance.now() - started };
+      });
+      open = retry;
+    }
+    const now = clock.now();
+    const rejected: { request: InferenceRequest; outcome: RoutingOutcome & { status: 'rejected' } }[] = [];
+    requests.forEach((request, i) => {
+      if (outcomes[i] !== undefined) return;
+      const explanation = this.index.explain(request, now);
+      const reason =
+        conflicts[i]! > 0 && attempts[i]! > config.maxRetries
+          ? `no node could be reserved for ${request.modelId} after ${attempts[i]} attempts: each candidate was taken by another scheduler first`
+          : explanation.reason;
+      const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started };
+      outcomes[i] = outcome;
+      rejected.push({ request, outcome });
+      output.publish(topics.systemEvent, 'SystemEvent', {
+        schemaVersion: 1,
+        id: newId(),
+        timestamp: new Date(now).toISOString(),
+        kind: 'inference.rejected',
+        severity: 'warn',
+        message: `request ${request.id.slice(0, 8)} rejected: ${reason}`,
+        geozone: request.requesterGeozone,
+        subjectId: request.id,
+        details: { requestId: request.id, modelId: request.modelId, priority: request.priority, reason, rejectedBy: explanation.rejectedBy },
+      });
+    });
+    const decided = outcomes as RoutingOutcome[];
+    output.afterCommit(() => {
+      requests.forEach((request, i) => {
+        if (this.decided.has(request.id)) return;
+        const outcome = decided[i]!;
+        this.staged.delete(request.id);
+        if (outcome.status === 'dispatched') {
+          const { dispatch } = outcome;
+          this.inFlight.set(request.id, { nodeId: dispatch.nodeId, geozone: dispatch.geozone ?? request.requesterGeozone, token: dispatch.fencingToken!, request });
+        }
+        this.remember(request.id, outcome);
+        this.deps.observer?.routed?.(outcome, request);
+      });
+    });
+    return decided;
+  }
+
+  private stage(requestId: string, entry: StagedDispatch): void {
+    this.staged.set(requestId, entry);
+    // Entries of batches that moved to another scheduler are never committed here; their leases expire.
+    if (this.staged.size > REMEMBERED_DECISIONS) {
+      const oldest = this.staged.keys().next().value;
+      if (oldest !== undefined) this.staged.delete(oldest);
+    }
+  }
+
+  private onResult(result: InferenceResult): void {
     const flight = this.inFlight.get(result.requestId);
     const token = result.fencingToken ?? flight?.token;
     if (flight) this.inFlight.delete(result.requestId);
     if (token !== undefined) {
       // The token check keeps a late result from freeing a node that was since reserved again.
-      this.index.release(result.nodeId, token);
-      await this.deps.leases.release({ name: reservationLease(result.nodeId), token });
+      // Only the scheduler that dispatched frees the lease (one write, not one per replica), and takes
+      // the node back into its candidates once the store has it free: sooner, its next acquire would
+      // meet its own lease and park the node as someone else's. A dead scheduler's leases end with their TTL.
+      if (flight) this.queueRelease({ name: reservationLease(result.nodeId), token, nodeId: result.nodeId });
+      else this.index.release(result.nodeId, token);
     }
     this.deps.observer?.completed?.(result, flight?.geozone);
+  }
+
+  /** Releases are coalesced: at thousands of results a second, one write per result would be the bottleneck. */
+  private queueRelease(grant: PendingRelease): void {
+    this.releases.push(grant);
+    if (this.releases.length === 1 || this.releases.length >= RELEASE_BATCH) void this.flushReleases();
+  }
+
+  private flushReleases(): Promise<void> {
+    this.releasing = this.releasing.then(async () => {
+      while (this.releases.length > 0) {
+        const batch = this.releases.splice(0, RELEASE_BATCH);
+        try {
+          await this.deps.leases.releaseMany(batch.map(({ name, token }) => ({ name, token })));
+          for (const { nodeId, token } of batch) this.index.release(nodeId, token);
+        } catch (error) {
+          // Not retried: a lease not released ends with its TTL (so does the index's reservation), and
+          // retrying into an outage would pile up.
+          this.deps.logger.warn({ err: errorMessage(error), leases: batch.length }, 'could not release reservations; they end with their TTL');
+        }
+      }
+    });
+    return this.releasing;
   }
 
   private async expireReservations(): Promise<void> {
@@ -236,19 +402,12 @@ export class InferenceScheduler {
   }
 
   private remember(requestId: string, outcome: RoutingOutcome): void {
+    // A ring of ids, not Map.keys().next(): after many deletions that walks every deleted slot at the
+    // front, 15 µs a request at 20,000 entries.
+    const oldest = this.rememberedOrder[this.rememberedAt];
+    if (oldest !== undefined) this.decided.delete(oldest);
+    this.rememberedOrder[this.rememberedAt] = requestId;
+    this.rememberedAt = (this.rememberedAt + 1) % REMEMBERED_DECISIONS;
     this.decided.set(requestId, outcome);
-    if (this.decided.size > REMEMBERED_DECISIONS) {
-      const oldest = this.decided.keys().next().value;
-      if (oldest !== undefined) this.decided.delete(oldest);
-    }
-  }
-
-  private async publishEvent(event: Omit<SystemEvent, 'schemaVersion' | 'id' | 'timestamp'>): Promise<void> {
-    await this.deps.bus.publish(topics.systemEvent, 'SystemEvent', {
-      schemaVersion: 1,
-      id: newId(),
-      timestamp: new Date(this.deps.clock.now()).toISOString(),
-      ...event,
-    });
   }
 }

@@ -21,7 +21,7 @@ import { openSqliteStores } from '../store/sqlite.ts';
 import type { KvStore, LeaseStore, StateStores } from '../store/ports.ts';
 import { MemoryLeaseStore } from '../store/memory-leases.ts';
 import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG } from '../mesh/aggregator.ts';
-import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, schedulerGroup } from '../inference/scheduler.ts';
 import { InferenceTracker } from '../inference/tracker.ts';
 import { DispatchRouter } from '../inference/dispatch-router.ts';
 import { ArcMetrics } from '../api/metrics.ts';
@@ -119,7 +119,10 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     documents: stores.documents,
     clock,
     logger: logger.child({ component: 'aggregator' }),
-    config: { ...DEFAULT_AGGREGATOR_CONFIG, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs },
+    config: { ...DEFAULT_AGGREGATOR_CONFIG, geozones: config.geozones, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs },
+    // On Kafka the topic outlives this process and may carry other deployments' zones: start from the
+    // stored node documents and the newest telemetry, in a group of this instance's own.
+    ...(kafka ? { group: `${instanceId}-aggregator`, startAt: 'latest' as const } : {}),
     onTelemetry: (_node, telemetry) => hub.telemetry(telemetry),
   });
   // Embedded: reservations live in memory (ADR 0005); the durable start epoch keeps their tokens increasing
@@ -137,7 +140,9 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     clock,
     logger: logger.child({ component: 'scheduler' }),
     instanceId,
-    config: { ...DEFAULT_SCHEDULER_CONFIG, placement: config.placement, reservationTtlMs: config.reservationTtlMs, maxRetries: config.maxRetries },
+    group: schedulerGroup(config.geozones),
+    ...(kafka ? { nodes: stores.documents } : {}),
+    config: { ...DEFAULT_SCHEDULER_CONFIG, placement: config.placement, reservationTtlMs: config.reservationTtlMs, maxRetries: config.maxRetries, geozones: config.geozones },
     observer: {
       routed: (outcome) => {
         metrics.decisionSamples.add(outcome.decisionMs);
@@ -148,7 +153,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const tracker = new InferenceTracker();
   const registry = aggregator.registry;
   tracker.addListener(inferenceObserver(metrics, hub, registry));
-  const router = new DispatchRouter(bus, clock);
+  const router = new DispatchRouter(bus, clock, instanceId);
   const gateway = new AgentGateway({
     bus,
     router,

@@ -2,6 +2,10 @@
  * The regional aggregator (seed 001, Pattern 2): consumes telemetry, keeps the node registry and the
  * bitemporal node documents current, marks silent nodes offline (and back online when they report),
  * announces every status change as a SystemEvent and publishes a RegionalSummary per geozone.
+ *
+ * Every replica keeps the whole registry of its geozones, because marking silence needs every node;
+ * only the replica leading (Leadership) writes documents, events and summaries, its document writes
+ * fenced. A standby is warm: on takeover it writes from a registry already current.
  */
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
@@ -14,6 +18,7 @@ import type { Consumer } from '../bus/ports.ts';
 import type { DocumentPut, DocumentStore } from '../store/ports.ts';
 import { geozoneOf, type NodeState } from './node.ts';
 import { NodeRegistry, type StatusChange } from './registry.ts';
+import { SOLE_WRITER, type Leadership } from './leadership.ts';
 
 export const NODES_COLLECTION = 'nodes';
 
@@ -39,7 +44,12 @@ export interface AggregatorDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly config: AggregatorConfig;
+  /** Consumer group for telemetry (default `arc-aggregator`); a replica with its own group sees every node. */
   readonly group?: string;
+  /** Where a group without committed offsets starts; `latest` after restoring from the documents. */
+  readonly startAt?: 'earliest' | 'latest';
+  /** Who writes; the sole writer by default (embedded mode). */
+  readonly leadership?: Leadership;
   /** Called on every telemetry applied, for live views (console, metrics). */
   readonly onTelemetry?: (node: NodeState, telemetry: NodeTelemetry) => void;
 }
@@ -53,9 +63,11 @@ export class RegionalAggregator {
   private readonly timers: NodeJS.Timeout[] = [];
   private consumer: Consumer | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly leadership: Leadership;
 
   constructor(deps: AggregatorDeps) {
     this.deps = deps;
+    this.leadership = deps.leadership ?? SOLE_WRITER;
     this.zones = deps.config.geozones ? new Set(deps.config.geozones) : undefined;
   }
 
@@ -64,7 +76,7 @@ export class RegionalAggregator {
     for (const version of known) {
       if (version.body && this.owns(version.body.geozone)) this.registry.restore(version.body);
     }
-    this.consumer = await this.deps.bus.subscribe(this.deps.group ?? 'arc-aggregator', [topics.telemetry], 'NodeTelemetry', (t) => this.onTelemetry(t));
+    this.consumer = await this.deps.bus.subscribe(this.deps.group ?? 'arc-aggregator', [topics.telemetry], 'NodeTelemetry', (t) => this.onTelemetry(t), { startAt: this.deps.startAt ?? 'earliest' });
     const { sweepIntervalMs, summaryIntervalMs, flushIntervalMs } = this.deps.config;
     this.every(sweepIntervalMs, () => this.sweep());
     this.every(summaryIntervalMs, () => this.publishSummaries());
@@ -116,6 +128,7 @@ export class RegionalAggregator {
   }
 
   private queue(node: NodeState, validFrom: number): void {
+    if (!this.leadership.leading) return;
     this.pending.set(node.id, { collection: NODES_COLLECTION, id: node.id, body: node, options: { validFrom } });
   }
 
@@ -125,8 +138,11 @@ export class RegionalAggregator {
       if (this.pending.size === 0) return;
       const batch = this.pending;
       this.pending = new Map();
+      if (!this.leadership.leading) return;
+      const fence = this.leadership.fence();
+      const puts = fence ? [...batch.values()].map((put) => ({ ...put, options: { ...put.options, fence } })) : [...batch.values()];
       try {
-        await this.deps.documents.putMany([...batch.values()]);
+        await this.deps.documents.putMany(puts);
       } catch (error) {
         for (const [id, put] of batch) if (!this.pending.has(id)) this.pending.set(id, put);
         throw error;
@@ -165,10 +181,12 @@ export class RegionalAggregator {
   }
 
   async publishSummaries(): Promise<void> {
+    if (!this.leadership.leading) return;
     for (const summary of this.summaries()) await this.deps.bus.publish(topics.regionalSummary, 'RegionalSummary', summary);
   }
 
   private async announce(change: StatusChange, now: number): Promise<void> {
+    if (!this.leadership.leading) return;
     const { node, from, to } = change;
     const silentS = Math.round((now - node.lastSeen) / 1000);
     const event: SystemEvent = {

@@ -94,7 +94,7 @@ export class SimulatedMesh {
       member.nextReport = now + this.options.telemetryIntervalMs;
       if (member.node.isSilent(now)) continue;
       try {
-        await this.options.bus.publish(topics.telemetry, 'NodeTelemetry', member.node.telemetry(now));
+        await this.options.bus.publish(topics.telemetry, 'NodeTelemetry', member.node.telemetry(now), { headers: this.options.router.telemetryHeaders });
       } catch (error) {
         this.options.logger.warn({ err: errorMessage(error), node: member.node.name }, 'simulated telemetry not published');
       }
