@@ -8,20 +8,26 @@
 #   bash scripts/kafka.sh stop    # stops the broker this script started (quiet when none)
 #   bash scripts/kafka.sh status  # exit status 0 when a broker answers a metadata request on the port
 #   bash scripts/kafka.sh clean   # stop, then drop the broker's data (every topic and offset)
+#
+# ARCNET_KAFKA_PORT (default 19092; the controller takes the next port) and ARCNET_KAFKA_INSTANCE
+# run a second, separate broker with its own data beside the first, e.g. for a test that restarts
+# its broker without disturbing the suites sharing the default one.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 pom="$root/scripts/kafka/pom.xml"
 cache="$root/.cache/kafka"
 libs="$cache/libs"
-data="$cache/data"
-conf="$cache/server.properties"
-log4j_conf="$cache/log4j2.properties"
-logfile="$cache/broker.log"
-pidfile="$cache/broker.pid"
+instance="${ARCNET_KAFKA_INSTANCE:-}"
+state="$cache${instance:+/instances/$instance}"
+data="$state/data"
+conf="$state/server.properties"
+log4j_conf="$state/log4j2.properties"
+logfile="$state/broker.log"
+pidfile="$state/broker.pid"
 host="127.0.0.1"
-port=19092
-controller_port=19093
+port="${ARCNET_KAFKA_PORT:-19092}"
+controller_port=$((port + 1))
 start_timeout_s=60
 stop_timeout_s=30
 dependency_plugin="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -91,7 +97,7 @@ ensure_libs() {
 }
 
 write_config() {
-  mkdir -p "$cache"
+  mkdir -p "$state"
   # Internal topics get replication factor 1 (one node) and few partitions: their default 50 each
   # makes the first group join and the first transaction wait while a hundred partitions are created.
   cat >"$conf.tmp" <<EOF
@@ -132,7 +138,7 @@ EOF
 }
 
 cluster_id() {
-  local file="$cache/cluster.id"
+  local file="$state/cluster.id"
   if [ ! -s "$file" ]; then
     local id
     # A Kafka Uuid in its text form: 16 random bytes, URL-safe base64 without padding; never a leading
@@ -148,19 +154,19 @@ format_storage() {
   [ -f "$data/meta.properties" ] && return 0
   mkdir -p "$data"
   "$java" -Xmx256m -cp "$libs/*" -Dlog4j2.configurationFile="$log4j_conf" \
-    kafka.tools.StorageTool format --cluster-id "$(cluster_id)" --config "$conf" --ignore-formatted >"$cache/format.log" 2>&1 ||
+    kafka.tools.StorageTool format --cluster-id "$(cluster_id)" --config "$conf" --ignore-formatted >"$state/format.log" 2>&1 ||
     {
-      cat "$cache/format.log" >&2
+      cat "$state/format.log" >&2
       die "formatting $data failed"
     }
 }
 
 launch() {
   (
-    cd "$cache"
+    cd "$state"
     nohup "$java" -Xms128m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$log4j_conf" -Dkafka.logs.dir="$cache" \
+      -Dlog4j2.configurationFile="$log4j_conf" -Dkafka.logs.dir="$state" \
       -cp "$libs/*" kafka.Kafka "$conf" >"$logfile" 2>&1 </dev/null &
     echo $! >"$pidfile"
   )
@@ -223,7 +229,7 @@ cmd_stop() {
 
 cmd_clean() {
   cmd_stop
-  rm -rf "$data" "$cache/cluster.id"
+  rm -rf "$data" "$state/cluster.id"
 }
 
 case "${1:-}" in

@@ -16,9 +16,9 @@ import { DEFAULT_INFERENCE_PROFILE } from '../placement/inference-profile.ts';
 import { VERSION } from '../main/version.ts';
 import type { InferenceBackend } from '../agent/ports.ts';
 import type { Worker } from '../agent/worker.ts';
-import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';
 import { colour, percent, statusColour, table, truncateId } from './format.ts';
 import { registerJobCommands } from './jobs-commands.ts';
+import { registerRoleCommands } from './role-commands.ts';
 
 class UsageError extends Error {}
 
@@ -49,6 +49,8 @@ const weights = (value: string): Partial<Weights> => {
   return out;
 };
 
+const roleHelpers = { int, list, usage: (message: string) => new UsageError(message) };
+
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
 
@@ -61,34 +63,23 @@ function withServerOptions(command: Command): Command {
     .option('--memory', 'keep state in memory only (nothing written to disk)', false)
     .option('--kafka [servers]', 'use Apache Kafka as the bus: host:port list, or without a value KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_* variables')
     .option('--postgres [url]', 'keep state in PostgreSQL: a postgres:// URL, or without a value ARCNET_POSTGRES_URL')
-    .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)');
+    .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)')
+    .option('--config <file>', 'JSON config file (kafka, postgres, geozone-id, log-level; see docs/configuration.md); default $ARCNET_CONFIG');
 }
 
 interface ExternalFlags {
   kafka?: string | true;
   postgres?: string | true;
   postgresSchema?: string;
+  config?: string;
 }
 
-/** External engines chosen on the command line; only ever by an explicit flag, so a stray environment variable never switches modes. */
+/** External engines for `up` and `coordinator`: only an explicit flag or a config file switches modes, never a stray environment variable. */
 async function externalEngines(opts: ExternalFlags): Promise<EmbeddedConfig['external']> {
-  if (opts.kafka === undefined && opts.postgres === undefined) return undefined;
-  const external: { kafka?: KafkaConnectionOptions; postgres?: { url: string; schema?: string } } = {};
-  if (opts.kafka !== undefined) {
-    const { kafkaOptionsFromEnv, parseBootstrapServers } = await import('../bus/kafka-config.ts');
-    try {
-      const fromEnv = kafkaOptionsFromEnv(opts.kafka === true ? process.env : { ...process.env, KAFKA_BOOTSTRAP_SERVERS: opts.kafka });
-      external.kafka = opts.kafka === true ? fromEnv : { ...fromEnv, bootstrapServers: parseBootstrapServers(opts.kafka) };
-    } catch (error) {
-      throw new UsageError(`--kafka: ${errorMessage(error)}`);
-    }
-  }
-  if (opts.postgres !== undefined) {
-    const url = opts.postgres === true ? process.env['ARCNET_POSTGRES_URL'] : opts.postgres;
-    if (!url) throw new UsageError('--postgres without a URL needs ARCNET_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)');
-    external.postgres = { url, ...(opts.postgresSchema ? { schema: opts.postgresSchema } : {}) };
-  }
-  return external;
+  const { resolveEngines } = await import('../main/settings.ts');
+  const engines = resolveEngines(opts, { required: false });
+  if (!engines.kafka && !engines.postgres) return undefined;
+  return engines;
 }
 
 /** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */
@@ -323,15 +314,24 @@ program
 
 program
   .command('simulate')
-  .description('simulate nodes as agents of a running server, with an inference load over its API')
-  .requiredOption('--server <url>', 'ArcNet server, e.g. http://127.0.0.1:8080')
+  .description('simulate nodes as agents of a running server (--server), or on the Kafka bus directly (--kafka), with an inference load')
+  .option('--server <url>', 'ArcNet server, e.g. http://127.0.0.1:8080: nodes connect as agents, requests go to its API')
+  .option('--kafka [servers]', 'instead of --server: telemetry and requests straight onto Kafka, dispatches read from it (default $KAFKA_BOOTSTRAP_SERVERS)')
+  .option('--config <file>', 'JSON config file for --kafka (docs/configuration.md)')
   .option('--nodes <n>', 'simulated nodes', int('--nodes', 1), 20)
   .option('--geozone <zone>', 'geozone of the nodes', 'CAISO')
   .option('--rate <n>', 'inference requests per second sent to the API (0 for none)', int('--rate'), 0)
   .option('--seed <n>', 'seed', int('--seed'), 7)
   .option('--telemetry-interval <ms>', 'telemetry period', int('--telemetry-interval', 100), 10_000)
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('warn'))
-  .action(async (opts: { server: string; nodes: number; geozone: string; rate: number; seed: number; telemetryInterval: number; logLevel: string }) => {
+  .action(async (opts: { server?: string; kafka?: string | true; config?: string; nodes: number; geozone: string; rate: number; seed: number; telemetryInterval: number; logLevel: string }) => {
+    if (opts.kafka !== undefined) {
+      const { runBusSimulator } = await import('./role-commands.ts');
+      await runBusSimulator({ ...opts, geozone: list(opts.geozone) }, roleHelpers);
+      return;
+    }
+    const server = opts.server;
+    if (!server) throw new UsageError('simulate: pass --server <url> (nodes as agents of a server) or --kafka (nodes on the bus)');
     const logger = createLogger({ level: opts.logLevel, name: 'arcnet-simulate' });
     const [{ Agent }, { SimulatedBackend }, { SimulatedNode }, { LoadGenerator }, { seededRandom }] = await Promise.all([
       import('../agent/agent.ts'),
@@ -346,7 +346,7 @@ program
       const backend = new SimulatedBackend({ slots: node.slots, random });
       let last = Date.now();
       return new Agent({
-        serverUrl: opts.server,
+        serverUrl: server,
         identity: node.identity(),
         backend,
         telemetryIntervalMs: opts.telemetryInterval,
@@ -360,7 +360,7 @@ program
       });
     });
     await Promise.all(agents.map((a) => a.start()));
-    process.stdout.write(`simulating ${agents.length} nodes in ${opts.geozone} against ${opts.server}${opts.rate > 0 ? ` with ${opts.rate} req/s` : ''}; Ctrl-C stops\n`);
+    process.stdout.write(`simulating ${agents.length} nodes in ${opts.geozone} against ${server}${opts.rate > 0 ? ` with ${opts.rate} req/s` : ''}; Ctrl-C stops\n`);
     let refused = 0;
     const load =
       opts.rate > 0
@@ -370,7 +370,7 @@ program
             random,
             logger,
             submit: async (request) => {
-              const response = await fetch(new URL('/api/v1/inference', opts.server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+              const response = await fetch(new URL('/api/v1/inference', server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
               // 503 is the server saying no node fits or it is shedding load: expected under a simulation. Anything else 4xx/5xx is a bug worth seeing.
               if (response.status >= 400 && response.status !== 503) {
                 refused++;
@@ -471,6 +471,7 @@ program
   });
 
 registerJobCommands(program, (message) => new UsageError(message));
+registerRoleCommands(program, roleHelpers);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`arcnet: ${errorMessage(error)}\n`);

@@ -24,7 +24,7 @@ describe.skipIf(!available)(`arcnet up on Kafka and PostgreSQL${available ? '' :
     const schema = await schemas.fresh();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const args = ['up', '--port', String(port), '--kafka', KAFKA_BOOTSTRAP, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--nodes', '6', '--rate', '10', '--telemetry-interval', '500', '--no-status', '--log-level', 'warn'];
+    const args = ['up', '--port', String(port), '--kafka', KAFKA_BOOTSTRAP, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozones', 'PJM', '--nodes', '6', '--rate', '10', '--telemetry-interval', '500', '--no-status', '--log-level', 'warn'];
     let server = startCli(args);
     children.push(server);
     interface Stats { mode: string; nodes: { total: number }; inference: { completed: number } }

@@ -91,7 +91,11 @@ describe('arcnet up with a real agent process', () => {
     expect(second['nodeId']).toBe(agentId);
 
     // History written before the restart is still there.
-    const history = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+    // Node documents are written in batches every 200 ms, so a loaded machine may need a moment.
+    const history = await until(async () => {
+      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+      return body.history.length > 3 ? body : undefined;
+    }, 'the node history from before and after the restart');
     expect(history.history.length).toBeGreaterThan(3);
 
     // A second server on the same data directory is refused with one line naming the owner.
