@@ -16,6 +16,7 @@
  * when consensus is reached and every execution placed for it has reported (the third, late result
  * included). Every decided job's result is checked against the honest one.
  */
+import { percentileOfSorted } from '../src/core/stats.ts';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock } from '../src/core/clock.ts';
@@ -86,10 +87,6 @@ export interface JobsBenchResult {
 const REDUNDANCY = 3;
 const CONSENSUS = 2;
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 /** Job names and inputs carry their sequence number, so samples live in typed arrays, not maps. */
 const jobName = (sequence: number): string => `bench-job-${sequence}`;
@@ -262,9 +259,9 @@ export async function jobsThroughput(options: JobsBenchOptions): Promise<JobsBen
     done,
     elapsedS,
     jobsPerSecond: done / elapsedS,
-    consensusP50Ms: percentile(consensus, 50),
-    consensusP99Ms: percentile(consensus, 99),
-    allInP99Ms: percentile(allIn, 99),
+    consensusP50Ms: percentileOfSorted(consensus, 50),
+    consensusP99Ms: percentileOfSorted(consensus, 99),
+    allInP99Ms: percentileOfSorted(allIn, 99),
     wrong,
     failed,
     undecided,

@@ -1,5 +1,11 @@
 /** Small fixed-memory statistics for live status: recent-sample percentiles and per-second rates. */
 
+/** The p-th percentile (0..100) of ascending values, nearest rank; NaN when there are none. */
+export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
 export class RollingSamples {
   private readonly values: Float64Array;
   private next = 0;
@@ -23,7 +29,7 @@ export class RollingSamples {
   percentiles(...ps: number[]): number[] {
     if (this.filled === 0) return ps.map(() => Number.NaN);
     const sorted = this.values.slice(0, this.filled).sort();
-    return ps.map((p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!);
+    return ps.map((p) => percentileOfSorted(sorted, p));
   }
 }
 
