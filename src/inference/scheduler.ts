@@ -9,6 +9,7 @@
 import { backoffDelay, sleep, type Clock } from '../core/clock.ts';
 import { newId } from '../core/ids.ts';
 import { errorMessage } from '../core/errors.ts';
+import { RecentMap } from '../core/recent-map.ts';
 import type { Logger } from '../core/logging.ts';
 import type { InferenceDispatch, InferenceRequest, InferenceResult, NodeTelemetry } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
@@ -118,9 +119,13 @@ export class InferenceScheduler {
   private readonly zones: ReadonlySet<string> | undefined;
   private readonly inFlight = new Map<string, InFlight>();
   /** Decisions by request id: a redelivered request gets its first decision, never a second dispatch. */
-  private readonly decided = new Map<string, RoutingOutcome>();
-  private readonly rememberedOrder: (string | undefined)[] = new Array<string | undefined>(REMEMBERED_DECISIONS);
-  private rememberedAt = 0;
+  private readonly decided = new RecentMap<string, RoutingOutcome>(REMEMBERED_DECISIONS);
+  /**
+   * Results of requests another scheduler dispatched (a replica, or one that died): if this one later
+   * finds the node's lease still held by such a request, the lease is over in all but name and it
+   * releases it, instead of leaving the node idle until the dead scheduler's lease runs out.
+   */
+  private readonly completedElsewhere = new RecentMap<string, { nodeId: string; token: number }>(REMEMBERED_DECISIONS);
   /** Dispatches staged in a batch that has not committed yet: a retry of the batch reuses the node and token. */
   private readonly staged = new Map<string, StagedDispatch>();
   /** Which process holds each node's session, from telemetry headers. */
@@ -258,8 +263,11 @@ export class InferenceScheduler {
         const request = requests[ask.index]!;
         attempts[ask.index]!++;
         if (!lease.ok) {
-          // Another scheduler holds it: keep the node out of our candidates until its lease ends.
-          this.index.reserve({ nodeId: ask.nodeId, holder: lease.holder, token: 0, expiresAt: lease.expiresAt });
+          // Another scheduler holds it: keep the node out of our candidates until its lease ends, or
+          // until the release, when its request has already completed.
+          const completed = this.completedElsewhere.get(lease.holder);
+          if (completed?.nodeId === ask.nodeId) this.reclaim(ask.nodeId, lease.holder, completed.token, lease.expiresAt);
+          else this.index.reserve({ nodeId: ask.nodeId, holder: lease.holder, token: 0, expiresAt: lease.expiresAt });
           this.staged.delete(request.id);
           conflicts[ask.index]!++;
           retry.push(ask.index);
@@ -344,13 +352,31 @@ export class InferenceScheduler {
     if (flight) this.inFlight.delete(result.requestId);
     if (token !== undefined) {
       // The token check keeps a late result from freeing a node that was since reserved again.
-      // Only the scheduler that dispatched frees the lease (one write, not one per replica), and takes
-      // the node back into its candidates once the store has it free: sooner, its next acquire would
-      // meet its own lease and park the node as someone else's. A dead scheduler's leases end with their TTL.
+      // The scheduler that dispatched frees the lease (one write, not one per replica), and takes the
+      // node back into its candidates once the store has it free: sooner, its next acquire would meet
+      // its own lease and park the node as someone else's. Another scheduler frees it only once it has
+      // met that lease itself (the dispatcher may be dead); until then it remembers the result.
+      const parked = flight ? undefined : this.index.reservation(result.nodeId);
       if (flight) this.queueRelease({ name: reservationLease(result.nodeId), token, nodeId: result.nodeId });
-      else this.index.release(result.nodeId, token);
+      else if (parked?.holder === result.requestId) this.reclaim(result.nodeId, result.requestId, token, parked.expiresAt);
+      else {
+        this.index.release(result.nodeId, token);
+        this.completedElsewhere.set(result.requestId, { nodeId: result.nodeId, token });
+      }
     }
     this.deps.observer?.completed?.(result, flight?.geozone);
+  }
+
+  /**
+   * Frees the lease of a completed request this scheduler did not dispatch. Releasing by token is safe
+   * whoever releases: a grant the node has since moved past has another token, and is left alone.
+   */
+  private reclaim(nodeId: string, holder: string, token: number, expiresAt: number): void {
+    this.completedElsewhere.delete(holder);
+    // Parked under the grant's own token, so the release's index update takes the node back.
+    this.index.reserve({ nodeId, holder, token, expiresAt });
+    this.queueRelease({ name: reservationLease(nodeId), token, nodeId });
+    this.deps.logger.info({ nodeId, requestId: holder, token }, 'freeing the reservation of a completed request another scheduler dispatched');
   }
 
   /** Releases are coalesced: at thousands of results a second, one write per result would be the bottleneck. */
@@ -402,12 +428,6 @@ export class InferenceScheduler {
   }
 
   private remember(requestId: string, outcome: RoutingOutcome): void {
-    // A ring of ids, not Map.keys().next(): after many deletions that walks every deleted slot at the
-    // front, 15 µs a request at 20,000 entries.
-    const oldest = this.rememberedOrder[this.rememberedAt];
-    if (oldest !== undefined) this.decided.delete(oldest);
-    this.rememberedOrder[this.rememberedAt] = requestId;
-    this.rememberedAt = (this.rememberedAt + 1) % REMEMBERED_DECISIONS;
     this.decided.set(requestId, outcome);
   }
 }

@@ -2,7 +2,8 @@
  * The roles as separate processes on Kafka and PostgreSQL: two aggregators and two schedulers for
  * one geozone, a simulator with 50 nodes, and a request load. The active scheduler and the leading
  * aggregator are SIGKILLed mid-run. Read back from the topics afterwards: every request has exactly
- * one dispatch, no node was reserved twice at once, and the takeovers took a bounded time.
+ * one dispatch, no node was reserved twice at once, the takeovers took a bounded time, and the
+ * survivor reuses nodes the dead scheduler had reserved once their requests completed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
@@ -24,9 +25,11 @@ const why = [pg.available ? '' : `PostgreSQL: ${pg.reason}`, kafka.available ? '
 
 const ZONE = 'CAISO';
 const RATE = 3;
+const BURST_BEFORE_KILL = 5;
 const LOAD_SECONDS = 40;
 const KILL_AFTER_S = 10;
-const RESERVATION_TTL_MS = 10_000;
+/** Longer than the load runs after the kill: a node the survivor reuses was freed by it, not by the TTL. */
+const RESERVATION_TTL_MS = 30_000;
 
 /**
  * Everything committed to some topics from now on, read back by a consumer group of the test's own
@@ -93,6 +96,15 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
     let killedScheduler = '';
     let killedAggregator = '';
     let aggregatorTakeover: Promise<{ lease: { holder: string; token: number }; atMs: number }> | undefined;
+    const newRequest = (contextWindowTokens = 512): InferenceRequest => ({
+      schemaVersion: 1,
+      id: randomUUID(),
+      modelId: 'llama-3-8b',
+      contextWindowTokens,
+      priority: 'normal',
+      maxLatencyMs: 2_000,
+      requesterGeozone: ZONE,
+    });
     const started = Date.now();
     for (let i = 0; i < RATE * LOAD_SECONDS; i++) {
       const due = started + (i * 1000) / RATE;
@@ -100,6 +112,22 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
       if (killedAt === 0 && Date.now() - started >= KILL_AFTER_S * 1000) {
         const active = schedulers.find((s) => s.output().includes('routing requests from'));
         expect(active, 'one scheduler routes the zone').toBeDefined();
+        // A burst it dispatches just before it dies, to requests that run for about half a second
+        // (a long context), so their nodes are still working at the kill and their leases outlive it.
+        const burst = Array.from({ length: BURST_BEFORE_KILL }, () => newRequest(16_384));
+        for (const request of burst) {
+          await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
+          producedAt.set(request.id, Date.now());
+        }
+        await until(
+          () => {
+            const seen = new Set(decodeAll(of(topics.dispatch(ZONE)), 'InferenceDispatch').map((d) => d.requestId));
+            return burst.every((r) => seen.has(r.id));
+          },
+          'the burst before the kill to be dispatched',
+          10_000,
+          { intervalMs: 5 },
+        );
         const holder = (await stores.leases.current(`aggregator/${ZONE}`))!.holder;
         const leader = aggregators.find((a) => instanceOf(a) === holder)!;
         killedAt = Date.now();
@@ -112,15 +140,7 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
           return current && current.holder !== holder ? { lease: current, atMs: Date.now() - killedAt } : undefined;
         }, 'the standby aggregator to take the lease', 30_000, { intervalMs: 50 });
       }
-      const request: InferenceRequest = {
-        schemaVersion: 1,
-        id: randomUUID(),
-        modelId: 'llama-3-8b',
-        contextWindowTokens: 512,
-        priority: 'normal',
-        maxLatencyMs: 2_000,
-        requesterGeozone: ZONE,
-      };
+      const request = newRequest();
       await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
       producedAt.set(request.id, Date.now());
     }
@@ -177,7 +197,23 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
     // Takeover: the longest wait of a request produced after the kill.
     const waits = dispatches.filter((d) => producedAt.get(d.requestId)! >= killedAt).map((d) => Date.parse(d.dispatchedAt) - producedAt.get(d.requestId)!);
     const takeoverMs = Math.max(...waits);
-    console.log(`takeover after SIGKILL: scheduler ${takeoverMs} ms (killed ${killedScheduler}), aggregator ${aggregatorTakeoverMs} ms (killed ${killedAggregator}); ${ids.size} requests, ${dispatches.length} dispatches, ${byNode.size} nodes used`);
+
+    // Reservations the dead scheduler still held (their requests completed after the kill, so it never
+    // released them) would idle their nodes for the whole TTL; the survivor frees each one whose request
+    // completed and routes to the node again well within that TTL.
+    const killedDispatches = dispatches.filter((d) => Date.parse(d.dispatchedAt) < killedAt && Date.parse(results.get(d.requestId)?.completedAt ?? '0') > killedAt);
+    const reusedEarly = dispatches.filter((d) => {
+      const at = Date.parse(d.dispatchedAt);
+      return at >= killedAt && killedDispatches.some((k) => k.nodeId === d.nodeId && at < Date.parse(k.dispatchedAt) + RESERVATION_TTL_MS);
+    });
+    const survivor = schedulers.find((s) => instanceOf(s) !== killedScheduler)!;
+    const freed = survivor.output().split('freeing the reservation of a completed request another scheduler dispatched').length - 1;
+    console.log(
+      `takeover after SIGKILL: scheduler ${takeoverMs} ms (killed ${killedScheduler}), aggregator ${aggregatorTakeoverMs} ms (killed ${killedAggregator}); ${ids.size} requests, ${dispatches.length} dispatches, ${byNode.size} nodes used; the survivor freed ${freed} of the dead scheduler's reservations and made ${reusedEarly.length} dispatches to such nodes before their ${RESERVATION_TTL_MS / 1000} s TTL`,
+    );
+    expect(killedDispatches.length, 'the burst still running at the kill').toBeGreaterThan(0);
+    expect(freed, 'reservations of the dead scheduler freed by the survivor').toBeGreaterThan(0);
+    expect(reusedEarly.length, 'dispatches by the survivor to nodes the dead scheduler had reserved, before that TTL').toBeGreaterThan(0);
     expect(takeoverMs).toBeLessThan(30_000);
     expect(aggregatorTakeoverMs).toBeLessThan(10_000);
     expect(simulator.exitCode).toBeNull();
