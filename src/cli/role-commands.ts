@@ -46,10 +46,32 @@ async function resolveCommon(flags: CommonFlags, role: string, helpers: RoleComm
   return { logger: createLogger({ level, name: `arcnet-${role}` }), geozones, flags };
 }
 
+interface HttpFlags {
+  httpHost: string;
+  httpPort?: number;
+}
+
+function withHttpOptions(command: Command, helpers: RoleCommandHelpers): Command {
+  return command
+    .option('--http-port <port>', 'serve /health, /ready and /metrics on this port (0 picks a free one; off when not given)', helpers.int('--http-port'))
+    .option('--http-host <host>', 'address for --http-port', '127.0.0.1');
+}
+
 async function openStateAndBus(role: string, resolved: Resolved, options: Pick<BusOptions, 'observer' | 'sessionTimeoutMs'> = {}): Promise<Engines> {
   const [{ resolveEngines }, { openEngines }] = await Promise.all([import('../main/settings.ts'), import('../main/roles.ts')]);
   const engines = resolveEngines(resolved.flags, { required: true });
   return openEngines(role, { kafka: engines.kafka!, postgres: engines.postgres! }, { ...options, logger: resolved.logger, geozones: resolved.geozones });
+}
+
+/** Starts a role; a taken --http-port closes the engines and is one line on the CLI, not a stack trace. */
+async function withPortCheck<T>(flags: HttpFlags, helpers: RoleCommandHelpers, engines: Engines, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    await engines.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw helpers.usage(`--http-port ${flags.httpPort} on ${flags.httpHost} is already in use; stop what holds it or pick another port`);
+    throw error;
+  }
 }
 
 /** Runs a started role until SIGINT/SIGTERM, then stops it and exits. */
@@ -78,29 +100,46 @@ async function runUntilSignalled(role: string, started: RoleProcess): Promise<vo
 export function registerRoleCommands(program: Command, helpers: RoleCommandHelpers): void {
   const { int } = helpers;
 
-  withEngineOptions(program.command('aggregator'), helpers)
+  withHttpOptions(withEngineOptions(program.command('aggregator'), helpers), helpers)
     .description('regional aggregator on Kafka and PostgreSQL: node registry and documents, offline detection, summaries; replicas stand by and take over through a lease')
     .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
     .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
     .option('--lease-ttl <ms>', 'writer lease TTL: how long a dead leader\'s duties wait for a standby', int('--lease-ttl', 300), 6_000)
-    .action(async (flags: CommonFlags & { offlineAfter: number; summaryInterval: number; leaseTtl: number }) => {
+    .action(async (flags: CommonFlags & HttpFlags & { offlineAfter: number; summaryInterval: number; leaseTtl: number }) => {
       const resolved = await resolveCommon(flags, 'aggregator', helpers);
-      const { startAggregatorRole } = await import('../main/roles.ts');
-      const engines = await openStateAndBus('aggregator', resolved);
-      const role = await startAggregatorRole(engines, { geozones: resolved.geozones, offlineAfterMs: flags.offlineAfter, summaryIntervalMs: flags.summaryInterval, leaseTtlMs: flags.leaseTtl });
+      const { startAggregatorRole, roleMetrics } = await import('../main/roles.ts');
+      const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
+      const engines = await openStateAndBus('aggregator', resolved, metrics ? { observer: metrics.metrics.busObserver() } : {});
+      const role = await withPortCheck(flags, helpers, engines, () =>
+        startAggregatorRole(engines, {
+          geozones: resolved.geozones,
+          offlineAfterMs: flags.offlineAfter,
+          summaryIntervalMs: flags.summaryInterval,
+          leaseTtlMs: flags.leaseTtl,
+          ...(metrics ? { http: { host: flags.httpHost, port: flags.httpPort!, metrics } } : {}),
+        }),
+      );
       await runUntilSignalled('aggregator', role);
     });
 
-  withEngineOptions(program.command('scheduler'), helpers)
+  withHttpOptions(withEngineOptions(program.command('scheduler'), helpers), helpers)
     .description('inference scheduler on Kafka and PostgreSQL: exactly-once routing of the geozones\' requests; replicas share them through a consumer group')
     .option('--reservation-timeout <ms>', 'reservation lease TTL (a node that never answers is freed after this)', int('--reservation-timeout', 100), 30_000)
     .option('--max-retries <n>', 'further reservation attempts on the next-best node', int('--max-retries'), 3)
     .option('--failover-after <ms>', 'silence after which a replica takes over a dead one\'s requests (Kafka session timeout; the broker allows 6000 and up by default)', int('--failover-after', 1000), 10_000)
-    .action(async (flags: CommonFlags & { reservationTimeout: number; maxRetries: number; failoverAfter: number }) => {
+    .action(async (flags: CommonFlags & HttpFlags & { reservationTimeout: number; maxRetries: number; failoverAfter: number }) => {
       const resolved = await resolveCommon(flags, 'scheduler', helpers);
-      const { startSchedulerRole } = await import('../main/roles.ts');
-      const engines = await openStateAndBus('scheduler', resolved, { sessionTimeoutMs: flags.failoverAfter });
-      const role = await startSchedulerRole(engines, { geozones: resolved.geozones, reservationTtlMs: flags.reservationTimeout, maxRetries: flags.maxRetries });
+      const { startSchedulerRole, roleMetrics } = await import('../main/roles.ts');
+      const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
+      const engines = await openStateAndBus('scheduler', resolved, { sessionTimeoutMs: flags.failoverAfter, ...(metrics ? { observer: metrics.metrics.busObserver() } : {}) });
+      const role = await withPortCheck(flags, helpers, engines, () =>
+        startSchedulerRole(engines, {
+          geozones: resolved.geozones,
+          reservationTtlMs: flags.reservationTimeout,
+          maxRetries: flags.maxRetries,
+          ...(metrics ? { http: { host: flags.httpHost, port: flags.httpPort!, metrics } } : {}),
+        }),
+      );
       await runUntilSignalled('scheduler', role);
     });
 

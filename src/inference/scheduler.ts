@@ -131,8 +131,8 @@ export class InferenceScheduler {
   /** Which process holds each node's session, from telemetry headers. */
   private readonly endpoints = new Map<string, string>();
   private readonly consumers: Consumer[] = [];
-  /** Partitions this instance has routed from, so taking one over is logged once. */
-  private readonly routing = new Set<string>();
+  /** Partitions this instance has routed from and when it last did, so taking one over is logged once. */
+  private readonly routing = new Map<string, number>();
   private expiryTimer: NodeJS.Timeout | undefined;
   private releases: PendingRelease[] = [];
   private releasing: Promise<void> = Promise.resolve();
@@ -170,6 +170,15 @@ export class InferenceScheduler {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     await Promise.all(this.consumers.splice(0).map((c) => c.close()));
     await this.flushReleases();
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** The request partitions this instance has routed from, with when it last routed a batch from each. */
+  routedFrom(): { source: string; lastBatchAt: string }[] {
+    return [...this.routing].map(([source, at]) => ({ source, lastBatchAt: new Date(at).toISOString() }));
   }
 
   observeTelemetry(telemetry: NodeTelemetry, meta?: MessageMeta): void {
@@ -211,8 +220,9 @@ export class InferenceScheduler {
     if (requests.length === 0) return;
     const { topic, partition } = batch[0]!.meta.record;
     const source = `${topic}[${partition}]`;
-    if (!this.routing.has(source)) {
-      this.routing.add(source);
+    const first = !this.routing.has(source);
+    this.routing.set(source, this.deps.clock.now());
+    if (first) {
       this.deps.logger.info({ source, geozone: requests[0]!.requesterGeozone }, `routing requests from ${source}`);
     }
     await this.decide(requests, output);

@@ -25,7 +25,7 @@ import { openPostgresStores } from '../store/postgres.ts';
 import type { StateStores } from '../store/ports.ts';
 import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG } from '../mesh/aggregator.ts';
 import { LeaseLeadership, READ_ONLY } from '../mesh/leadership.ts';
-import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, schedulerGroup } from '../inference/scheduler.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, schedulerGroup, type SchedulerObserver } from '../inference/scheduler.ts';
 import { InferenceTracker } from '../inference/tracker.ts';
 import { DispatchRouter } from '../inference/dispatch-router.ts';
 import { ArcMetrics } from '../api/metrics.ts';
@@ -38,6 +38,9 @@ import { LoadGenerator } from '../sim/load.ts';
 import { seededRandom } from '../sim/random.ts';
 import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../placement/inference-profile.ts';
 import { VERSION } from './version.ts';
+import { startRoleHttp, type RoleHealth, type RoleHttp } from './role-http.ts';
+import { Gauge } from 'prom-client';
+import type { NodeState } from '../mesh/node.ts';
 
 export interface EngineSettings {
   readonly kafka: KafkaConnectionOptions;
@@ -70,7 +73,7 @@ export interface RoleProcess {
   readonly instanceId: string;
   /** A line for the banner: what runs and where. */
   readonly summary: string;
-  /** The HTTP address, for the server role. */
+  /** The HTTP address: the server's API, or an aggregator's or scheduler's health and metrics port. */
   readonly url?: string;
   stop(): Promise<void>;
 }
@@ -129,12 +132,38 @@ export async function openEngines(role: string, settings: EngineSettings, option
   };
 }
 
+/** Where an aggregator or scheduler serves /health, /ready and /metrics (off unless asked for). */
+export interface RoleHttpSettings {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Metrics for a role without an API, created before its engines (the bus observer counts from the
+ * first message) and told later where its nodes are.
+ */
+export function roleMetrics(): { metrics: ArcMetrics; nodes: { current: () => Iterable<NodeState> } } {
+  const nodes = { current: (): Iterable<NodeState> => [] };
+  return { metrics: new ArcMetrics({ all: () => nodes.current() }), nodes };
+}
+
+async function maybeStartRoleHttp(
+  engines: Engines,
+  role: string,
+  http: (RoleHttpSettings & { readonly metrics: ArcMetrics }) | undefined,
+  health: () => RoleHealth,
+): Promise<RoleHttp | undefined> {
+  if (!http) return undefined;
+  return startRoleHttp({ host: http.host, port: http.port, role, instanceId: engines.instanceId, health, metrics: http.metrics.registry, logger: engines.logger });
+}
+
 export interface AggregatorRoleOptions {
   readonly geozones: readonly string[];
   readonly offlineAfterMs?: number;
   readonly summaryIntervalMs?: number;
   /** How long a dead leader's duties wait before a standby takes them (lease TTL). */
   readonly leaseTtlMs?: number;
+  readonly http?: RoleHttpSettings & { readonly metrics: ReturnType<typeof roleMetrics> };
 }
 
 /** One aggregator per geozone, each campaigning for its zone's lease; replicas stand by warm. */
@@ -170,11 +199,38 @@ export async function startAggregatorRole(engines: Engines, options: AggregatorR
     await leadership.start();
     aggregators.set(zone, { aggregator, leadership });
   }
+  const http = options.http
+    ? await (async () => {
+        const { metrics, nodes } = options.http!.metrics;
+        nodes.current = function* () {
+          for (const { aggregator } of aggregators.values()) yield* aggregator.registry.all();
+        };
+        new Gauge({
+          name: 'arcnet_aggregator_leading',
+          help: 'Whether this replica holds the geozone\'s aggregator lease and writes for it (1) or stands by (0)',
+          labelNames: ['geozone'],
+          registers: [metrics.registry],
+          collect() {
+            for (const [zone, { leadership }] of aggregators) this.set({ geozone: zone }, leadership.leading ? 1 : 0);
+          },
+        });
+        return maybeStartRoleHttp(engines, 'aggregator', { ...options.http!, metrics }, () => ({
+          ready: true,
+          details: {
+            geozones: Object.fromEntries(
+              [...aggregators].map(([zone, { aggregator, leadership }]) => [zone, { leading: leadership.leading, leaseToken: leadership.fence()?.token ?? null, nodes: aggregator.registry.size }]),
+            ),
+          },
+        }));
+      })()
+    : undefined;
   return {
     instanceId,
     aggregators,
-    summary: `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)`,
+    summary: `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)${http ? `; health and metrics at ${http.url}` : ''}`,
+    ...(http ? { url: http.url } : {}),
     stop: async () => {
+      await http?.close();
       for (const { aggregator, leadership } of aggregators.values()) {
         await aggregator.stop();
         await leadership.stop();
@@ -189,6 +245,7 @@ export interface SchedulerRoleOptions {
   readonly reservationTtlMs?: number;
   readonly maxRetries?: number;
   readonly placement?: InferenceProfileConfig;
+  readonly http?: RoleHttpSettings & { readonly metrics: ReturnType<typeof roleMetrics> };
 }
 
 export async function startSchedulerRole(engines: Engines, options: SchedulerRoleOptions): Promise<RoleProcess & { scheduler: InferenceScheduler }> {
@@ -201,6 +258,7 @@ export async function startSchedulerRole(engines: Engines, options: SchedulerRol
     logger: logger.child({ component: 'scheduler' }),
     instanceId,
     group: schedulerGroup(options.geozones),
+    ...(options.http ? { observer: schedulerObserver(options.http.metrics.metrics) } : {}),
     config: {
       ...DEFAULT_SCHEDULER_CONFIG,
       placement: options.placement ?? DEFAULT_INFERENCE_PROFILE,
@@ -210,13 +268,44 @@ export async function startSchedulerRole(engines: Engines, options: SchedulerRol
     },
   });
   await scheduler.start();
+  if (options.http) options.http.metrics.nodes.current = () => scheduler.index.allNodes();
+  const http = await maybeStartRoleHttp(engines, 'scheduler', options.http ? { ...options.http, metrics: options.http.metrics.metrics } : undefined, () => ({
+    // With no node known it would turn every request away.
+    ready: scheduler.index.size > 0,
+    ...(scheduler.index.size > 0 ? {} : { notReady: `no node of ${options.geozones.join(', ')} known yet: waiting for node documents or telemetry` }),
+    details: {
+      geozones: options.geozones,
+      group: schedulerGroup(options.geozones),
+      nodesKnown: scheduler.index.size,
+      reservations: scheduler.index.reservationCount(),
+      inFlight: scheduler.inFlightCount,
+      routing: scheduler.routedFrom(),
+    },
+  }));
   return {
     instanceId,
     scheduler,
-    summary: `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)`,
+    summary: `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)${http ? `; health and metrics at ${http.url}` : ''}`,
+    ...(http ? { url: http.url } : {}),
     stop: async () => {
+      await http?.close();
       await scheduler.stop();
       await engines.close();
+    },
+  };
+}
+
+/** Counts what the scheduler decides and what comes back for the requests it dispatched. */
+function schedulerObserver(metrics: ArcMetrics): SchedulerObserver {
+  return {
+    routed: (outcome, request) => {
+      metrics.requests.inc({ geozone: request.requesterGeozone, status: outcome.status });
+      metrics.routingDecision.observe({ outcome: outcome.status }, outcome.decisionMs);
+    },
+    completed: (result, geozone) => {
+      if (geozone === undefined) return;
+      metrics.requests.inc({ geozone, status: result.status });
+      metrics.inferenceLatency.observe({ geozone }, result.latencyMs);
     },
   };
 }

@@ -54,6 +54,11 @@ function decodeAll<N extends 'InferenceDispatch' | 'InferenceResult' | 'SystemEv
   });
 }
 
+const httpOf = (child: CliProcess): string => {
+  const url = /health and metrics at (http:\/\/\S+?);/.exec(child.output())?.[1];
+  if (!url) throw new Error(`no health and metrics address in the banner:\n${child.output()}`);
+  return url;
+};
 const instanceOf = (child: CliProcess): string | undefined => /arcnet \w+ ((?:aggregator|scheduler)-[0-9a-f]{8})/.exec(child.output())?.[1];
 
 describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` (skipped: ${why})`}`, () => {
@@ -77,8 +82,9 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
       children.push(child);
       return child;
     };
-    const aggregators = [0, 1].map(() => spawn(['aggregator', ...engines, '--lease-ttl', '2000', '--offline-after', '5000', '--summary-interval', '1000']));
-    const schedulers = [0, 1].map(() => spawn(['scheduler', ...engines, '--failover-after', '6000', '--reservation-timeout', String(RESERVATION_TTL_MS)]));
+    const http = ['--http-port', '0'];
+    const aggregators = [0, 1].map(() => spawn(['aggregator', ...engines, ...http, '--lease-ttl', '2000', '--offline-after', '5000', '--summary-interval', '1000']));
+    const schedulers = [0, 1].map(() => spawn(['scheduler', ...engines, ...http, '--failover-after', '6000', '--reservation-timeout', String(RESERVATION_TTL_MS)]));
     await until(() => [...aggregators, ...schedulers].every((c) => instanceOf(c)), 'every role to start', 60_000);
     const simulator = spawn(['simulate', '--kafka', KAFKA_BOOTSTRAP, '--nodes', '50', '--geozone', ZONE, '--telemetry-interval', '1000', '--log-level', 'warn']);
     // The leading aggregator writes all 50 node documents; the schedulers' indexes fill from the same telemetry.
@@ -112,6 +118,14 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
       if (killedAt === 0 && Date.now() - started >= KILL_AFTER_S * 1000) {
         const active = schedulers.find((s) => s.output().includes('routing requests from'));
         expect(active, 'one scheduler routes the zone').toBeDefined();
+        // What an operator's probes see: both schedulers ready, only the active one routing a partition.
+        for (const scheduler of schedulers) {
+          const ready = await fetch(`${httpOf(scheduler)}/ready`);
+          const health = (await ready.json()) as { routing: unknown[]; nodesKnown: number };
+          expect(ready.status).toBe(200);
+          expect(health.nodesKnown).toBe(50);
+          expect(health.routing.length).toBe(scheduler === active ? 1 : 0);
+        }
         // A burst it dispatches just before it dies, to requests that run for about half a second
         // (a long context), so their nodes are still working at the kill and their leases outlive it.
         const burst = Array.from({ length: BURST_BEFORE_KILL }, () => newRequest(16_384));
@@ -214,6 +228,16 @@ describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` 
     expect(killedDispatches.length, 'the burst still running at the kill').toBeGreaterThan(0);
     expect(freed, 'reservations of the dead scheduler freed by the survivor').toBeGreaterThan(0);
     expect(reusedEarly.length, 'dispatches by the survivor to nodes the dead scheduler had reserved, before that TTL').toBeGreaterThan(0);
+
+    // The survivors' health and metrics ports say who does the work now.
+    const survivorHealth = (await (await fetch(`${httpOf(survivor)}/health`)).json()) as { routing: { source: string }[] };
+    expect(survivorHealth.routing.map((r) => r.source)).toEqual([expect.stringMatching(/^arc\.request\.inference\[\d+\]$/)]);
+    const schedulerMetrics = await (await fetch(`${httpOf(survivor)}/metrics`)).text();
+    const dispatchedMetric = /arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} (\d+)/.exec(schedulerMetrics);
+    expect(Number(dispatchedMetric?.[1])).toBeGreaterThan(0);
+    const aggregatorMetrics = await (await fetch(`${httpOf(aggregators.find((a) => instanceOf(a) === survivorAggregator)!)}/metrics`)).text();
+    expect(aggregatorMetrics).toContain('arcnet_aggregator_leading{geozone="CAISO"} 1');
+    expect(aggregatorMetrics).toMatch(/arcnet_nodes_total\{geozone="CAISO",status="\w+"\} \d+/);
     expect(takeoverMs).toBeLessThan(30_000);
     expect(aggregatorTakeoverMs).toBeLessThan(10_000);
     expect(simulator.exitCode).toBeNull();
