@@ -63,16 +63,18 @@ async function openStateAndBus(role: string, resolved: Resolved, options: Pick<B
   return openEngines(role, { kafka: engines.kafka!, postgres: engines.postgres! }, { ...options, logger: resolved.logger, geozones: resolved.geozones });
 }
 
-/** Starts a role; a taken --http-port closes the engines and is one line on the CLI, not a stack trace. */
-async function withPortCheck<T>(flags: HttpFlags, helpers: RoleCommandHelpers, engines: Engines, start: () => Promise<T>): Promise<T> {
+/** Starts a role on opened engines; if it fails they are closed, and a taken port is one line on the CLI, not a stack trace. */
+async function startOrClose<T>(engines: Engines, helpers: RoleCommandHelpers, portInUse: string, start: () => Promise<T>): Promise<T> {
   try {
     return await start();
   } catch (error) {
     await engines.close();
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw helpers.usage(`--http-port ${flags.httpPort} on ${flags.httpHost} is already in use; stop what holds it or pick another port`);
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw helpers.usage(portInUse);
     throw error;
   }
 }
+
+const httpPortInUse = (flags: HttpFlags): string => `--http-port ${flags.httpPort} on ${flags.httpHost} is already in use; stop what holds it or pick another port`;
 
 /** Runs a started role until SIGINT/SIGTERM, then stops it and exits. */
 async function runUntilSignalled(role: string, started: RoleProcess): Promise<void> {
@@ -110,7 +112,7 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
       const { startAggregatorRole, roleMetrics } = await import('../main/roles.ts');
       const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
       const engines = await openStateAndBus('aggregator', resolved, metrics ? { observer: metrics.metrics.busObserver() } : {});
-      const role = await withPortCheck(flags, helpers, engines, () =>
+      const role = await startOrClose(engines, helpers, httpPortInUse(flags), () =>
         startAggregatorRole(engines, {
           geozones: resolved.geozones,
           offlineAfterMs: flags.offlineAfter,
@@ -132,7 +134,7 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
       const { startSchedulerRole, roleMetrics } = await import('../main/roles.ts');
       const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
       const engines = await openStateAndBus('scheduler', resolved, { sessionTimeoutMs: flags.failoverAfter, ...(metrics ? { observer: metrics.metrics.busObserver() } : {}) });
-      const role = await withPortCheck(flags, helpers, engines, () =>
+      const role = await startOrClose(engines, helpers, httpPortInUse(flags), () =>
         startSchedulerRole(engines, {
           geozones: resolved.geozones,
           reservationTtlMs: flags.reservationTimeout,
@@ -154,12 +156,8 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
       const { startServerRole, serverMetrics } = await import('../main/roles.ts');
       const { metrics, registryView } = serverMetrics();
       const engines = await openStateAndBus('server', resolved, { observer: metrics.busObserver() });
-      const role = await startServerRole(engines, { host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }, metrics, registryView).catch(
-        async (error: unknown) => {
-          await engines.close();
-          if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw helpers.usage(`port ${flags.port} on ${flags.host} is already in use; stop what holds it or pass --port`);
-          throw error;
-        },
+      const role = await startOrClose(engines, helpers, `port ${flags.port} on ${flags.host} is already in use; stop what holds it or pass --port`, () =>
+        startServerRole(engines, { host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }, metrics, registryView),
       );
       await runUntilSignalled('server', role);
     });

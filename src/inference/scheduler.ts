@@ -340,7 +340,7 @@ export class InferenceScheduler {
           const { dispatch } = outcome;
           this.inFlight.set(request.id, { nodeId: dispatch.nodeId, geozone: dispatch.geozone ?? request.requesterGeozone, token: dispatch.fencingToken!, request });
         }
-        this.remember(request.id, outcome);
+        this.decided.set(request.id, outcome);
         this.deps.observer?.routed?.(outcome, request);
       });
     });
@@ -366,12 +366,14 @@ export class InferenceScheduler {
       // node back into its candidates once the store has it free: sooner, its next acquire would meet
       // its own lease and park the node as someone else's. Another scheduler frees it only once it has
       // met that lease itself (the dispatcher may be dead); until then it remembers the result.
-      const parked = flight ? undefined : this.index.reservation(result.nodeId);
       if (flight) this.queueRelease({ name: reservationLease(result.nodeId), token, nodeId: result.nodeId });
-      else if (parked?.holder === result.requestId) this.reclaim(result.nodeId, result.requestId, token, parked.expiresAt);
       else {
-        this.index.release(result.nodeId, token);
-        this.completedElsewhere.set(result.requestId, { nodeId: result.nodeId, token });
+        const parked = this.index.reservation(result.nodeId);
+        if (parked?.holder === result.requestId) this.reclaim(result.nodeId, result.requestId, token, parked.expiresAt);
+        else {
+          this.index.release(result.nodeId, token);
+          this.completedElsewhere.set(result.requestId, { nodeId: result.nodeId, token });
+        }
       }
     }
     this.deps.observer?.completed?.(result, flight?.geozone);
@@ -435,9 +437,5 @@ export class InferenceScheduler {
         this.deps.logger.error({ err: errorMessage(error), requestId: expired.holder }, 'could not publish the timeout of an expired reservation');
       }
     }
-  }
-
-  private remember(requestId: string, outcome: RoutingOutcome): void {
-    this.decided.set(requestId, outcome);
   }
 }

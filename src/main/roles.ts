@@ -142,19 +142,27 @@ export interface RoleHttpSettings {
  * Metrics for a role without an API, created before its engines (the bus observer counts from the
  * first message) and told later where its nodes are.
  */
-export function roleMetrics(): { metrics: ArcMetrics; nodes: { current: () => Iterable<NodeState> } } {
+export interface RoleMetrics {
+  readonly metrics: ArcMetrics;
+  readonly nodes: { current: () => Iterable<NodeState> };
+}
+
+export function roleMetrics(): RoleMetrics {
   const nodes = { current: (): Iterable<NodeState> => [] };
   return { metrics: new ArcMetrics({ all: () => nodes.current() }), nodes };
 }
 
-async function maybeStartRoleHttp(
-  engines: Engines,
-  role: string,
-  http: (RoleHttpSettings & { readonly metrics: ArcMetrics }) | undefined,
-  health: () => RoleHealth,
-): Promise<RoleHttp | undefined> {
-  if (!http) return undefined;
-  return startRoleHttp({ host: http.host, port: http.port, role, instanceId: engines.instanceId, health, metrics: http.metrics.registry, logger: engines.logger });
+export type RoleHttpOption = RoleHttpSettings & { readonly metrics: RoleMetrics };
+
+/** Points the role's node metrics at its nodes, then serves /health, /ready and /metrics. */
+function serveRoleHttp(engines: Engines, role: string, http: RoleHttpOption, nodes: () => Iterable<NodeState>, health: () => RoleHealth): Promise<RoleHttp> {
+  http.metrics.nodes.current = nodes;
+  return startRoleHttp({ host: http.host, port: http.port, role, instanceId: engines.instanceId, health, metrics: http.metrics.metrics.registry, logger: engines.logger });
+}
+
+/** The banner's mention of a role's HTTP port, and its address on the RoleProcess. */
+function httpParts(http: RoleHttp | undefined): { note: string; address: { url?: string } } {
+  return http ? { note: `; health and metrics at ${http.url}`, address: { url: http.url } } : { note: '', address: {} };
 }
 
 export interface AggregatorRoleOptions {
@@ -163,7 +171,7 @@ export interface AggregatorRoleOptions {
   readonly summaryIntervalMs?: number;
   /** How long a dead leader's duties wait before a standby takes them (lease TTL). */
   readonly leaseTtlMs?: number;
-  readonly http?: RoleHttpSettings & { readonly metrics: ReturnType<typeof roleMetrics> };
+  readonly http?: RoleHttpOption;
 }
 
 /** One aggregator per geozone, each campaigning for its zone's lease; replicas stand by warm. */
@@ -199,36 +207,35 @@ export async function startAggregatorRole(engines: Engines, options: AggregatorR
     await leadership.start();
     aggregators.set(zone, { aggregator, leadership });
   }
-  const http = options.http
-    ? await (async () => {
-        const { metrics, nodes } = options.http!.metrics;
-        nodes.current = function* () {
-          for (const { aggregator } of aggregators.values()) yield* aggregator.registry.all();
-        };
-        new Gauge({
-          name: 'arcnet_aggregator_leading',
-          help: 'Whether this replica holds the geozone\'s aggregator lease and writes for it (1) or stands by (0)',
-          labelNames: ['geozone'],
-          registers: [metrics.registry],
-          collect() {
-            for (const [zone, { leadership }] of aggregators) this.set({ geozone: zone }, leadership.leading ? 1 : 0);
-          },
-        });
-        return maybeStartRoleHttp(engines, 'aggregator', { ...options.http!, metrics }, () => ({
-          ready: true,
-          details: {
-            geozones: Object.fromEntries(
-              [...aggregators].map(([zone, { aggregator, leadership }]) => [zone, { leading: leadership.leading, leaseToken: leadership.fence()?.token ?? null, nodes: aggregator.registry.size }]),
-            ),
-          },
-        }));
-      })()
-    : undefined;
+  let http: RoleHttp | undefined;
+  if (options.http) {
+    new Gauge({
+      name: 'arcnet_aggregator_leading',
+      help: 'Whether this replica holds the geozone\'s aggregator lease and writes for it (1) or stands by (0)',
+      labelNames: ['geozone'],
+      registers: [options.http.metrics.metrics.registry],
+      collect() {
+        for (const [zone, { leadership }] of aggregators) this.set({ geozone: zone }, leadership.leading ? 1 : 0);
+      },
+    });
+    const nodes = function* (): Generator<NodeState> {
+      for (const { aggregator } of aggregators.values()) yield* aggregator.registry.all();
+    };
+    http = await serveRoleHttp(engines, 'aggregator', options.http, nodes, () => ({
+      ready: true,
+      details: {
+        geozones: Object.fromEntries(
+          [...aggregators].map(([zone, { aggregator, leadership }]) => [zone, { leading: leadership.leading, leaseToken: leadership.fence()?.token ?? null, nodes: aggregator.registry.size }]),
+        ),
+      },
+    }));
+  }
+  const { note, address } = httpParts(http);
   return {
     instanceId,
     aggregators,
-    summary: `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)${http ? `; health and metrics at ${http.url}` : ''}`,
-    ...(http ? { url: http.url } : {}),
+    summary: `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)${note}`,
+    ...address,
     stop: async () => {
       await http?.close();
       for (const { aggregator, leadership } of aggregators.values()) {
@@ -245,7 +252,7 @@ export interface SchedulerRoleOptions {
   readonly reservationTtlMs?: number;
   readonly maxRetries?: number;
   readonly placement?: InferenceProfileConfig;
-  readonly http?: RoleHttpSettings & { readonly metrics: ReturnType<typeof roleMetrics> };
+  readonly http?: RoleHttpOption;
 }
 
 export async function startSchedulerRole(engines: Engines, options: SchedulerRoleOptions): Promise<RoleProcess & { scheduler: InferenceScheduler }> {
@@ -268,25 +275,27 @@ export async function startSchedulerRole(engines: Engines, options: SchedulerRol
     },
   });
   await scheduler.start();
-  if (options.http) options.http.metrics.nodes.current = () => scheduler.index.allNodes();
-  const http = await maybeStartRoleHttp(engines, 'scheduler', options.http ? { ...options.http, metrics: options.http.metrics.metrics } : undefined, () => ({
-    // With no node known it would turn every request away.
-    ready: scheduler.index.size > 0,
-    ...(scheduler.index.size > 0 ? {} : { notReady: `no node of ${options.geozones.join(', ')} known yet: waiting for node documents or telemetry` }),
-    details: {
-      geozones: options.geozones,
-      group: schedulerGroup(options.geozones),
-      nodesKnown: scheduler.index.size,
-      reservations: scheduler.index.reservationCount(),
-      inFlight: scheduler.inFlightCount,
-      routing: scheduler.routedFrom(),
-    },
-  }));
+  const http = options.http
+    ? await serveRoleHttp(engines, 'scheduler', options.http, () => scheduler.index.allNodes(), () => ({
+        // With no node known it would turn every request away.
+        ready: scheduler.index.size > 0,
+        ...(scheduler.index.size > 0 ? {} : { notReady: `no node of ${options.geozones.join(', ')} known yet: waiting for node documents or telemetry` }),
+        details: {
+          geozones: options.geozones,
+          group: schedulerGroup(options.geozones),
+          nodesKnown: scheduler.index.size,
+          reservations: scheduler.index.reservationCount(),
+          inFlight: scheduler.inFlightCount,
+          routing: scheduler.routedFrom(),
+        },
+      }))
+    : undefined;
+  const { note, address } = httpParts(http);
   return {
     instanceId,
     scheduler,
-    summary: `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)${http ? `; health and metrics at ${http.url}` : ''}`,
-    ...(http ? { url: http.url } : {}),
+    summary: `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)${note}`,
+    ...address,
     stop: async () => {
       await http?.close();
       await scheduler.stop();
