@@ -80,6 +80,7 @@ start_service() {
   if ping_socket; then
     return 0
   fi
+  local launched=""
   if service_pid >/dev/null; then
     # Ours, but not answering yet (still starting): wait for it below rather than starting a second one.
     :
@@ -93,10 +94,14 @@ start_service() {
         >"$logfile" 2>&1 </dev/null &
       echo $! >"$pidfile"
     )
+    launched="$(cat "$pidfile")"
   fi
   local deadline=$((SECONDS + 30))
   until ping_socket; do
-    if ! service_pid >/dev/null; then
+    # A process just launched is checked by pid alone: until nohup has exec'd podman its command line
+    # is still bash's, and on a busy machine (right after apt installed podman) that lasts long enough
+    # to be taken for an exit.
+    if { [ -n "$launched" ] && ! kill -0 "$launched" 2>/dev/null; } || { [ -z "$launched" ] && ! service_pid >/dev/null; }; then
       echo "containers.sh: podman system service exited; last lines of $logfile:" >&2
       tail -n 20 "$logfile" >&2 || true
       rm -f "$pidfile"

@@ -1,15 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { DockerRuntime, dockerEndpointFromEnv } from '../../src/agent/docker-runtime.ts';
-import { TEST_IMAGE, probeTestEngine } from '../support/containers.ts';
+import { TEST_IMAGE, testEngineEndpoint } from '../support/containers.ts';
+import { needEngines } from '../support/engines.ts';
 import { containerRuntimeContract } from './container-runtime.contract.ts';
 
-const probe = await probeTestEngine();
+const engine = needEngines('containers');
+const endpoint = testEngineEndpoint();
 
-describe.skipIf(!probe.available)(
-  probe.available ? `docker runtime at ${probe.endpoint}` : `docker runtime (skipped: ${probe.reason})`,
+describe.skipIf(!engine.available)(
+  engine.title(`docker runtime at ${endpoint}`),
   () => {
-    containerRuntimeContract(`DockerRuntime at ${probe.endpoint}`, async () => {
-      const runtime = new DockerRuntime({ host: probe.endpoint });
+    containerRuntimeContract(`DockerRuntime at ${endpoint}`, async () => {
+      const runtime = new DockerRuntime({ host: endpoint });
       return {
         runtime,
         image: TEST_IMAGE,

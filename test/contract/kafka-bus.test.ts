@@ -9,10 +9,11 @@ import type { KafkaBusOptions } from '../../src/bus/kafka.ts';
 import type { ConsumedRecord, ConsumeOptions, Consumer, OutgoingRecord, TopicConfig } from '../../src/bus/ports.ts';
 import { ArcError } from '../../src/core/errors.ts';
 import { DEAD_LETTER_RETENTION_MS } from '../../src/contracts/topics.ts';
-import { kafkaServers, probeKafka } from '../support/kafka.ts';
+import { needEngines } from '../support/engines.ts';
+import { kafkaServers } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
 
-const probe = await probeKafka();
+const kafka = needEngines('kafka');
 
 /** Every topic the suite touches, deleted at the end: a dev broker otherwise collects hundreds of partitions a day and starts slower for it. */
 const touched = new Set<string>();
@@ -54,7 +55,7 @@ const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions 
   ...overrides,
 });
 
-describe.skipIf(!probe.available)(`Kafka bus${probe.available ? '' : ` (skipped: ${probe.reason})`}`, () => {
+describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
   afterAll(async () => {
     const admin = new Admin({ clientId: 'arcnet-test-cleanup', bootstrapBrokers: kafkaServers() });
     try {

@@ -9,14 +9,15 @@ import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openPostgresStores, type PostgresStoreOptions } from '../../src/store/postgres.ts';
 import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { freePort } from '../support/processes.ts';
-import { POSTGRES_URL, adminConnection, probePostgres, testSchemas } from '../support/postgres.ts';
+import { POSTGRES_URL, adminConnection, testSchemas } from '../support/postgres.ts';
+import { needEngines } from '../support/engines.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
 import { granted, sharedStoreContract } from './shared-store.contract.ts';
 
-const probe = await probePostgres();
-const suite = probe.available ? 'PostgreSQL' : `PostgreSQL (skipped: ${probe.reason})`;
+const probe = needEngines('postgres');
+const suite = probe.title('PostgreSQL');
 const schemas = testSchemas();
 const MODULE = resolve(import.meta.dirname, '../../src/store/postgres.ts');
 

@@ -8,8 +8,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { startCli, type CliProcess } from '../support/processes.ts';
-import { POSTGRES_URL, probePostgres, testSchemas } from '../support/postgres.ts';
-import { KAFKA_BOOTSTRAP, kafkaServers, probeKafka } from '../support/kafka.ts';
+import { needEngines } from '../support/engines.ts';
+import { POSTGRES_URL, testSchemas } from '../support/postgres.ts';
+import { KAFKA_BOOTSTRAP, kafkaServers } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
 import { KafkaBus } from '../../src/bus/kafka.ts';
 import { MessageBus, decodeRecord } from '../../src/bus/typed-bus.ts';
@@ -19,9 +20,7 @@ import type { InferenceDispatch, InferenceRequest, InferenceResult, SystemEvent 
 import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { StateStores } from '../../src/store/ports.ts';
 
-const [pg, kafka] = await Promise.all([probePostgres(), probeKafka()]);
-const available = pg.available && kafka.available;
-const why = [pg.available ? '' : `PostgreSQL: ${pg.reason}`, kafka.available ? '' : `Kafka: ${kafka.reason}`].filter(Boolean).join('; ');
+const engines = needEngines('postgres', 'kafka');
 
 const ZONE = 'CAISO';
 const RATE = 3;
@@ -61,7 +60,7 @@ const httpOf = (child: CliProcess): string => {
 };
 const instanceOf = (child: CliProcess): string | undefined => /arcnet \w+ ((?:aggregator|scheduler)-[0-9a-f]{8})/.exec(child.output())?.[1];
 
-describe.skipIf(!available)(`distributed roles as processes${available ? '' : ` (skipped: ${why})`}`, () => {
+describe.skipIf(!engines.available)(engines.title('distributed roles as processes'), () => {
   const schemas = testSchemas();
   const children: CliProcess[] = [];
   let stores: StateStores | undefined;

@@ -5,14 +5,13 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startCli, untilUp, type CliProcess } from '../support/processes.ts';
-import { POSTGRES_URL, probePostgres, testSchemas } from '../support/postgres.ts';
-import { KAFKA_BOOTSTRAP, probeKafka } from '../support/kafka.ts';
+import { needEngines } from '../support/engines.ts';
+import { POSTGRES_URL, testSchemas } from '../support/postgres.ts';
+import { KAFKA_BOOTSTRAP } from '../support/kafka.ts';
 
-const [pg, kafka] = await Promise.all([probePostgres(), probeKafka()]);
-const available = pg.available && kafka.available;
-const why = [pg.available ? '' : `PostgreSQL: ${pg.reason}`, kafka.available ? '' : `Kafka: ${kafka.reason}`].filter(Boolean).join('; ');
+const engines = needEngines('postgres', 'kafka');
 
-describe.skipIf(!available)(`arcnet up on Kafka and PostgreSQL${available ? '' : ` (skipped: ${why})`}`, () => {
+describe.skipIf(!engines.available)(engines.title('arcnet up on Kafka and PostgreSQL'), () => {
   const schemas = testSchemas();
   const children: CliProcess[] = [];
   afterAll(async () => {

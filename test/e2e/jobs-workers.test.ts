@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { freePort, startCli as start, untilUp } from '../support/processes.ts';
 
 const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> => untilUp(probe, what, timeoutMs);
-import { probeTestEngine, TEST_IMAGE } from '../support/containers.ts';
+import { TEST_IMAGE, testEngineEndpoint } from '../support/containers.ts';
+import { needEngines } from '../support/engines.ts';
 import { DockerRuntime } from '../../src/agent/docker-runtime.ts';
 
 const SEED_HASH = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03';
-const engine = await probeTestEngine();
+const engine = needEngines('containers');
+const endpoint = testEngineEndpoint();
 
 
 
@@ -38,7 +40,7 @@ interface JobView {
   executions: { node_id: string; status: string; verdict: string | null; error_message: string | null }[];
 }
 
-describe.skipIf(!engine.available)(`verified jobs with real workers and containers${engine.available ? '' : ` (skipped: ${engine.reason})`}`, () => {
+describe.skipIf(!engine.available)(engine.title('verified jobs with real workers and containers'), () => {
   const dir = mkdtempSync(join(tmpdir(), 'arcnet-jobs-e2e-'));
   const children: ChildProcess[] = [];
   let url = '';
@@ -66,7 +68,7 @@ describe.skipIf(!engine.available)(`verified jobs with real workers and containe
 
   const startWorker = (name: string): void => {
     const worker = start([
-      'agent', '--worker', '--no-inference', '--server', url, '--name', name, '--docker-host', engine.endpoint,
+      'agent', '--worker', '--no-inference', '--server', url, '--name', name, '--docker-host', endpoint,
       '--worker-state', join(dir, `${name}.json`), '--cpus', '2', '--memory-gb', '2', '--heartbeat-interval', '500', '--log-level', 'warn',
     ]);
     children.push(worker);
@@ -171,7 +173,7 @@ describe.skipIf(!engine.available)(`verified jobs with real workers and containe
     expect(victim.status).toBe('offline');
     expect(victim.reputation_score).toBe(before - 20);
     // Restarted, it proves its identity with the stored credential, keeps its reputation, and removes the container it left.
-    const runtime = new DockerRuntime({ host: engine.endpoint });
+    const runtime = new DockerRuntime({ host: endpoint });
     startWorker(victimName);
     await until(async () => (await nodeNamed(victimName)).status === 'online', 'the restarted worker back online');
     expect((await nodeNamed(victimName)).reputation_score).toBe(before - 20);

@@ -9,8 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { freePort, startCli, untilUp, type CliProcess } from '../support/processes.ts';
-import { POSTGRES_URL, probePostgres, testSchemas } from '../support/postgres.ts';
-import { probeKafka } from '../support/kafka.ts';
+import { needEngines } from '../support/engines.ts';
+import { POSTGRES_URL, testSchemas } from '../support/postgres.ts';
 import { until } from '../support/until.ts';
 
 const SCRIPT = join(import.meta.dirname, '../../scripts/kafka.sh');
@@ -22,11 +22,9 @@ const broker = (command: 'start' | 'stop' | 'clean'): void => {
 };
 
 // The default broker answering means the jars and Java are here to start a second one.
-const [pg, kafka] = await Promise.all([probePostgres(), probeKafka()]);
-const available = pg.available && kafka.available;
-const why = [pg.available ? '' : `PostgreSQL: ${pg.reason}`, kafka.available ? '' : `Kafka: ${kafka.reason}`].filter(Boolean).join('; ');
+const engines = needEngines('postgres', 'kafka');
 
-describe.skipIf(!available)(`Kafka broker restart under load${available ? '' : ` (skipped: ${why})`}`, () => {
+describe.skipIf(!engines.available)(engines.title('Kafka broker restart under load'), () => {
   const schemas = testSchemas();
   let up: CliProcess | undefined;
   afterAll(async () => {
