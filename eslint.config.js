@@ -1,6 +1,12 @@
-// Lint gates from the developers' brief: no floating promises, consistent type imports, no import cycles.
+// Lint gates from the developers' brief: no floating promises, consistent type imports, no import cycles,
+// and import boundaries: domain code sees ports, never the adapters behind them.
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
+
+/** Bounded contexts whose code must stay engine-neutral: the composition root picks their adapters. */
+const DOMAIN = ['mesh', 'placement', 'inference', 'jobs', 'training', 'services'].map((folder) => `./src/${folder}/**`);
+/** Adapters: the engines behind the ports. */
+const ADAPTERS = ['./src/bus/kafka*', './src/bus/memory*', './src/store/sqlite*', './src/store/postgres*', './src/store/memory*', './src/agent/docker-*'];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.arcnet/**', 'web/dist/**', 'coverage/**'] },
@@ -18,6 +24,16 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'import-x/no-cycle': 'error',
+      'import-x/no-restricted-paths': [
+        'error',
+        {
+          zones: [{
+            target: DOMAIN,
+            from: ADAPTERS,
+            message: 'domain code imports ports, never adapters: the composition root (src/main/) picks the adapter',
+          }],
+        },
+      ],
       'no-restricted-syntax': ['error', { selector: 'ExportAllDeclaration', message: 'Named exports only: no export *.' }],
     },
   },
