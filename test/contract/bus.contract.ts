@@ -85,21 +85,33 @@ export function busContract(name: string, open: () => Promise<BusAdapter>): void
     it('redelivers a record whose handler failed and commits only after success', async () => {
       await bus.produce(topic, [{ key: 'x', value: encoder.encode('one'), headers: {} }]);
       const group = `g-${randomUUID()}`;
+      const partitions = await bus.partitions(topic);
+      const committed = async (): Promise<number> => {
+        let total = 0;
+        for (let p = 0; p < partitions; p++) total += await bus.committed(group, topic, p);
+        return total;
+      };
       let calls = 0;
+      const committedWhileFailing: number[] = [];
       const consumer = await bus.consume({
         group,
         topics: [topic],
-        handler: () => {
+        handler: async () => {
           calls++;
-          if (calls < 3) throw new Error('transient');
+          if (calls < 3) {
+            committedWhileFailing.push(await committed());
+            throw new Error('transient');
+          }
         },
       });
-      await until(() => calls >= 3);
-      const partitions = await bus.partitions(topic);
-      let committed = 0;
-      for (let p = 0; p < partitions; p++) committed += await bus.committed(group, topic, p);
-      await until(() => committed === 1 || calls > 3);
+      await until(() => calls >= 3, 'the third delivery', 15_000);
+      // Read again on every poll: the commit after the successful third call must reach exactly 1.
+      await until(async () => (await committed()) === 1, 'the committed offset to reach 1 after the handler succeeded', 15_000, { intervalMs: 50 });
+      expect(committedWhileFailing).toEqual([0, 0]);
+      // Committed past the record: it is not delivered again, and the offset stays at 1.
+      await new Promise((resolve) => setTimeout(resolve, 200));
       expect(calls).toBe(3);
+      expect(await committed()).toBe(1);
       await consumer.close();
     });
 
