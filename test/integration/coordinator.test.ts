@@ -1,7 +1,9 @@
 /**
  * The coordinator on a real SQLite store with a manual clock, its workers played in-process through
- * the WorkerChannel port: scheduling, k-of-n verification, reputation, credits, stale workers,
- * extras, supersession, late results, credentials and a restart from the store file.
+ * the WorkerChannel port (the in-memory channel, which passes the same contract as the API's
+ * WorkerGateway: test/contract/worker-channel.contract.ts): scheduling, k-of-n verification,
+ * reputation, credits, stale workers, extras, supersession, late results, credentials, push
+ * sessions and a restart from the store file.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
@@ -14,26 +16,10 @@ import { openSqliteStores } from '../../src/store/sqlite.ts';
 import type { StateStores } from '../../src/store/ports.ts';
 import type { JobsError} from '../../src/jobs/coordinator.ts';
 import { Coordinator, type CoordinatorConfig, type JobSubmission } from '../../src/jobs/coordinator.ts';
-import type { ExecutionAssignment } from '../../src/jobs/model.ts';
-import type { WorkerChannel } from '../../src/jobs/ports.ts';
 import { until } from '../support/until.ts';
+import { RecordingWorkerChannel } from '../support/worker-channel.ts';
 
 const HELLO_HASH_LINE = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  -\n';
-
-class RecordingChannel implements WorkerChannel {
-  readonly offers: { nodeId: string; assignment: ExecutionAssignment }[] = [];
-  readonly cancels: { nodeId: string; executionId: string; reason: string }[] = [];
-  offer(nodeId: string, assignment: ExecutionAssignment): boolean {
-    this.offers.push({ nodeId, assignment });
-    return true;
-  }
-  cancel(nodeId: string, executionId: string, reason: string): void {
-    this.cancels.push({ nodeId, executionId, reason });
-  }
-  forNode(nodeId: string): ExecutionAssignment[] {
-    return this.offers.filter((o) => o.nodeId === nodeId).map((o) => o.assignment);
-  }
-}
 
 const dirs: string[] = [];
 const open: { coordinator: Coordinator; stores: StateStores }[] = [];
@@ -47,17 +33,21 @@ afterEach(async () => {
 
 async function start(config: Partial<CoordinatorConfig> = {}, path?: string, clock = new ManualClock()) {
   const stores = openSqliteStores({ path: path ?? ':memory:', clock });
-  const channel = new RecordingChannel();
+  const channel = new RecordingWorkerChannel();
   const coordinator = new Coordinator({ documents: stores.documents, clock, logger: silentLogger, channel, config: { sweepIntervalMs: 10, cancelGraceMs: 0, ...config } });
+  // Wired as embedded mode wires the WorkerGateway: a new session gets what its worker should run.
+  channel.bind({ connected: (nodeId) => coordinator.workerConnected(nodeId), acknowledged: (nodeId, executionId) => coordinator.acknowledge(nodeId, executionId) });
   await coordinator.start();
   open.push({ coordinator, stores });
   return { coordinator, channel, clock, stores };
 }
 
-async function workers(coordinator: Coordinator, count: number, cpu = 2) {
+/** Registers workers, each then opening its push session on the channel, as a worker process does. */
+async function workers({ coordinator, channel }: { coordinator: Coordinator; channel: RecordingWorkerChannel }, count: number, cpu = 2) {
   const out: { id: string; credential: string; name: string }[] = [];
   for (let i = 0; i < count; i++) {
     const { worker, credential } = await coordinator.register({ name: `w${i}`, cpu_cores: cpu, memory_gb: 4, region: 'CAISO' }, undefined);
+    channel.connect(worker.id);
     out.push({ id: worker.id, credential, name: worker.name });
   }
   return out;
@@ -69,7 +59,7 @@ const sha = (text: string): string => createHash('sha256').update(text).digest('
 describe('coordinator', () => {
   it('places n executions on n different workers at once and completes on k matching results, +5 each', async () => {
     const { coordinator, channel } = await start();
-    const ws = await workers(coordinator, 4);
+    const ws = await workers({ coordinator, channel }, 4);
     const { job } = await coordinator.submit(helloJob);
     expect(job.status).toBe('running');
     expect(coordinator.jobCounts()).toEqual({ total: 1, byStatus: { pending: 0, running: 1, completed: 0, failed: 0 } });
@@ -96,9 +86,27 @@ describe('coordinator', () => {
     expect(coordinator.jobCounts()).toEqual({ total: 1, byStatus: { pending: 0, running: 0, completed: 1, failed: 0 } });
   });
 
+  it('offers to a worker without a push session are not delivered; its next session gets what it should run', async () => {
+    const { coordinator, channel } = await start();
+    const ws = await workers({ coordinator, channel }, 3);
+    const away = ws[2]!;
+    channel.disconnect(away.id);
+    const { job } = await coordinator.submit(helloJob);
+    expect(channel.forNode(away.id)).toEqual([]);
+    // Still its execution: it finds it by polling, or on its next session.
+    const [polled] = await coordinator.pendingFor(away.id, away.credential);
+    expect(polled!.job_id).toBe(job.id);
+    const session = channel.connect(away.id);
+    await until(() => session.received.length > 0, 'the execution offered on the new session');
+    expect(session.received).toEqual([{ kind: 'execution', assignment: polled }]);
+    // Its acknowledgement over the session marks the execution running.
+    session.ack(polled!.execution_id);
+    await until(async () => (await coordinator.findJob(job.id))!.executions.find((e) => e.id === polled!.execution_id)?.status === 'running', 'the acknowledged execution to run');
+  });
+
   it('outvotes a Byzantine worker (−10), cancels nothing left, and ranks it last afterwards', async () => {
     const { coordinator, channel } = await start();
-    const ws = await workers(coordinator, 3);
+    const ws = await workers({ coordinator, channel }, 3);
     const { job } = await coordinator.submit(helloJob);
     const liar = ws[2]!;
     for (const w of [liar, ws[0]!, ws[1]!]) {
@@ -118,7 +126,7 @@ describe('coordinator', () => {
 
   it('supersedes an outstanding execution when consensus is reached, and cancels it on its worker', async () => {
     const { coordinator, channel } = await start();
-    const ws = await workers(coordinator, 3);
+    const ws = await workers({ coordinator, channel }, 3);
     const { job } = await coordinator.submit(helloJob);
     for (const w of ws.slice(0, 2)) {
       await coordinator.submitResult(w.id, w.credential, { execution_id: channel.forNode(w.id)[0]!.execution_id, status: 'completed', result: 'same' });
@@ -139,7 +147,7 @@ describe('coordinator', () => {
 
   it('cancels a superseded execution only after a grace, so one about to finish still reports and is scored', async () => {
     const { coordinator, channel } = await start({ cancelGraceMs: 150 });
-    const ws = await workers(coordinator, 6);
+    const ws = await workers({ coordinator, channel }, 6);
     for (const round of [0, 1]) {
       channel.offers.length = 0;
       await coordinator.submit({ ...helloJob, name: `round ${round}` });
@@ -162,7 +170,7 @@ describe('coordinator', () => {
 
   it('does not wait forever on a 1–1 split whose third worker died: it goes offline (−20) and an extra execution decides', async () => {
     const { coordinator, channel, clock } = await start({ staleAfterMs: 120_000 });
-    const ws = await workers(coordinator, 4);
+    const ws = await workers({ coordinator, channel }, 4);
     const { job } = await coordinator.submit(helloJob);
     const assigned = [...new Set(channel.offers.map((o) => o.nodeId))];
     const [a, b, dead] = assigned.map((id) => ws.find((w) => w.id === id)!);
@@ -186,7 +194,7 @@ describe('coordinator', () => {
 
   it('fails a job with the reason once consensus is out of reach within max_executions', async () => {
     const { coordinator, channel } = await start();
-    const ws = await workers(coordinator, 3);
+    const ws = await workers({ coordinator, channel }, 3);
     const { job } = await coordinator.submit({ ...helloJob, max_executions: 3 });
     await coordinator.submitResult(ws[0]!.id, ws[0]!.credential, { execution_id: channel.forNode(ws[0]!.id)[0]!.execution_id, status: 'completed', result: 'x' });
     await coordinator.submitResult(ws[1]!.id, ws[1]!.credential, { execution_id: channel.forNode(ws[1]!.id)[0]!.execution_id, status: 'failed', exit_code: 137, error_message: 'container exceeded its memory limit' });
@@ -199,8 +207,8 @@ describe('coordinator', () => {
   });
 
   it('abandons wanted executions no worker can take in time, so the job still ends', async () => {
-    const { coordinator, clock } = await start({ schedulingTimeoutMs: 60_000 });
-    await workers(coordinator, 1);
+    const { coordinator, channel, clock } = await start({ schedulingTimeoutMs: 60_000 });
+    await workers({ coordinator, channel }, 1);
     const { job } = await coordinator.submit(helloJob);
     expect(job.status).toBe('running');
     clock.advance(61_000);
@@ -213,7 +221,7 @@ describe('coordinator', () => {
 
   it('refuses bad submissions and results with a message naming the problem', async () => {
     const { coordinator, channel } = await start();
-    const [w, other] = await workers(coordinator, 3);
+    const [w, other] = await workers({ coordinator, channel }, 3);
     const refusal = async (p: Promise<unknown>) => p.then(() => undefined, (e: JobsError) => `${e.status} ${e.message}`);
     expect(await refusal(coordinator.submit({ ...helloJob, consensus: 4 }))).toMatch(/^400 consensus 4 is more than redundancy 3/);
     expect(await refusal(coordinator.submit({ ...helloJob, required_cpu: -1 }))).toMatch(/^400 required_cpu must not be negative/);
@@ -234,7 +242,7 @@ describe('coordinator', () => {
     const path = join(dir, 'arcnet.db');
     const clock = new ManualClock();
     const first = await start({}, path, clock);
-    const ws = await workers(first.coordinator, 3);
+    const ws = await workers(first, 3);
     const { job } = await first.coordinator.submit(helloJob);
     const [a, b] = ws;
     await first.coordinator.submitResult(a!.id, a!.credential, { execution_id: first.channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
@@ -253,6 +261,10 @@ describe('coordinator', () => {
     // The worker polls (it lost its push session in the restart) and still finds its execution.
     const pending = await second.coordinator.pendingFor(b!.id, b!.credential);
     expect(pending.map((p) => p.execution_id)).toEqual([bExecution]);
+    // Or it opens a session on the restarted coordinator, which offers it the execution again.
+    const session = second.channel.connect(b!.id);
+    await until(() => session.received.length > 0, 'the execution offered again after the restart');
+    expect(session.received.map((d) => (d.kind === 'execution' ? d.assignment.execution_id : d.kind))).toEqual([bExecution]);
     await second.coordinator.submitResult(b!.id, b!.credential, { execution_id: bExecution, status: 'completed', result: 'x' });
     expect(second.coordinator.job(job.id)!.status).toBe('completed');
     expect(second.coordinator.worker(a!.id)!.reputation_score).toBe(105);
