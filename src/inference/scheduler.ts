@@ -126,6 +126,8 @@ export class InferenceScheduler {
    * releases it, instead of leaving the node idle until the dead scheduler's lease runs out.
    */
   private readonly completedElsewhere = new RecentMap<string, { nodeId: string; token: number }>(REMEMBERED_DECISIONS);
+  /** How many such leases this instance has freed since it started (reported on the role's /health). */
+  private reclaimed = 0;
   /** Dispatches staged in a batch that has not committed yet: a retry of the batch reuses the node and token. */
   private readonly staged = new Map<string, StagedDispatch>();
   /** Which process holds each node's session, from telemetry headers. */
@@ -174,6 +176,11 @@ export class InferenceScheduler {
 
   get inFlightCount(): number {
     return this.inFlight.size;
+  }
+
+  /** Reservations of completed requests another scheduler dispatched (a replica, or one that died) that this one freed. */
+  get reclaimedReservations(): number {
+    return this.reclaimed;
   }
 
   /** The request partitions this instance has routed from, with when it last routed a batch from each. */
@@ -385,6 +392,7 @@ export class InferenceScheduler {
    */
   private reclaim(nodeId: string, holder: string, token: number, expiresAt: number): void {
     this.completedElsewhere.delete(holder);
+    this.reclaimed++;
     // Parked under the grant's own token, so the release's index update takes the node back.
     this.index.reserve({ nodeId, holder, token, expiresAt });
     this.queueRelease({ name: reservationLease(nodeId), token, nodeId });

@@ -286,6 +286,8 @@ export async function startSchedulerRole(engines: Engines, options: SchedulerRol
           nodesKnown: scheduler.index.size,
           reservations: scheduler.index.reservationCount(),
           inFlight: scheduler.inFlightCount,
+          // Leases of another scheduler's completed requests this one freed (see InferenceScheduler.reclaim).
+          reclaimedReservations: scheduler.reclaimedReservations,
           routing: scheduler.routedFrom(),
         },
       }))

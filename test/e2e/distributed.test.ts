@@ -53,12 +53,25 @@ function decodeAll<N extends 'InferenceDispatch' | 'InferenceResult' | 'SystemEv
   });
 }
 
+/** Where a role serves /health and /metrics: on port 0 the banner is the only place that says. */
+const healthAddress = (child: CliProcess): string | undefined => /health and metrics at (http:\/\/\S+?);/.exec(child.output())?.[1];
 const httpOf = (child: CliProcess): string => {
-  const url = /health and metrics at (http:\/\/\S+?);/.exec(child.output())?.[1];
+  const url = healthAddress(child);
   if (!url) throw new Error(`no health and metrics address in the banner:\n${child.output()}`);
   return url;
 };
-const instanceOf = (child: CliProcess): string | undefined => /arcnet \w+ ((?:aggregator|scheduler)-[0-9a-f]{8})/.exec(child.output())?.[1];
+
+/** What a role's /health says of it (src/main/role-http.ts, details from src/main/roles.ts). */
+interface RoleHealthBody {
+  readonly instanceId: string;
+  readonly nodesKnown?: number;
+  readonly routing?: readonly { source: string }[];
+  readonly reclaimedReservations?: number;
+}
+const healthOf = async (child: CliProcess, path: '/health' | '/ready' = '/health'): Promise<{ status: number; body: RoleHealthBody }> => {
+  const response = await fetch(`${httpOf(child)}${path}`);
+  return { status: response.status, body: (await response.json()) as RoleHealthBody };
+};
 
 describe.skipIf(!engines.available)(engines.title('distributed roles as processes'), () => {
   const schemas = testSchemas();
@@ -75,7 +88,7 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
   it('survives SIGKILL of the active scheduler and the leading aggregator: every request dispatched exactly once, no node reserved twice', async () => {
     const schema = await schemas.fresh();
     stores = await openPostgresStores({ url: POSTGRES_URL, schema });
-    const engines = ['--kafka', KAFKA_BOOTSTRAP, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozone', ZONE, '--log-level', 'info'];
+    const engines = ['--kafka', KAFKA_BOOTSTRAP, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozone', ZONE, '--log-level', 'warn'];
     const spawn = (args: string[]): CliProcess => {
       const child = startCli(args);
       children.push(child);
@@ -84,7 +97,10 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
     const http = ['--http-port', '0'];
     const aggregators = [0, 1].map(() => spawn(['aggregator', ...engines, ...http, '--lease-ttl', '2000', '--offline-after', '5000', '--summary-interval', '1000']));
     const schedulers = [0, 1].map(() => spawn(['scheduler', ...engines, ...http, '--failover-after', '6000', '--reservation-timeout', String(RESERVATION_TTL_MS)]));
-    await until(() => [...aggregators, ...schedulers].every((c) => instanceOf(c)), 'every role to start', 60_000);
+    await until(() => [...aggregators, ...schedulers].every((c) => healthAddress(c)), 'every role to start and serve /health', 60_000);
+    const instanceIds = new Map<CliProcess, string>();
+    for (const child of [...aggregators, ...schedulers]) instanceIds.set(child, (await healthOf(child)).body.instanceId);
+    const instanceOf = (child: CliProcess): string => instanceIds.get(child)!;
     const simulator = spawn(['simulate', '--kafka', KAFKA_BOOTSTRAP, '--nodes', '50', '--geozone', ZONE, '--telemetry-interval', '1000', '--log-level', 'warn']);
     // The leading aggregator writes all 50 node documents; the schedulers' indexes fill from the same telemetry.
     await until(async () => (await stores!.documents.list('nodes')).length === 50, 'the 50 simulated nodes in PostgreSQL', 60_000);
@@ -115,16 +131,15 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
       const due = started + (i * 1000) / RATE;
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
       if (killedAt === 0 && Date.now() - started >= KILL_AFTER_S * 1000) {
-        const active = schedulers.find((s) => s.output().includes('routing requests from'));
-        expect(active, 'one scheduler routes the zone').toBeDefined();
         // What an operator's probes see: both schedulers ready, only the active one routing a partition.
-        for (const scheduler of schedulers) {
-          const ready = await fetch(`${httpOf(scheduler)}/ready`);
-          const health = (await ready.json()) as { routing: unknown[]; nodesKnown: number };
-          expect(ready.status).toBe(200);
-          expect(health.nodesKnown).toBe(50);
-          expect(health.routing.length).toBe(scheduler === active ? 1 : 0);
+        const probes = await Promise.all(schedulers.map(async (scheduler) => ({ scheduler, ...(await healthOf(scheduler, '/ready')) })));
+        for (const probe of probes) {
+          expect(probe.status).toBe(200);
+          expect(probe.body.nodesKnown).toBe(50);
         }
+        const routing = probes.filter((probe) => probe.body.routing!.length > 0);
+        expect(routing.map((probe) => probe.body.routing!.length), 'one scheduler routes the zone, from its one request partition').toEqual([1]);
+        const active = routing[0]!.scheduler;
         // A burst it dispatches just before it dies, to requests that run for about half a second
         // (a long context), so their nodes are still working at the kill and their leases outlive it.
         const burst = Array.from({ length: BURST_BEFORE_KILL }, () => newRequest(16_384));
@@ -144,9 +159,9 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
         const holder = (await stores.leases.current(`aggregator/${ZONE}`))!.holder;
         const leader = aggregators.find((a) => instanceOf(a) === holder)!;
         killedAt = Date.now();
-        active!.kill('SIGKILL');
+        active.kill('SIGKILL');
         leader.kill('SIGKILL');
-        killedScheduler = instanceOf(active!)!;
+        killedScheduler = instanceOf(active);
         killedAggregator = holder;
         aggregatorTakeover = until(async () => {
           const current = await stores!.leases.current(`aggregator/${ZONE}`);
@@ -160,7 +175,7 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
     expect(killedAt).toBeGreaterThan(0);
 
     // The aggregator's lease passed to the survivor, with a higher token, and it writes node documents.
-    const survivorAggregator = instanceOf(aggregators.find((a) => instanceOf(a) !== killedAggregator)!)!;
+    const survivorAggregator = instanceOf(aggregators.find((a) => instanceOf(a) !== killedAggregator)!);
     const { lease, atMs: aggregatorTakeoverMs } = await aggregatorTakeover!;
     expect(lease.holder).toBe(survivorAggregator);
     expect(lease.token).toBeGreaterThan(firstLease!.token);
@@ -220,7 +235,8 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
       return at >= killedAt && killedDispatches.some((k) => k.nodeId === d.nodeId && at < Date.parse(k.dispatchedAt) + RESERVATION_TTL_MS);
     });
     const survivor = schedulers.find((s) => instanceOf(s) !== killedScheduler)!;
-    const freed = survivor.output().split('freeing the reservation of a completed request another scheduler dispatched').length - 1;
+    const survivorHealth = (await healthOf(survivor)).body;
+    const freed = survivorHealth.reclaimedReservations;
     console.log(
       `takeover after SIGKILL: scheduler ${takeoverMs} ms (killed ${killedScheduler}), aggregator ${aggregatorTakeoverMs} ms (killed ${killedAggregator}); ${ids.size} requests, ${dispatches.length} dispatches, ${byNode.size} nodes used; the survivor freed ${freed} of the dead scheduler's reservations and made ${reusedEarly.length} dispatches to such nodes before their ${RESERVATION_TTL_MS / 1000} s TTL`,
     );
@@ -229,8 +245,7 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
     expect(reusedEarly.length, 'dispatches by the survivor to nodes the dead scheduler had reserved, before that TTL').toBeGreaterThan(0);
 
     // The survivors' health and metrics ports say who does the work now.
-    const survivorHealth = (await (await fetch(`${httpOf(survivor)}/health`)).json()) as { routing: { source: string }[] };
-    expect(survivorHealth.routing.map((r) => r.source)).toEqual([expect.stringMatching(/^arc\.request\.inference\[\d+\]$/)]);
+    expect(survivorHealth.routing!.map((r) => r.source)).toEqual([expect.stringMatching(/^arc\.request\.inference\[\d+\]$/)]);
     const schedulerMetrics = await (await fetch(`${httpOf(survivor)}/metrics`)).text();
     const dispatchedMetric = /arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} (\d+)/.exec(schedulerMetrics);
     expect(Number(dispatchedMetric?.[1])).toBeGreaterThan(0);

@@ -4,12 +4,14 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CLI, freePort, startCli as start, untilUp } from '../support/processes.ts';
+import { LOCK_FILE } from '../../src/main/data-dir-lock.ts';
 
 const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> => untilUp(probe, what, timeoutMs);
 
@@ -75,7 +77,17 @@ describe('arcnet up with a real agent process', () => {
     // Restart the server on the same port and data directory: the agent reconnects by itself.
     server.kill('SIGINT');
     expect(await exited(server)).toBe(0);
-    expect(server.output()).toMatch(/stopped; state is consistent/);
+    // What "stopped; state is consistent" promises, read from the data directory: the lock is given
+    // back, the WAL is folded into the database file, and the file checks whole.
+    expect(existsSync(join(dataDir, LOCK_FILE)), 'the data directory lock after a clean stop').toBe(false);
+    const wal = join(dataDir, 'arcnet.db-wal');
+    expect(existsSync(wal) ? statSync(wal).size : 0, 'bytes left in the WAL after a clean stop').toBe(0);
+    const db = new DatabaseSync(join(dataDir, 'arcnet.db'), { readOnly: true });
+    try {
+      expect(db.prepare('PRAGMA integrity_check').all()).toEqual([{ integrity_check: 'ok' }]);
+    } finally {
+      db.close();
+    }
     server = start(upArgs);
     children.push(server);
     await until(async () => (await fetch(`${url}/health`)).ok, 'the restarted server');
@@ -133,7 +145,6 @@ describe('arcnet up with a real agent process', () => {
     await until(async () => (await fetch(`${url}/health`)).ok, 'arcnet up to answer /health');
     const simulate = start(['simulate', '--server', url, '--nodes', '4', '--geozone', 'PJM', '--rate', '20', '--telemetry-interval', '300']);
     children.push(simulate);
-    await until(async () => simulate.output().includes('simulating 4 nodes in PJM'), 'the simulator to start');
     const stats = await until(async () => {
       const body = (await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number; nodes: { byGeozone: Record<string, { online: number }> }; inference: { completed: number } };
       return body.agentsConnected === 4 && body.nodes.byGeozone['PJM']?.online === 4 && body.inference.completed >= 10 ? body : undefined;

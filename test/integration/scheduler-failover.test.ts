@@ -83,6 +83,7 @@ describe('scheduler failover: reservations of a dead scheduler', () => {
     expect(dispatchedTo(onBest)).toBe(BEST);
     expect(onBest.status === 'dispatched' && onBest.dispatch.fencingToken).toBeGreaterThan(first.status === 'dispatched' ? first.dispatch.fencingToken! : Infinity);
     expect((await leases.current(reservationLease(BEST)))?.holder).toBe(onBest.status === 'dispatched' ? onBest.dispatch.requestId : undefined);
+    expect(survivor.reclaimedReservations).toBe(1);
   });
 
   it('frees a node it parked as another scheduler\'s once that request\'s result arrives', async () => {
@@ -98,6 +99,7 @@ describe('scheduler failover: reservations of a dead scheduler', () => {
     await until(async () => (await leases.current(reservationLease(BEST))) === undefined, 'the completed request\'s lease to be released', 5_000);
     await until(() => survivor.index.reservation(BEST) === undefined, 'the node back among the candidates', 5_000);
     expect(dispatchedTo(await survivor.route(request('third')))).toBe(BEST);
+    expect(survivor.reclaimedReservations).toBe(1);
   });
 
   it('leaves alone a lease whose request has not completed: that node may still be working', async () => {
@@ -108,5 +110,6 @@ describe('scheduler failover: reservations of a dead scheduler', () => {
     const third = await survivor.route(request('third'));
     expect(third.status).toBe('rejected');
     expect((await leases.current(reservationLease(BEST)))?.token).toBe(first.status === 'dispatched' ? first.dispatch.fencingToken : -1);
+    expect(survivor.reclaimedReservations).toBe(0);
   });
 });
