@@ -5,15 +5,10 @@
 import { createHash } from 'node:crypto';
 import type { Sql } from 'postgres';
 import { ArcError } from '../core/errors.ts';
-
-interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
+import { pendingMigrations, type Migration } from './migrations.ts';
 
 /**
- * Append-only: a released build must be able to open every schema an older build wrote.
+ * Append-only (src/store/migrations.ts).
  *
  * Keys, ids and names are COLLATE "C" so ordering and prefix ranges are by code point (the SQLite
  * adapter's BINARY order) whatever the database's default collation. Times are epoch milliseconds
@@ -126,17 +121,7 @@ export async function migrate<T extends Record<string, unknown>>(sql: Sql<T>, sc
       applied_at timestamptz NOT NULL DEFAULT now()
     )`);
     const rows = await tx.unsafe('SELECT coalesce(max(version), 0)::int4 AS v FROM schema_migrations', [], { prepare: false });
-    const applied = Number(rows[0]?.['v'] ?? 0);
-    const known = MIGRATIONS.at(-1)?.version ?? 0;
-    if (applied > known) {
-      throw new ArcError(
-        'INTERNAL',
-        `schema "${schema}" is at version ${applied}, newer than this build understands (${known}); upgrade arcnet`,
-        { retryable: false },
-      );
-    }
-    for (const migration of MIGRATIONS) {
-      if (migration.version <= applied) continue;
+    for (const migration of pendingMigrations(MIGRATIONS, Number(rows[0]?.['v'] ?? 0), `schema "${schema}"`)) {
       await tx.unsafe(migration.sql);
       await tx.unsafe('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name], { prepare: false });
     }

@@ -1,0 +1,68 @@
+/** Opens the three state ports on one PostgreSQL schema: connect, migrate, hand out the adapters. */
+import type { Logger } from '../core/logging.ts';
+import { ArcError } from '../core/errors.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import type { StateStores } from './ports.ts';
+import { INT8, Pg, connectWithin, type ClientOptions } from './postgres-client.ts';
+import { PgDocumentStore } from './postgres-documents.ts';
+import { PgKvStore } from './postgres-kv.ts';
+import { PgLeaseStore } from './postgres-leases.ts';
+import { migrate, quoteIdent, requireSchemaName } from './postgres-schema.ts';
+
+export interface PostgresStoreOptions {
+  /** postgres://user[:password]@host[:port]/database */
+  readonly url: string;
+  /** Where the tables live (created if missing); default "public". One schema is one store. */
+  readonly schema?: string;
+  readonly clock?: Clock;
+  /** Where exceptions thrown by watch callbacks, and watch read failures, are reported. */
+  readonly logger?: Logger;
+  /** Pool size (default 10). The first watch opens one more connection, dedicated to LISTEN. */
+  readonly max?: number;
+  /**
+   * How often open watches check the store revision (default 1000 ms). NOTIFY wakes them at once;
+   * this only bounds how late an event is when a notification was lost (LISTEN connection dropped).
+   */
+  readonly watchPollMs?: number;
+  /**
+   * How long the first connection may take before opening fails UNAVAILABLE, and each later
+   * connection attempt before the call waiting for it does (default 10 s).
+   */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Connects, applies pending migrations (creating the schema if missing) and returns the three ports. */
+export async function openPostgresStores(options: PostgresStoreOptions): Promise<StateStores> {
+  const schema = requireSchemaName(options.schema ?? 'public');
+  const max = options.max ?? 10;
+  if (!Number.isSafeInteger(max) || max < 1) throw new ArcError('INVALID_INPUT', `max must be a positive integer, got ${max}`);
+  const logger = options.logger;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const clientOptions: ClientOptions = {
+    max,
+    connect_timeout: Math.max(1, Math.ceil(connectTimeoutMs / 1000)),
+    types: { int8: INT8 },
+    // Every connection, including the LISTEN one, resolves unqualified names in the store's schema.
+    connection: { search_path: quoteIdent(schema), application_name: 'arcnet' },
+    onnotice: (notice) => logger?.debug({ notice: notice['message'] }, 'PostgreSQL notice'),
+  };
+  const pg = new Pg(options.url, clientOptions, options.clock ?? systemClock, schema, logger);
+  try {
+    await connectWithin(pg, connectTimeoutMs);
+    // No deadline here: migrating may rightly wait for another process that is migrating the schema.
+    await migrate(pg.sql, schema);
+  } catch (error) {
+    await pg.sql.end({ timeout: 0 }).catch(() => undefined);
+    throw pg.translate(error);
+  }
+  const kv = new PgKvStore(pg, options.watchPollMs ?? 1_000);
+  return {
+    documents: new PgDocumentStore(pg),
+    kv,
+    leases: new PgLeaseStore(pg),
+    close: async () => {
+      await kv.close();
+      await pg.close();
+    },
+  };
+}

@@ -1,0 +1,40 @@
+/** Opens the three state ports on one SQLite connection (a file, or ':memory:'). */
+import type { Logger } from '../core/logging.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import type { StateStores } from './ports.ts';
+import { Sqlite } from './sqlite-client.ts';
+import { SqliteDocumentStore } from './sqlite-documents.ts';
+import { SqliteKvStore } from './sqlite-kv.ts';
+import { SqliteLeaseStore } from './sqlite-leases.ts';
+
+export interface SqliteStoreOptions {
+  /** A file path, or ':memory:' for a private in-memory database. */
+  readonly path: string;
+  readonly clock?: Clock;
+  /** How long a write waits for another connection's lock before failing UNAVAILABLE. */
+  readonly busyTimeoutMs?: number;
+  /** How often an open watch looks for events written through other connections to the same file. */
+  readonly watchPollMs?: number;
+  /** Where exceptions thrown by watch callbacks are reported; they never stop delivery. */
+  readonly logger?: Logger;
+  /**
+   * Size past which the WAL is folded back and rewound on the writing connection (default 64 MB).
+   * Under sustained writes the background PASSIVE checkpoint never finds the WAL fully copied when a
+   * transaction starts, so without this the file grows without bound (hundreds of MB a minute).
+   */
+  readonly walLimitBytes?: number;
+}
+
+export function openSqliteStores(options: SqliteStoreOptions): StateStores {
+  const sqlite = new Sqlite(options.path, options.clock ?? systemClock, options.busyTimeoutMs ?? 5_000, options.walLimitBytes);
+  const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger);
+  return {
+    documents: new SqliteDocumentStore(sqlite),
+    kv,
+    leases: new SqliteLeaseStore(sqlite),
+    close: async () => {
+      kv.close();
+      sqlite.close();
+    },
+  };
+}
