@@ -2,7 +2,8 @@
  * The verifier, driven the way a coordinator drives it: executions created in order, results
  * arriving in any order, extras created when the tally asks for them. Each execution slot has a
  * fixed outcome (a result hash or a failure), so two runs that differ only in arrival order must end
- * the same way.
+ * the same way. What the verifier's verdicts do to each worker's reputation and credits is checked
+ * against what the test works out on its own from the raw outcomes and the seed's rules.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -10,11 +11,14 @@ import { tally, rulesProblem, judgeLate, type TallyExecution, type TallyRules } 
 import { REPUTATION } from '../../src/jobs/model.ts';
 
 type Outcome = { kind: 'result'; hash: string } | { kind: 'failure'; status: 'failed' | 'timed_out' };
+type Verdict = 'agree' | 'disagree';
 
 interface Run {
   final: { kind: 'consensus'; hash: string } | { kind: 'unreachable' };
-  /** Reputation change per execution slot, late results included. */
-  deltas: Map<number, number>;
+  /** The verifier's verdict per execution slot it judged, late results included (none judged: no change). */
+  verdicts: Map<number, Verdict>;
+  /** Executions created, extras included: slots 0..created-1 ran. */
+  created: number;
   steps: number;
 }
 
@@ -37,28 +41,32 @@ function drive(rules: TallyRules, slots: readonly Outcome[], pick: (outstanding:
       execution.status = outcome.status;
     }
   };
+  /** Executions still running when the job was decided answer late, and are judged against its hash (null when it failed). */
+  const judgeLateResults = (ids: readonly string[], consensusHash: string | null, verdicts: Map<number, Verdict>): void => {
+    for (const id of ids) {
+      const index = Number(id.slice(1));
+      const outcome = slots[index]!;
+      const verdict = outcome.kind === 'result' ? judgeLate(consensusHash, outcome.hash) : null;
+      if (verdict !== null) verdicts.set(index, verdict);
+    }
+  };
   create(rules.redundancy);
-  const deltas = new Map<number, number>();
+  const verdicts = new Map<number, Verdict>();
   let steps = 0;
   for (;;) {
     steps++;
     if (steps > 1000) throw new Error('no decision after 1000 steps');
     const decision = tally(rules, executions);
     if (decision.kind === 'consensus') {
-      for (const id of decision.agreeing) deltas.set(Number(id.slice(1)), REPUTATION.agree);
-      for (const id of decision.disagreeing) deltas.set(Number(id.slice(1)), REPUTATION.disagree);
-      // Superseded executions may still answer late: each is judged against the consensus.
-      for (const id of decision.supersede) {
-        const index = Number(id.slice(1));
-        const outcome = slots[index]!;
-        if (outcome.kind === 'result') {
-          const verdict = judgeLate(decision.hash, outcome.hash);
-          deltas.set(index, verdict === 'agree' ? REPUTATION.agree : REPUTATION.disagree);
-        }
-      }
-      return { final: { kind: 'consensus', hash: decision.hash }, deltas, steps };
+      for (const id of decision.agreeing) verdicts.set(Number(id.slice(1)), 'agree');
+      for (const id of decision.disagreeing) verdicts.set(Number(id.slice(1)), 'disagree');
+      judgeLateResults(decision.supersede, decision.hash, verdicts);
+      return { final: { kind: 'consensus', hash: decision.hash }, verdicts, created: executions.length, steps };
     }
-    if (decision.kind === 'unreachable') return { final: { kind: 'unreachable' }, deltas, steps };
+    if (decision.kind === 'unreachable') {
+      judgeLateResults(executions.filter((e) => e.status === 'scheduled').map((e) => e.id), null, verdicts);
+      return { final: { kind: 'unreachable' }, verdicts, created: executions.length, steps };
+    }
     if (decision.kind === 'extend') {
       expect(decision.extra).toBeGreaterThan(0);
       create(decision.extra);
@@ -94,6 +102,40 @@ const picker = (choices: readonly number[]) => {
   return (outstanding: number): number => choices[step++ % choices.length]! % outstanding;
 };
 
+// ------------------------------------------------------------------ reputation and credits
+
+/** Seed 004's rules, written out here rather than read from the code under test: +5 agreeing, −10 disagreeing. */
+const SEED_AGREE = 5;
+const SEED_DISAGREE = -10;
+
+/** Workers shared by every job of a scenario; one job's executions run on different workers. */
+const WORKERS = Array.from({ length: 24 }, (_, i) => `w${String(i).padStart(2, '0')}`);
+
+interface Account {
+  reputation: number;
+  credits: number;
+}
+
+const accounts = (): Map<string, Account> => new Map(WORKERS.map((w) => [w, { reputation: 0, credits: 0 }]));
+
+/** The workers whose account changed, so a failure shows who gained or lost what. */
+const changed = (all: ReadonlyMap<string, Account>): Record<string, Account> =>
+  Object.fromEntries([...all].filter(([, account]) => account.reputation !== 0 || account.credits !== 0));
+
+/** A few jobs, each with its rules, outcomes, arrival order, credit price and the worker of each slot. */
+const jobsScenario = fc.array(
+  scenario.chain(({ rules, slots, orderA }) =>
+    fc.record({
+      rules: fc.constant(rules),
+      slots: fc.constant(slots),
+      order: fc.constant(orderA),
+      credits: fc.integer({ min: 0, max: 5 }),
+      workers: fc.shuffledSubarray(WORKERS, { minLength: rules.max_executions, maxLength: rules.max_executions }),
+    }),
+  ),
+  { minLength: 1, maxLength: 4 },
+);
+
 describe('k-of-n verifier', () => {
   it('ends the same way whatever order results arrive in, and never waits with nothing outstanding', () => {
     fc.assert(
@@ -103,7 +145,7 @@ describe('k-of-n verifier', () => {
         const inOrder = drive(rules, slots, () => 0);
         expect(a.final).toEqual(inOrder.final);
         expect(b.final).toEqual(inOrder.final);
-        expect(a.deltas).toEqual(inOrder.deltas);
+        expect(a.verdicts).toEqual(inOrder.verdicts);
       }),
       { numRuns: 2000 },
     );
@@ -123,20 +165,38 @@ describe('k-of-n verifier', () => {
     );
   });
 
-  it('changes reputation by +5 per agreeing result and −10 per disagreeing one, and by nothing when there is no consensus', () => {
+  it('changes each worker\'s reputation by +5 per result matching the one the test itself counts k times and −10 per other result, credits only the matching, and changes nothing when no result gets k', () => {
     fc.assert(
-      fc.property(scenario, ({ rules, slots, orderA }) => {
-        const run = drive(rules, slots, picker(orderA));
-        let expected = 0;
-        if (run.final.kind === 'consensus') {
-          for (const [index] of run.deltas) {
-            const slot = slots[index]!;
-            if (slot.kind === 'result') expected += slot.hash === run.final.hash ? REPUTATION.agree : REPUTATION.disagree;
+      fc.property(jobsScenario, (jobs) => {
+        // What the verifier's verdicts do to each worker, applied as the coordinator applies them.
+        const byVerifier = accounts();
+        // What the seed's rules say, worked out from the raw outcomes without the verifier.
+        const bySeed = accounts();
+        for (const { rules, slots, order, credits, workers } of jobs) {
+          const run = drive(rules, slots, picker(order));
+          for (const [index, verdict] of run.verdicts) {
+            const account = byVerifier.get(workers[index]!)!;
+            account.reputation += verdict === 'agree' ? REPUTATION.agree : REPUTATION.disagree;
+            account.credits += verdict === 'agree' ? credits : 0;
           }
+
+          // Every execution created returns its outcome, in time or late: the test counts the votes.
+          const ran = slots.slice(0, run.created);
+          const votes = new Map<string, number>();
+          for (const slot of ran) if (slot.kind === 'result') votes.set(slot.hash, (votes.get(slot.hash) ?? 0) + 1);
+          const majority = [...votes].filter(([, count]) => count >= rules.consensus).map(([hash]) => hash);
+          expect(majority.length, 'two results both reached k').toBeLessThanOrEqual(1);
+          const consensus = majority[0];
+          expect(run.final).toEqual(consensus === undefined ? { kind: 'unreachable' } : { kind: 'consensus', hash: consensus });
+          if (consensus === undefined) continue;
+          ran.forEach((slot, index) => {
+            if (slot.kind !== 'result') return;
+            const account = bySeed.get(workers[index]!)!;
+            account.reputation += slot.hash === consensus ? SEED_AGREE : SEED_DISAGREE;
+            account.credits += slot.hash === consensus ? credits : 0;
+          });
         }
-        const total = [...run.deltas.values()].reduce((sum, d) => sum + d, 0);
-        expect(total).toBe(expected);
-        if (run.final.kind === 'unreachable') expect(run.deltas.size).toBe(0);
+        expect(changed(byVerifier)).toEqual(changed(bySeed));
       }),
       { numRuns: 1000 },
     );
