@@ -13,6 +13,7 @@ import type { Logger } from '../core/logging.ts';
 import { errorMessage } from '../core/errors.ts';
 import { decode, prefixUpperBound, requireExpected } from './input.ts';
 import type { KvEvent, KvWatch } from './ports.ts';
+import { UNMETERED, type QueryMeter } from './query-metrics.ts';
 
 /** How many events one read of the log returns at most. */
 export const WATCH_BATCH = 500;
@@ -41,6 +42,8 @@ export interface KvWatchersOptions {
   readonly logger: Logger | undefined;
   /** Called on every poll tick before the revision is read (PostgreSQL re-issues a lost LISTEN here). */
   readonly onPoll?: () => void;
+  /** Observes each read of the log (`kv_watch_read`) and of the revision (`kv_watch_poll`). */
+  readonly meter?: QueryMeter;
 }
 
 interface Watcher {
@@ -59,6 +62,7 @@ interface Watcher {
 export class KvWatchers {
   private readonly log: EventLog;
   private readonly options: KvWatchersOptions;
+  private readonly meter: QueryMeter;
   private readonly watchers = new Set<Watcher>();
   private poll: NodeJS.Timeout | undefined;
   private polling = false;
@@ -67,6 +71,7 @@ export class KvWatchers {
   constructor(log: EventLog, options: KvWatchersOptions) {
     this.log = log;
     this.options = options;
+    this.meter = options.meter ?? UNMETERED;
   }
 
   /** The port's watch(): the caller has checked that the store is open and the prefix is acceptable. */
@@ -124,7 +129,7 @@ export class KvWatchers {
     this.polling = true;
     try {
       this.options.onPoll?.();
-      this.wake(await this.log.revision());
+      this.wake(await this.meter.time('kv_watch_poll', async () => this.log.revision()));
     } catch (error) {
       this.reportReadFailure(error);
     } finally {
@@ -146,7 +151,7 @@ export class KvWatchers {
       while (watcher.wanted && !watcher.closed && !this.log.closed) {
         watcher.wanted = false;
         for (;;) {
-          const rows = await this.log.readEvents(watcher.last, watcher.lower, watcher.upper);
+          const rows = await this.meter.time('kv_watch_read', async () => this.log.readEvents(watcher.last, watcher.lower, watcher.upper));
           for (const row of rows) {
             if (watcher.closed) return;
             const event: KvEvent<unknown> = { type: row.type, key: row.key, revision: row.revision, value: decode(row.value) };

@@ -4,6 +4,7 @@ import { decode, encode, prefixUpperBound, requireExpected } from './input.ts';
 import { KvWatchers, WATCH_BATCH, type EventLog } from './kv-watch.ts';
 import type { KvEntry, KvEvent, KvPutOptions, KvStore, KvWatch, KvWriteOutcome } from './ports.ts';
 import { quoteIdent } from './postgres-schema.ts';
+import type { QueryMeter } from './query-metrics.ts';
 import { requireFence, requireText, type Db, type Pg, type Row, type Statement } from './postgres-client.ts';
 
 /**
@@ -132,7 +133,7 @@ export class PgKvStore implements KvStore {
    * `pollMs`: how often open watches check the store revision. NOTIFY wakes them at once; the poll only
    * bounds how late an event is when a notification was lost (LISTEN connection dropped).
    */
-  constructor(pg: Pg, pollMs: number) {
+  constructor(pg: Pg, pollMs: number, meter: QueryMeter) {
     this.pg = pg;
     const log: EventLog = {
       readEvents: (after, lower, upper) =>
@@ -147,6 +148,7 @@ export class PgKvStore implements KvStore {
     this.watchers = new KvWatchers(log, {
       pollMs,
       logger: pg.logger,
+      meter,
       onPoll: () => {
         if (this.listening === 'no') this.listen();
       },

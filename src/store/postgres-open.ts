@@ -2,7 +2,9 @@
 import type { Logger } from '../core/logging.ts';
 import { ArcError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
+import type { Registry } from 'prom-client';
 import type { StateStores } from './ports.ts';
+import { meterDocuments, meterKv, meterLeases, queryMeter } from './query-metrics.ts';
 import { INT8, Pg, connectWithin, type ClientOptions } from './postgres-client.ts';
 import { PgDocumentStore } from './postgres-documents.ts';
 import { PgKvStore } from './postgres-kv.ts';
@@ -29,6 +31,8 @@ export interface PostgresStoreOptions {
    * connection attempt before the call waiting for it does (default 10 s).
    */
   readonly connectTimeoutMs?: number;
+  /** Where `arcnet_store_query_duration_ms{engine="postgres"}` is registered; no registry, no timing. */
+  readonly registry?: Registry;
 }
 
 /** Connects, applies pending migrations (creating the schema if missing) and returns the three ports. */
@@ -55,11 +59,12 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
     await pg.sql.end({ timeout: 0 }).catch(() => undefined);
     throw pg.translate(error);
   }
-  const kv = new PgKvStore(pg, options.watchPollMs ?? 1_000);
+  const meter = queryMeter('postgres', options.registry);
+  const kv = new PgKvStore(pg, options.watchPollMs ?? 1_000, meter);
   return {
-    documents: new PgDocumentStore(pg),
-    kv,
-    leases: new PgLeaseStore(pg),
+    documents: meterDocuments(new PgDocumentStore(pg), meter),
+    kv: meterKv(kv, meter),
+    leases: meterLeases(new PgLeaseStore(pg), meter),
     close: async () => {
       await kv.close();
       await pg.close();

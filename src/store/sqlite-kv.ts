@@ -3,6 +3,7 @@ import type { Logger } from '../core/logging.ts';
 import { decode, encode, prefixUpperBound, requireExpected } from './input.ts';
 import { KvWatchers, WATCH_BATCH, type EventLog, type StoredEvent } from './kv-watch.ts';
 import type { KvEntry, KvEvent, KvPutOptions, KvStore, KvWatch, KvWriteOutcome } from './ports.ts';
+import type { QueryMeter } from './query-metrics.ts';
 import type { Row, Sqlite } from './sqlite-client.ts';
 
 const KV_EVENTS = `
@@ -25,7 +26,7 @@ export class SqliteKvStore implements KvStore {
   private readonly watchers: KvWatchers;
 
   /** `pollMs`: how often open watches look for events written through other connections to the same file. */
-  constructor(s: Sqlite, pollMs: number, logger: Logger | undefined) {
+  constructor(s: Sqlite, pollMs: number, logger: Logger | undefined, meter: QueryMeter) {
     this.s = s;
     const log: EventLog = {
       readEvents: (after, lower, upper) => s.stmt(KV_EVENTS).all(after, lower, upper ?? null, WATCH_BATCH) as unknown as StoredEvent[],
@@ -34,7 +35,7 @@ export class SqliteKvStore implements KvStore {
         return s.isClosed;
       },
     };
-    this.watchers = new KvWatchers(log, { pollMs, logger });
+    this.watchers = new KvWatchers(log, { pollMs, logger, meter });
   }
 
   private currentRevision(): number {

@@ -1,7 +1,9 @@
 /** Opens the three state ports on one SQLite connection (a file, or ':memory:'). */
 import type { Logger } from '../core/logging.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
+import type { Registry } from 'prom-client';
 import type { StateStores } from './ports.ts';
+import { meterDocuments, meterKv, meterLeases, queryMeter } from './query-metrics.ts';
 import { Sqlite } from './sqlite-client.ts';
 import { SqliteDocumentStore } from './sqlite-documents.ts';
 import { SqliteKvStore } from './sqlite-kv.ts';
@@ -23,15 +25,18 @@ export interface SqliteStoreOptions {
    * transaction starts, so without this the file grows without bound (hundreds of MB a minute).
    */
   readonly walLimitBytes?: number;
+  /** Where `arcnet_store_query_duration_ms{engine="sqlite"}` is registered; no registry, no timing. */
+  readonly registry?: Registry;
 }
 
 export function openSqliteStores(options: SqliteStoreOptions): StateStores {
   const sqlite = new Sqlite(options.path, options.clock ?? systemClock, options.busyTimeoutMs ?? 5_000, options.walLimitBytes);
-  const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger);
+  const meter = queryMeter('sqlite', options.registry);
+  const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger, meter);
   return {
-    documents: new SqliteDocumentStore(sqlite),
-    kv,
-    leases: new SqliteLeaseStore(sqlite),
+    documents: meterDocuments(new SqliteDocumentStore(sqlite), meter),
+    kv: meterKv(kv, meter),
+    leases: meterLeases(new SqliteLeaseStore(sqlite), meter),
     close: async () => {
       kv.close();
       sqlite.close();

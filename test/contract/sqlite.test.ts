@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { Registry } from 'prom-client';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
@@ -24,13 +25,16 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const variants: [string, () => string][] = [
-  ['SQLite file', freshPath],
-  ['SQLite :memory:', () => ':memory:'],
+const variants: [string, () => string, boolean][] = [
+  ['SQLite file', freshPath, false],
+  ['SQLite :memory:', () => ':memory:', false],
+  // The query-duration wrappers (src/store/query-metrics.ts) must not change what the ports do.
+  ['SQLite :memory: with query metrics', () => ':memory:', true],
 ];
 
-for (const [label, path] of variants) {
-  const open = async (clock: ManualClock): Promise<StateStores> => openSqliteStores({ path: path(), clock });
+for (const [label, path, metered] of variants) {
+  const open = async (clock: ManualClock): Promise<StateStores> =>
+    openSqliteStores({ path: path(), clock, ...(metered ? { registry: new Registry() } : {}) });
   documentStoreContract(label, open);
   kvStoreContract(label, open);
   leaseStoreContract(label, open);
