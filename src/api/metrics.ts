@@ -36,10 +36,13 @@ export class ArcMetrics {
   readonly executionDuration: Histogram<'status'>;
   readonly consensus: Counter<'outcome'>;
   private jobs: JobsSource | undefined;
+  private nodes: NodeSource = { all: () => [] };
 
-  constructor(nodes: NodeSource) {
+  /** Metrics exist before the modules that feed them (the bus counts from its first message): nodes and jobs are attached once they run. */
+  constructor() {
     const registers = [this.registry];
     const jobsOf = (): JobsSource | undefined => this.jobs;
+    const nodesOf = (): Iterable<NodeState> => this.nodes.all();
     collectDefaultMetrics({ register: this.registry, prefix: 'arcnet_' });
     new Gauge({
       name: 'arcnet_nodes_total',
@@ -49,7 +52,7 @@ export class ArcMetrics {
       collect: function (this: Gauge<'geozone' | 'status'>) {
         this.reset();
         const seen = new Set<string>();
-        for (const node of nodes.all()) {
+        for (const node of nodesOf()) {
           seen.add(node.id);
           this.inc({ geozone: node.geozone, status: node.status });
         }
@@ -65,7 +68,7 @@ export class ArcMetrics {
       collect() {
         this.reset();
         const sums = new Map<string, [number, number]>();
-        for (const node of nodes.all()) {
+        for (const node of nodesOf()) {
           if (node.status === 'offline') continue;
           const sum = sums.get(node.geozone) ?? [0, 0];
           sum[0] += node.gpuUtilization;
@@ -127,6 +130,11 @@ export class ArcMetrics {
       labelNames: ['outcome'],
       registers,
     });
+  }
+
+  /** Counts nodes by geozone and status, and their GPU utilization, from this view at scrape time. */
+  attachNodes(source: NodeSource): void {
+    this.nodes = source;
   }
 
   /** Counts jobs and worker nodes from the coordinator at scrape time. */

@@ -1,7 +1,9 @@
 /**
- * The HTTP edge: health, stats, Prometheus metrics, nodes (with bitemporal `asOf`/`knownAt`),
- * inference submission and status, the console feed and agent sessions. Every bad input is a 400
- * naming the field; nothing a client sends can take the server down.
+ * The HTTP edge: health and readiness, stats, Prometheus metrics, nodes (with bitemporal
+ * `asOf`/`knownAt`), and what the process's modules contribute (`ServerContributions`): inference
+ * submission and status, the console feed and agent sessions where the inference module runs, the
+ * jobs API where the jobs module runs, and any family's own routes. Every bad input is a 400 naming
+ * the field; nothing a client sends can take the server down.
  */
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
@@ -21,7 +23,7 @@ import { AGENT_PATH } from '../agent/protocol.ts';
 import type { ArcMetrics } from './metrics.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { AgentGateway } from './agent-gateway.ts';
-import { registerJobRoutes, type JobRoutesDeps } from './job-routes.ts';
+import type { JobRoutesDeps } from './job-routes.ts';
 import { WORKERS_COLLECTION } from '../jobs/coordinator.ts';
 import type { WorkerRecord } from '../jobs/model.ts';
 
@@ -30,27 +32,62 @@ export interface NodeView {
   all(): Iterable<NodeState>;
 }
 
-export interface ServerDeps {
-  readonly mode: 'embedded' | 'distributed';
+/** The inference parts the routes read: request tracking, the console feed, agent sessions. */
+export interface InferenceApi {
+  readonly tracker: InferenceTracker;
+  readonly hub: ConsoleHub;
+  readonly gateway: AgentGateway;
+}
+
+/** A family's own routes, registered after the core ones. */
+export type RouteContribution = (app: FastifyInstance) => void;
+
+/**
+ * What the modules of a process (`src/main/modules/`) give its API server. Each part switches on the
+ * routes that read it; a process without the inference module serves no `/api/v1/inference`.
+ */
+export interface ServerContributions {
+  /** Nodes known from telemetry: the mesh module's registry, or its read-only view. */
+  readonly nodes?: NodeView;
+  /** Inference submission and status, `/telemetry` and `/agent`. */
+  readonly inference?: InferenceApi;
+  /** The scheduler's live reservation of a node, where this process runs one. */
+  readonly reservationOf?: (nodeId: string) => Reservation | undefined;
+  /** Verified batch jobs (seed 004): the node list and `/stats` merge its workers. */
+  readonly jobs?: JobRoutesDeps;
+  readonly routes?: readonly RouteContribution[];
+}
+
+/** What `/health` and `/ready` answer (`src/main/system.ts` builds it for every process alike). */
+export interface HealthReport {
+  readonly ready: boolean;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+/** The engines under this process, as `/stats` names them. */
+export interface EngineNames {
+  readonly bus: string;
+  readonly store?: string;
+}
+
+export interface ServerDeps extends ServerContributions {
+  readonly engines: EngineNames;
+  /** The word older clients read: `embedded` only when both engines are embedded. */
+  readonly mode: string;
+  readonly health: () => HealthReport;
   readonly bus: MessageBus;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly geozones: readonly string[];
-  readonly nodes: NodeView;
   readonly documents: DocumentStore;
-  readonly tracker: InferenceTracker;
   readonly metrics: ArcMetrics;
-  readonly hub: ConsoleHub;
-  readonly gateway: AgentGateway;
-  /** The scheduler's live reservation of a node, where this process runs one. */
-  readonly reservationOf?: (nodeId: string) => Reservation | undefined;
   readonly decisionTimeoutMs?: number;
   /** Undecided submissions over HTTP beyond which new ones get 503 (load shedding). */
   readonly maxAwaitingDecisions?: number;
   readonly version: string;
-  /** Verified batch jobs (seed 004), where this server runs a coordinator. */
-  readonly jobs?: JobRoutesDeps;
 }
+
+const NO_NODES: NodeView = { get: () => undefined, all: () => [] };
 
 const InferenceBody = Type.Object(
   {
@@ -125,7 +162,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     done();
   });
 
-  app.get('/health', async () => ({ status: 'ok', mode: deps.mode, version: deps.version, uptimeS: Math.round((Date.now() - started) / 1000) }));
+  // Liveness and readiness, the same body in every process (src/main/system.ts): /health is 200 while it runs, /ready 503 until every module is ready.
+  app.get('/health', async () => deps.health().body);
+  app.get('/ready', async (_request, reply) => {
+    const report = deps.health();
+    return reply.status(report.ready ? 200 : 503).send(report.body);
+  });
 
   app.get('/stats', async () => stats(deps, started));
 
@@ -141,7 +183,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     let nodes: NodeState[];
     let workers: WorkerRecord[];
     if (asOf === undefined && knownAt === undefined) {
-      nodes = [...deps.nodes.all()];
+      nodes = [...nodesOf(deps).all()];
       workers = deps.jobs ? [...deps.jobs.coordinator.allWorkers()] : [];
     } else {
       const times = { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) };
@@ -163,7 +205,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       let node: NodeState | undefined;
       let version: { version: number; validFrom: string; txTime: string } | undefined;
       if (asOf === undefined && knownAt === undefined) {
-        node = deps.nodes.get(id);
+        node = nodesOf(deps).get(id);
       }
       if (!node) {
         const doc = await deps.documents.get<NodeState>(NODES_COLLECTION, id, { ...(asOf === undefined ? {} : { asOf }), ...(knownAt === undefined ? {} : { knownAt }) });
@@ -196,62 +238,65 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   );
 
-  app.post<{ Body: Static<typeof InferenceBody> }>('/api/v1/inference', { schema: { body: InferenceBody } }, async (request, reply) => {
-    const body = request.body;
-    const inference: InferenceRequest = {
-      schemaVersion: 1,
-      id: body.id ?? newId(),
-      modelId: body.modelId,
-      contextWindowTokens: body.contextWindowTokens,
-      priority: body.priority ?? 'normal',
-      maxLatencyMs: body.maxLatencyMs ?? 2_000,
-      requesterGeozone: body.requesterGeozone,
-    };
-    const existing = deps.tracker.get(inference.id);
-    if (existing && existing.status !== 'pending') return reply.status(200).send(presentRequest(existing, deps));
-    // Shed load rather than queue without bound: past this many undecided requests the scheduler is
-    // behind, and a client retrying later does better than one waiting out a timeout.
-    if (deps.tracker.awaitingDecision >= maxAwaiting) {
-      void reply.header('retry-after', '1');
-      return reply.status(503).send({ statusCode: 503, error: 'Service Unavailable', message: `scheduler backlog: ${deps.tracker.awaitingDecision} requests await a decision (limit ${maxAwaiting}); retry after 1 s` });
-    }
-    deps.tracker.submitted(inference, deps.clock.now());
-    const decision = deps.tracker.waitForDecision(inference.id, decisionTimeoutMs);
-    await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);
-    const outcome = await decision;
-    if (outcome.kind === 'timeout') {
-      return reply.status(202).send({ id: inference.id, status: 'pending', message: `accepted, but no scheduler decided within ${decisionTimeoutMs} ms; poll GET /api/v1/inference/${inference.id}` });
-    }
-    if (outcome.kind === 'rejected') {
-      void reply.header('retry-after', '1');
-      return reply.status(503).send(presentRequest(outcome.record, deps));
-    }
-    return reply.status(201).send(presentRequest(outcome.record, deps));
-  });
+  const inferenceApi = deps.inference;
+  if (inferenceApi) {
+    app.post<{ Body: Static<typeof InferenceBody> }>('/api/v1/inference', { schema: { body: InferenceBody } }, async (request, reply) => {
+      const body = request.body;
+      const inference: InferenceRequest = {
+        schemaVersion: 1,
+        id: body.id ?? newId(),
+        modelId: body.modelId,
+        contextWindowTokens: body.contextWindowTokens,
+        priority: body.priority ?? 'normal',
+        maxLatencyMs: body.maxLatencyMs ?? 2_000,
+        requesterGeozone: body.requesterGeozone,
+      };
+      const existing = inferenceApi.tracker.get(inference.id);
+      if (existing && existing.status !== 'pending') return reply.status(200).send(presentRequest(existing, deps));
+      // Shed load rather than queue without bound: past this many undecided requests the scheduler is
+      // behind, and a client retrying later does better than one waiting out a timeout.
+      if (inferenceApi.tracker.awaitingDecision >= maxAwaiting) {
+        void reply.header('retry-after', '1');
+        return reply.status(503).send({ statusCode: 503, error: 'Service Unavailable', message: `scheduler backlog: ${inferenceApi.tracker.awaitingDecision} requests await a decision (limit ${maxAwaiting}); retry after 1 s` });
+      }
+      inferenceApi.tracker.submitted(inference, deps.clock.now());
+      const decision = inferenceApi.tracker.waitForDecision(inference.id, decisionTimeoutMs);
+      await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);
+      const outcome = await decision;
+      if (outcome.kind === 'timeout') {
+        return reply.status(202).send({ id: inference.id, status: 'pending', message: `accepted, but no scheduler decided within ${decisionTimeoutMs} ms; poll GET /api/v1/inference/${inference.id}` });
+      }
+      if (outcome.kind === 'rejected') {
+        void reply.header('retry-after', '1');
+        return reply.status(503).send(presentRequest(outcome.record, deps));
+      }
+      return reply.status(201).send(presentRequest(outcome.record, deps));
+    });
 
-  app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) } }, async (request, reply) => {
-    const record = deps.tracker.get(request.params.id);
-    if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only)` });
-    return presentRequest(record, deps);
-  });
+    app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) } }, async (request, reply) => {
+      const record = inferenceApi.tracker.get(request.params.id);
+      if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only)` });
+      return presentRequest(record, deps);
+    });
 
-  app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) } }, async (request) => ({
-    requests: deps.tracker.recent(request.query.limit ?? 50).map((r) => presentRequest(r, deps)),
-  }));
+    app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) } }, async (request) => ({
+      requests: inferenceApi.tracker.recent(request.query.limit ?? 50).map((r) => presentRequest(r, deps)),
+    }));
 
-  app.get('/telemetry', { websocket: true }, (socket) => {
-    deps.hub.add(socket, deps.nodes.all());
-  });
+    app.get('/telemetry', { websocket: true }, (socket) => {
+      inferenceApi.hub.add(socket, nodesOf(deps).all());
+    });
 
-  app.get(AGENT_PATH, { websocket: true }, (socket) => {
-    deps.gateway.handle(socket);
-  });
+    app.get(AGENT_PATH, { websocket: true }, (socket) => {
+      inferenceApi.gateway.handle(socket);
+    });
+  }
 
-  if (deps.jobs) registerJobRoutes(app, deps.jobs);
+  for (const routes of deps.routes ?? []) routes(app);
 
   app.addHook('onClose', async () => {
-    deps.hub.closeAll();
-    deps.gateway.closeAll();
+    deps.inference?.hub.closeAll();
+    deps.inference?.gateway.closeAll();
     deps.jobs?.workers.closeAll();
   });
 
@@ -304,7 +349,7 @@ function presentNode(node: NodeState, deps: ServerDeps, worker?: WorkerRecord): 
 }
 
 function presentRequest(record: RequestRecord, deps: ServerDeps): Record<string, unknown> {
-  const node = record.nodeId ? deps.nodes.get(record.nodeId) : undefined;
+  const node = record.nodeId ? nodesOf(deps).get(record.nodeId) : undefined;
   const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
   return {
     id: record.id,
@@ -328,7 +373,11 @@ function presentRequest(record: RequestRecord, deps: ServerDeps): Record<string,
   };
 }
 
-export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'mode' | 'gateway' | 'jobs'>, started: number): Record<string, unknown> {
+function nodesOf(deps: Pick<ServerContributions, 'nodes'>): NodeView {
+  return deps.nodes ?? NO_NODES;
+}
+
+export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'engines' | 'mode' | 'inference' | 'jobs'>, started: number): Record<string, unknown> {
   const zones: Record<string, Record<string, number>> = {};
   for (const zone of deps.geozones) zones[zone] = { total: 0, online: 0, busy: 0, draining: 0, offline: 0 };
   let total = 0;
@@ -339,7 +388,7 @@ export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 
     zone[status] = (zone[status] ?? 0) + 1;
   };
   const telemetryIds = new Set<string>();
-  for (const node of deps.nodes.all()) {
+  for (const node of nodesOf(deps).all()) {
     telemetryIds.add(node.id);
     count(node.geozone, node.status);
   }
@@ -366,10 +415,11 @@ export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 
   const [l50, l99] = m.latencySamples.percentiles(50, 99);
   const round = (v: number | undefined, digits = 3): number | null => (v === undefined || Number.isNaN(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
   return {
+    engines: deps.engines,
     mode: deps.mode,
     uptimeS: Math.round((Date.now() - started) / 1000),
     nodes: { total, byGeozone: zones },
-    agentsConnected: deps.gateway.sessions,
+    agentsConnected: deps.inference?.gateway.sessions ?? 0,
     inference: {
       ...m.totals,
       requestsPerSecond: round(m.requestRate.perSecond(), 1),

@@ -115,16 +115,14 @@ function stateWhere(config: EmbeddedConfig): string {
   return `${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}${bus}`;
 }
 
-/** Starts the embedded server, prints where it is, and stops cleanly on SIGINT/SIGTERM. */
-async function serve(config: EmbeddedConfig, logger: ReturnType<typeof createLogger>, banner: (url: string) => string, status: boolean): Promise<void> {
-  // Roles are loaded only by the commands that run them, so `arcnet list` and friends start fast.
-  const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../main/embedded.ts'), import('./status-line.ts')]);
-  const system = await startEmbedded(config, { logger }).catch((error: unknown) => {
+/** Starts a server process, prints where it is, and stops cleanly on SIGINT/SIGTERM. */
+async function serve<T extends { url?: string; stop(): Promise<void> }>(config: EmbeddedConfig, logger: ReturnType<typeof createLogger>, start: () => Promise<T>, banner: (url: string) => string, status?: (system: T) => () => void): Promise<void> {
+  const system = await start().catch((error: unknown) => {
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new UsageError(`port ${config.port} on ${config.host} is already in use; stop what holds it or pass --port`);
     throw error;
   });
-  process.stdout.write(banner(system.url));
-  const stopStatus = status ? startStatusLine(system) : () => undefined;
+  process.stdout.write(banner(system.url ?? ''));
+  const stopStatus = status ? status(system) : () => undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -176,14 +174,17 @@ withJobOptions(
     external: await externalEngines(opts),
   });
   const where = stateWhere(config);
+  // Roles are loaded only by the commands that run them, so `arcnet list` and friends start fast.
+  const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../main/embedded.ts'), import('./status-line.ts')]);
   await serve(
     config,
     logger,
+    () => startEmbedded(config, { logger }),
     (url) =>
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${where}\n` +
       `  API and console feed: ${url}  (GET /stats, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${url} [--worker])\n` +
       `  Ctrl-C stops cleanly.\n`,
-    opts.status,
+    opts.status ? startStatusLine : undefined,
   );
 });
 
@@ -194,13 +195,14 @@ withJobOptions(
 ).action(async (opts: JobFlags & ExternalFlags & { host: string; port: number; dataDir: string; memory: boolean; logLevel: string }) => {
   const logger = createLogger({ level: opts.logLevel });
   const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), simulation: { nodes: 0, requestRate: 0 }, external: await externalEngines(opts) });
+  const { startCoordinatorProcess } = await import('../main/roles.ts');
   await serve(
     config,
     logger,
+    () => startCoordinatorProcess({ ...config, logger }),
     (url) =>
       `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${stateWhere(config)}\n` +
       `  API: ${url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /metrics; workers: arcnet agent --worker --no-inference --server ${url})\n`,
-    false,
   );
 });
 
@@ -444,6 +446,8 @@ program
   .action(async (opts: { server: string; json: boolean }) => {
     const body = (await getJson(opts.server, '/stats')) as {
       mode: string;
+      /** Absent from servers before the engines were named. */
+      engines?: { bus: string; store?: string };
       uptimeS: number;
       agentsConnected: number;
       nodes: { total: number; byGeozone: Record<string, Record<string, number>> };
@@ -466,7 +470,7 @@ program
               ),
             ])}\n\n`
           : '') +
-        `${body.mode} mode, up ${body.uptimeS} s, ${body.agentsConnected} agents connected\n`,
+        `${body.engines ? `bus ${body.engines.bus}, store ${body.engines.store ?? '-'}` : `${body.mode} mode`}, up ${body.uptimeS} s, ${body.agentsConnected} agents connected\n`,
     );
   });
 

@@ -7,7 +7,7 @@
 import { Option, type Command } from 'commander';
 import { createLogger, type Logger } from '../core/logging.ts';
 import { errorMessage } from '../core/errors.ts';
-import type { BusEngines, BusOptions, Engines, RoleProcess } from '../main/roles.ts';
+import type { DistributedEngines, RoleProcess } from '../main/roles.ts';
 import type { EngineFlags } from '../main/settings.ts';
 
 export interface RoleCommandHelpers {
@@ -57,18 +57,18 @@ function withHttpOptions(command: Command, helpers: RoleCommandHelpers): Command
     .option('--http-host <host>', 'address for --http-port', '127.0.0.1');
 }
 
-async function openStateAndBus(role: string, resolved: Resolved, options: Pick<BusOptions, 'observer' | 'sessionTimeoutMs'> = {}): Promise<Engines> {
-  const [{ resolveEngines }, { openEngines }] = await Promise.all([import('../main/settings.ts'), import('../main/roles.ts')]);
+/** Kafka and PostgreSQL from flags, environment or config file. */
+async function distributedEngines(resolved: Resolved, sessionTimeoutMs?: number): Promise<DistributedEngines> {
+  const { resolveEngines } = await import('../main/settings.ts');
   const engines = resolveEngines(resolved.flags, { required: true });
-  return openEngines(role, { kafka: engines.kafka!, postgres: engines.postgres! }, { ...options, logger: resolved.logger, geozones: resolved.geozones });
+  return { kafka: { ...engines.kafka!, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, postgres: engines.postgres! };
 }
 
-/** Starts a role on opened engines; if it fails they are closed, and a taken port is one line on the CLI, not a stack trace. */
-async function startOrClose<T>(engines: Engines, helpers: RoleCommandHelpers, portInUse: string, start: () => Promise<T>): Promise<T> {
+/** Starts a role; a taken port is one line on the CLI, not a stack trace (the role has closed what it opened). */
+async function startOrExplain<T>(helpers: RoleCommandHelpers, portInUse: string, start: () => Promise<T>): Promise<T> {
   try {
     return await start();
   } catch (error) {
-    await engines.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw helpers.usage(portInUse);
     throw error;
   }
@@ -109,16 +109,17 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
     .option('--lease-ttl <ms>', 'writer lease TTL: how long a dead leader\'s duties wait for a standby', int('--lease-ttl', 300), 6_000)
     .action(async (flags: CommonFlags & HttpFlags & { offlineAfter: number; summaryInterval: number; leaseTtl: number }) => {
       const resolved = await resolveCommon(flags, 'aggregator', helpers);
-      const { startAggregatorRole, roleMetrics } = await import('../main/roles.ts');
-      const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
-      const engines = await openStateAndBus('aggregator', resolved, metrics ? { observer: metrics.metrics.busObserver() } : {});
-      const role = await startOrClose(engines, helpers, httpPortInUse(flags), () =>
-        startAggregatorRole(engines, {
+      const { startAggregatorProcess } = await import('../main/roles.ts');
+      const engines = await distributedEngines(resolved);
+      const role = await startOrExplain(helpers, httpPortInUse(flags), () =>
+        startAggregatorProcess({
+          engines,
+          logger: resolved.logger,
           geozones: resolved.geozones,
           offlineAfterMs: flags.offlineAfter,
           summaryIntervalMs: flags.summaryInterval,
           leaseTtlMs: flags.leaseTtl,
-          ...(metrics ? { http: { host: flags.httpHost, port: flags.httpPort!, metrics } } : {}),
+          ...(flags.httpPort === undefined ? {} : { http: { host: flags.httpHost, port: flags.httpPort } }),
         }),
       );
       await runUntilSignalled('aggregator', role);
@@ -131,15 +132,16 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
     .option('--failover-after <ms>', 'silence after which a replica takes over a dead one\'s requests (Kafka session timeout; the broker allows 6000 and up by default)', int('--failover-after', 1000), 10_000)
     .action(async (flags: CommonFlags & HttpFlags & { reservationTimeout: number; maxRetries: number; failoverAfter: number }) => {
       const resolved = await resolveCommon(flags, 'scheduler', helpers);
-      const { startSchedulerRole, roleMetrics } = await import('../main/roles.ts');
-      const metrics = flags.httpPort === undefined ? undefined : roleMetrics();
-      const engines = await openStateAndBus('scheduler', resolved, { sessionTimeoutMs: flags.failoverAfter, ...(metrics ? { observer: metrics.metrics.busObserver() } : {}) });
-      const role = await startOrClose(engines, helpers, httpPortInUse(flags), () =>
-        startSchedulerRole(engines, {
+      const { startSchedulerProcess } = await import('../main/roles.ts');
+      const engines = await distributedEngines(resolved, flags.failoverAfter);
+      const role = await startOrExplain(helpers, httpPortInUse(flags), () =>
+        startSchedulerProcess({
+          engines,
+          logger: resolved.logger,
           geozones: resolved.geozones,
           reservationTtlMs: flags.reservationTimeout,
           maxRetries: flags.maxRetries,
-          ...(metrics ? { http: { host: flags.httpHost, port: flags.httpPort!, metrics } } : {}),
+          ...(flags.httpPort === undefined ? {} : { http: { host: flags.httpHost, port: flags.httpPort } }),
         }),
       );
       await runUntilSignalled('scheduler', role);
@@ -153,11 +155,10 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
     .option('--offline-after <ms>', 'silence after which the node list shows a node offline', int('--offline-after', 100), 30_000)
     .action(async (flags: CommonFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number }) => {
       const resolved = await resolveCommon(flags, 'server', helpers);
-      const { startServerRole, serverMetrics } = await import('../main/roles.ts');
-      const { metrics, registryView } = serverMetrics();
-      const engines = await openStateAndBus('server', resolved, { observer: metrics.busObserver() });
-      const role = await startOrClose(engines, helpers, `port ${flags.port} on ${flags.host} is already in use; stop what holds it or pass --port`, () =>
-        startServerRole(engines, { host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }, metrics, registryView),
+      const { startServerProcess } = await import('../main/roles.ts');
+      const engines = await distributedEngines(resolved);
+      const role = await startOrExplain(helpers, `port ${flags.port} on ${flags.host} is already in use; stop what holds it or pass --port`, () =>
+        startServerProcess({ engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }),
       );
       await runUntilSignalled('server', role);
     });
@@ -166,10 +167,9 @@ export function registerRoleCommands(program: Command, helpers: RoleCommandHelpe
 /** `arcnet simulate --kafka`: the simulated nodes on the bus directly, as the seed's simulator does. */
 export async function runBusSimulator(flags: CommonFlags & { nodes: number; rate: number; seed: number; telemetryInterval: number }, helpers: RoleCommandHelpers): Promise<void> {
   const resolved = await resolveCommon(flags, 'simulate', helpers);
-  const [{ resolveEngines }, { openBus, startSimulatorRole }] = await Promise.all([import('../main/settings.ts'), import('../main/roles.ts')]);
+  const [{ resolveEngines }, { startSimulatorProcess }] = await Promise.all([import('../main/settings.ts'), import('../main/roles.ts')]);
   const { kafka } = resolveEngines({ kafka: flags.kafka ?? true, ...(flags.config ? { config: flags.config } : {}) }, { required: false });
   if (!kafka) throw helpers.usage('simulate --kafka: no Kafka servers');
-  const engines: BusEngines = await openBus('simulate', kafka, { logger: resolved.logger, geozones: resolved.geozones });
-  const role = await startSimulatorRole(engines, { geozones: resolved.geozones, nodes: flags.nodes, rate: flags.rate, seed: flags.seed, telemetryIntervalMs: flags.telemetryInterval });
+  const role = await startSimulatorProcess({ kafka, logger: resolved.logger, geozones: resolved.geozones, nodes: flags.nodes, rate: flags.rate, seed: flags.seed, telemetryIntervalMs: flags.telemetryInterval });
   await runUntilSignalled('simulate', role);
 }

@@ -1,9 +1,10 @@
 /**
  * The small HTTP port of a role process that has no API of its own (aggregator, scheduler): what an
- * orchestrator probes and a Prometheus server scrapes.
+ * orchestrator probes and a Prometheus server scrapes. It answers `/health` and `/ready` exactly as the
+ * API server does, from the process's one report (`System.report()`).
  *
  * - GET /health: 200 while the process runs, with what it is doing (liveness, and for people).
- * - GET /ready: 200 once the role has started and can do its work, 503 with the reason before.
+ * - GET /ready: 200 once every module has started and can do its work, 503 with the reason before.
  * - GET /metrics: the role's Prometheus metrics.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -11,21 +12,14 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
-import { VERSION } from './version.ts';
-
-/** What a role reports of itself; `ready` false comes with the reason in `notReady`. */
-export interface RoleHealth {
-  readonly ready: boolean;
-  readonly notReady?: string;
-  readonly details: Readonly<Record<string, unknown>>;
-}
+import type { HealthReport } from '../api/server.ts';
 
 export interface RoleHttpOptions {
   readonly host: string;
   readonly port: number;
+  /** Named in the answer to an unknown path. */
   readonly role: string;
-  readonly instanceId: string;
-  readonly health: () => RoleHealth;
+  readonly report: () => HealthReport;
   readonly metrics: Registry;
   readonly logger: Logger;
 }
@@ -36,7 +30,6 @@ export interface RoleHttp {
 }
 
 export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp> {
-  const startedAt = Date.now();
   const json = (response: ServerResponse, status: number, body: unknown): void => {
     response.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
     response.end(JSON.stringify(body));
@@ -55,17 +48,8 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
       return;
     }
     if (path === '/health' || path === '/ready') {
-      const health = options.health();
-      const body = {
-        status: health.ready ? 'ok' : 'starting',
-        role: options.role,
-        instanceId: options.instanceId,
-        version: VERSION,
-        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-        ...(health.notReady ? { notReady: health.notReady } : {}),
-        ...health.details,
-      };
-      json(response, path === '/ready' && !health.ready ? 503 : 200, body);
+      const report = options.report();
+      json(response, path === '/ready' && !report.ready ? 503 : 200, report.body);
       return;
     }
     json(response, 404, { error: `no such path ${path}; this ${options.role} serves /health, /ready and /metrics` });
@@ -85,13 +69,17 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
     });
   });
   const { port } = server.address() as AddressInfo;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
-    url: `http://${host}:${port}`,
+    url: httpUrl(options.host, port),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+/** `http://host:port`, with an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

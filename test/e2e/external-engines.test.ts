@@ -26,11 +26,12 @@ describe.skipIf(!engines.available)(engines.title('arcnet up on Kafka and Postgr
     const args = ['up', '--port', String(port), '--kafka', KAFKA_BOOTSTRAP, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozones', 'PJM', '--nodes', '6', '--rate', '10', '--telemetry-interval', '500', '--no-status', '--log-level', 'warn'];
     let server = startCli(args);
     children.push(server);
-    interface Stats { mode: string; nodes: { total: number }; inference: { completed: number } }
+    interface Stats { mode: string; engines: { bus: string; store: string }; nodes: { total: number }; inference: { completed: number } }
     const stats = await untilUp(async () => {
       const body = (await (await fetch(`${url}/stats`)).json()) as Stats;
       return body.inference.completed >= 10 ? body : undefined;
     }, 'requests completed through Kafka', 60_000);
+    expect(stats.engines).toEqual({ bus: 'kafka', store: 'postgres' });
     expect(stats.mode).toBe('distributed');
     expect(stats.nodes.total).toBe(6);
 

@@ -346,6 +346,36 @@ describe('embedded ArcNet, end to end in one process', () => {
     expect(text).toMatch(/arcnet_inference_latency_ms_bucket/);
   });
 
+  it('answers /health and /ready with the one body every process gives, and names its engines in /stats', async () => {
+    const ready = await fetch(`${system.url}/ready`);
+    expect(ready.status).toBe(200);
+    const body = (await ready.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      status: 'ok',
+      role: 'embedded',
+      instanceId: system.instanceId,
+      engines: { bus: 'memory', store: 'sqlite-memory' },
+      mode: 'embedded',
+      modules: { inference: { ready: true }, mesh: { ready: true, nodes: system.aggregator.registry.size }, scheduler: { ready: true, nodesKnown: system.scheduler.index.size }, jobs: { ready: true } },
+    });
+    expect(typeof body['uptimeSeconds']).toBe('number');
+    expect(body['version']).toEqual(expect.any(String));
+    expect(await (await fetch(`${system.url}/health`)).json()).toMatchObject({ status: 'ok', mode: 'embedded', uptimeS: expect.any(Number) });
+    const stats = (await (await fetch(`${system.url}/stats`)).json()) as Record<string, unknown>;
+    expect(stats).toMatchObject({ engines: { bus: 'memory', store: 'sqlite-memory' }, mode: 'embedded' });
+
+    // A scheduler that knows no node is not ready: /ready says so and why, /health stays 200.
+    const empty = await startEmbedded(withDefaults({ port: 0, dataDir: null, geozones: ['MISO'], simulation: { nodes: 0, requestRate: 0 } }));
+    try {
+      const waiting = await fetch(`${empty.url}/ready`);
+      expect(waiting.status).toBe(503);
+      expect(await waiting.json()).toMatchObject({ status: 'starting', notReady: 'scheduler: no node of MISO known yet: waiting for node documents or telemetry' });
+      expect((await fetch(`${empty.url}/health`)).status).toBe(200);
+    } finally {
+      await empty.stop();
+    }
+  });
+
   it('sheds submissions with 503 when the scheduler falls behind, and answers 202 for what it accepted but could not decide in time', async () => {
     const stalled = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 }, api: { decisionTimeoutMs: 400, maxAwaitingDecisions: 2 } }));
     await stalled.scheduler.stop();

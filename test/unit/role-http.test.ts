@@ -1,7 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Counter, Registry } from 'prom-client';
 import { silentLogger } from '../../src/core/logging.ts';
-import { startRoleHttp, type RoleHealth, type RoleHttp } from '../../src/main/role-http.ts';
+import type { HealthReport } from '../../src/api/server.ts';
+import { startRoleHttp, type RoleHttp } from '../../src/main/role-http.ts';
+import { System } from '../../src/main/system.ts';
+import type { ModuleHealth } from '../../src/main/modules/module.ts';
+
+const ready: () => HealthReport = () => ({ ready: true, body: {} });
 
 describe('role health and metrics port', () => {
   let http: RoleHttp | undefined;
@@ -10,26 +15,40 @@ describe('role health and metrics port', () => {
     http = undefined;
   });
 
-  it('answers /ready 503 with the reason until the role can work, /health 200 throughout, and serves its metrics', async () => {
-    let health: RoleHealth = { ready: false, notReady: 'no node of CAISO known yet', details: { nodesKnown: 0 } };
+  it('answers /ready 503 with the reason until every module can work, /health 200 throughout, and serves its metrics', async () => {
+    let health: ModuleHealth = { ready: false, notReady: 'no node of CAISO known yet', details: { nodesKnown: 0 } };
+    const system = new System('scheduler', { instanceId: 'scheduler-1', kinds: { bus: 'kafka', store: 'postgres' }, logger: silentLogger, close: async () => undefined });
+    await system.start(async () => ({ name: 'scheduler', health: () => health, stop: async () => undefined }));
     const registry = new Registry();
     new Counter({ name: 'arcnet_test_total', help: 'a test counter', registers: [registry] }).inc(3);
-    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'scheduler', instanceId: 'scheduler-1', health: () => health, metrics: registry, logger: silentLogger });
+    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'scheduler', report: () => system.report(), metrics: registry, logger: silentLogger });
 
     const notReady = await fetch(`${http.url}/ready`);
     expect(notReady.status).toBe(503);
-    expect(await notReady.json()).toMatchObject({ status: 'starting', role: 'scheduler', instanceId: 'scheduler-1', notReady: 'no node of CAISO known yet', nodesKnown: 0 });
+    expect(await notReady.json()).toMatchObject({
+      status: 'starting',
+      role: 'scheduler',
+      instanceId: 'scheduler-1',
+      engines: { bus: 'kafka', store: 'postgres' },
+      mode: 'distributed',
+      notReady: 'scheduler: no node of CAISO known yet',
+      modules: { scheduler: { ready: false, notReady: 'no node of CAISO known yet', nodesKnown: 0 } },
+      // One module: its details also at the top, as the role ports answered before modules existed.
+      nodesKnown: 0,
+    });
     expect((await fetch(`${http.url}/health`)).status).toBe(200);
 
     health = { ready: true, details: { nodesKnown: 50 } };
-    const ready = await fetch(`${http.url}/ready`);
-    expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ok', nodesKnown: 50 });
+    const ok = await fetch(`${http.url}/ready`);
+    expect(ok.status).toBe(200);
+    const body = (await ok.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ status: 'ok', nodesKnown: 50, modules: { scheduler: { ready: true, nodesKnown: 50 } } });
+    expect(body).not.toHaveProperty('notReady');
     expect(await (await fetch(`${http.url}/metrics`)).text()).toContain('arcnet_test_total 3');
   });
 
   it('refuses other paths and methods with a message naming what is served', async () => {
-    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'aggregator', instanceId: 'aggregator-1', health: () => ({ ready: true, details: {} }), metrics: new Registry(), logger: silentLogger });
+    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'aggregator', report: ready, metrics: new Registry(), logger: silentLogger });
     const missing = await fetch(`${http.url}/api/v1/nodes`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: string }).error).toMatch(/aggregator serves \/health, \/ready and \/metrics/);
@@ -39,8 +58,8 @@ describe('role health and metrics port', () => {
   });
 
   it('says which port is taken', async () => {
-    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'aggregator', instanceId: 'aggregator-1', health: () => ({ ready: true, details: {} }), metrics: new Registry(), logger: silentLogger });
+    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'aggregator', report: ready, metrics: new Registry(), logger: silentLogger });
     const port = Number(new URL(http.url).port);
-    await expect(startRoleHttp({ host: '127.0.0.1', port, role: 'aggregator', instanceId: 'aggregator-2', health: () => ({ ready: true, details: {} }), metrics: new Registry(), logger: silentLogger })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(startRoleHttp({ host: '127.0.0.1', port, role: 'aggregator', report: ready, metrics: new Registry(), logger: silentLogger })).rejects.toMatchObject({ code: 'EADDRINUSE' });
   });
 });

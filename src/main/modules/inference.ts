@@ -1,0 +1,84 @@
+/**
+ * The server's inference parts: the tracker (each request's status for the API, the metrics and the
+ * console), the dispatch router (each dispatch to its node's session only, DESIGN §4), the agent
+ * gateway (WebSocket sessions of `arcnet agent`) and the console hub (`/telemetry`). Any process with
+ * an API for inference runs it: `arcnet up` and `arcnet server`. It starts before the mesh and the
+ * scheduler publish anything, since its readers begin at the newest record.
+ */
+import type { InferenceRequest } from '../../contracts/messages.ts';
+import { topics } from '../../contracts/topics.ts';
+import { InferenceTracker } from '../../inference/tracker.ts';
+import { DispatchRouter } from '../../inference/dispatch-router.ts';
+import type { ArcMetrics } from '../../api/metrics.ts';
+import { ConsoleHub } from '../../api/console-hub.ts';
+import { inferenceObserver } from '../../api/inference-observer.ts';
+import { AgentGateway } from '../../api/agent-gateway.ts';
+import type { NodeView } from '../../api/server.ts';
+import type { BusEngines } from '../engines.ts';
+import type { ModuleHandle } from './module.ts';
+import type { MeshModule } from './mesh.ts';
+
+/** The dispatch router of a process: reads the geozones' dispatch topics once, in a group of its own. */
+export async function startDispatchRouter(engines: BusEngines, geozones: readonly string[]): Promise<DispatchRouter> {
+  const router = new DispatchRouter(engines.bus, engines.clock, engines.instanceId);
+  await router.start(geozones, `${engines.instanceId}-dispatch-router`);
+  return router;
+}
+
+export interface InferenceOptions {
+  readonly geozones: readonly string[];
+  /** The telemetry period asked of agents. */
+  readonly telemetryIntervalMs?: number;
+  readonly metrics: ArcMetrics;
+}
+
+export interface InferenceModule extends ModuleHandle {
+  readonly tracker: InferenceTracker;
+  readonly router: DispatchRouter;
+  readonly gateway: AgentGateway;
+  readonly hub: ConsoleHub;
+  /** Publishes a request as a client would, recording it for status queries. */
+  submit(request: InferenceRequest): Promise<void>;
+  /** Feeds the console with the mesh's telemetry and names nodes in its events. */
+  attachMesh(mesh: Pick<MeshModule, 'nodes' | 'onTelemetry'>): void;
+}
+
+export async function startInferenceModule(engines: BusEngines, options: InferenceOptions): Promise<InferenceModule> {
+  const { bus, clock, logger, instanceId } = engines;
+  const { metrics } = options;
+  const hub = new ConsoleHub();
+  let nodes: Pick<NodeView, 'get'> = { get: () => undefined };
+  const tracker = new InferenceTracker();
+  tracker.addListener(inferenceObserver(metrics, hub, { get: (id) => nodes.get(id) }));
+  await tracker.start(bus, options.geozones, instanceId);
+  const router = await startDispatchRouter(engines, options.geozones);
+  const gateway = new AgentGateway({
+    bus,
+    router,
+    geozones: options.geozones,
+    telemetryIntervalMs: options.telemetryIntervalMs ?? 10_000,
+    logger: logger.child({ component: 'agents' }),
+    onSessionsChanged: (count) => metrics.agentsConnected.set(count),
+  });
+  return {
+    name: 'inference',
+    tracker,
+    router,
+    gateway,
+    hub,
+    api: { inference: { tracker, hub, gateway } },
+    submit: async (request) => {
+      tracker.submitted(request, clock.now());
+      await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
+    },
+    attachMesh: (mesh) => {
+      nodes = mesh.nodes;
+      mesh.onTelemetry((_node, telemetry) => hub.telemetry(telemetry));
+    },
+    health: () => ({ ready: true, details: { agentsConnected: gateway.sessions, awaitingDecision: tracker.awaitingDecision } }),
+    stop: async () => {
+      await router.stop();
+      await tracker.stop();
+    },
+  };
+}
