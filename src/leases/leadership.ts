@@ -1,7 +1,9 @@
 /**
- * Single-writer duties (a geozone's node status and summaries) go to whichever replica holds a
- * lease. The holder's writes carry the lease's fencing token, so once the lease has passed to
- * another replica the store rejects anything the deposed one still tries to write.
+ * Single-writer duties go to whichever replica holds a lease: a geozone's node status and summaries
+ * (the aggregator, lease `aggregator/<zone>`), the verified-jobs coordinator (lease `coordinator`).
+ * The holder's writes carry the lease's fencing token, so once the lease has passed to another
+ * replica the store rejects anything the deposed one still tries to write. Shared by every family
+ * that needs one writer; the null objects below let the same code run where nothing competes.
  */
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';

@@ -18,7 +18,7 @@ import type { Consumer } from '../bus/ports.ts';
 import type { DocumentPut, DocumentStore } from '../store/ports.ts';
 import { geozoneOf, type NodeState } from './node.ts';
 import { NodeRegistry, type StatusChange } from './registry.ts';
-import { SOLE_WRITER, type Leadership } from './leadership.ts';
+import { SOLE_WRITER, type Leadership } from '../leases/leadership.ts';
 
 export const NODES_COLLECTION = 'nodes';
 

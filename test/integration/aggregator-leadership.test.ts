@@ -15,7 +15,7 @@ import type { NodeTelemetry } from '../../src/contracts/messages.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
 import type { StateStores } from '../../src/store/ports.ts';
 import { RegionalAggregator, DEFAULT_AGGREGATOR_CONFIG, NODES_COLLECTION } from '../../src/mesh/aggregator.ts';
-import { LeaseLeadership, type Leadership } from '../../src/mesh/leadership.ts';
+import { LeaseLeadership, type Leadership } from '../../src/leases/leadership.ts';
 import { until } from '../support/until.ts';
 
 const LEASE = 'aggregator/CAISO';
