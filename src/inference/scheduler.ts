@@ -96,6 +96,16 @@ interface StagedDispatch {
   readonly score: number;
 }
 
+/** One lease asked for in a round of decide(): the request (by its index in the batch) and the node it would go to. */
+interface Ask {
+  readonly index: number;
+  readonly nodeId: string;
+  readonly nodeName: string;
+  readonly geozone: string;
+  readonly score: number;
+  readonly forwarded: boolean;
+}
+
 /** Requests routed per transaction: the batch that queued while the previous one committed, up to this. */
 const MAX_BATCH = 500;
 /** Lease releases coalesced into one write. */
@@ -249,15 +259,10 @@ export class InferenceScheduler {
     for (let round = 0; round <= config.maxRetries && open.length > 0; round++) {
       if (round > 0) await sleep(backoffDelay(round - 1, config.backoffBaseMs, config.backoffCapMs));
       const now = clock.now();
-      const asks: { index: number; nodeId: string; nodeName: string; geozone: string; score: number; forwarded: boolean }[] = [];
-      for (const i of open) {
+      const asks: Ask[] = [];
+      const fresh = this.keepStaged(requests, open, now, asks);
+      for (const i of fresh) {
         const request = requests[i]!;
-        const previous = this.staged.get(request.id);
-        if (previous) {
-          const { dispatch } = previous;
-          asks.push({ index: i, nodeId: dispatch.nodeId, nodeName: previous.nodeName, geozone: previous.geozone, score: previous.score, forwarded: previous.forwarded });
-          continue;
-        }
         const candidate = this.index.best(request, now);
         if (!candidate) continue;
         // Held for this request while the batch decides, so the next request of the batch picks another node.
@@ -292,7 +297,9 @@ export class InferenceScheduler {
         }
         const { grant } = lease;
         this.index.reserve({ nodeId: ask.nodeId, holder: request.id, token: grant.token, expiresAt: grant.expiresAt });
-        const dispatch: InferenceDispatch = this.staged.get(request.id)?.dispatch ?? {
+        // The staged dispatch again only under the same grant: a lease that ran out and was granted anew has a new token.
+        const previous = this.staged.get(request.id)?.dispatch;
+        const dispatch: InferenceDispatch = previous?.nodeId === ask.nodeId && previous.fencingToken === grant.token ? previous : {
           schemaVersion: 1,
           requestId: request.id,
           nodeId: ask.nodeId,
@@ -352,6 +359,44 @@ export class InferenceScheduler {
       });
     });
     return decided;
+  }
+
+  /**
+   * A redelivered batch (its transaction failed) asks again for the nodes its staged requests hold,
+   * renewing their leases, and reserves them in the index again first, so the batch's other requests
+   * pass them by. A staged request whose node has since gone to another request (its reservation ran
+   * out while the broker was away, and the node was reserved again, or another staged request of this
+   * batch asks for it) is decided afresh: one node asked for twice would fail the whole batch, and the
+   * redelivered batch with it, for good. Returns the indexes of the requests still to be placed.
+   */
+  private keepStaged(
+    requests: readonly InferenceRequest[],
+    open: readonly number[],
+    now: number,
+    asks: Ask[],
+  ): number[] {
+    const fresh: number[] = [];
+    const claimed = new Set<string>();
+    for (const i of open) {
+      const request = requests[i]!;
+      const previous = this.staged.get(request.id);
+      if (!previous) {
+        fresh.push(i);
+        continue;
+      }
+      const { nodeId, fencingToken } = previous.dispatch;
+      const held = this.index.reservation(nodeId);
+      if (claimed.has(nodeId) || (held !== undefined && held.holder !== request.id && held.expiresAt > now)) {
+        this.staged.delete(request.id);
+        this.deps.logger.info({ requestId: request.id, nodeId }, 'a redelivered request\'s node went to another request meanwhile; deciding it again');
+        fresh.push(i);
+        continue;
+      }
+      claimed.add(nodeId);
+      this.index.reserve({ nodeId, holder: request.id, token: fencingToken ?? 0, expiresAt: now + this.deps.config.reservationTtlMs });
+      asks.push({ index: i, nodeId, nodeName: previous.nodeName, geozone: previous.geozone, score: previous.score, forwarded: previous.forwarded });
+    }
+    return fresh;
   }
 
   private stage(requestId: string, entry: StagedDispatch): void {
