@@ -21,6 +21,7 @@ import type { InferenceTracker, RequestRecord } from '../inference/tracker.ts';
 import type { Reservation } from '../placement/candidate-index.ts';
 import { AGENT_PATH } from '../agent/protocol.ts';
 import type { ArcMetrics } from './metrics.ts';
+import { sendApiError } from './errors.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { AgentGateway } from './agent-gateway.ts';
 import type { JobRoutesDeps } from './job-routes.ts';
@@ -147,10 +148,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
   const maxAwaiting = deps.maxAwaitingDecisions ?? 10_000;
 
+  // One mapper for every route (src/api/errors.ts): codes and statuses become the same body everywhere.
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
-    void reply.status(status).send({ statusCode: status, error: status < 500 ? 'Bad Request' : 'Internal Server Error', message: status < 500 ? error.message : `internal error: ${error.message}` });
+    void sendApiError(request, reply, error);
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url}` });

@@ -1,17 +1,30 @@
 /**
  * Errors that say when they happen and whether a retry helps (the Temporal/NATS style).
  * Expected outcomes (no candidate, lease held elsewhere) are statuses, not errors; these are for
- * what the caller cannot plan around.
+ * what the caller cannot plan around, and for refusals a caller is told about.
+ *
+ * Domain code says what went wrong (a code) and whether the same call may succeed later; it never
+ * names an HTTP status. The API edge alone maps codes to statuses (`src/api/errors.ts`).
  */
 export type ErrorCode =
   | 'INVALID_INPUT'
+  /** The caller did not say who it is (no credential). */
+  | 'UNAUTHENTICATED'
+  /** The caller said who it is, and that identity may not do this. */
+  | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'CONFLICT'
+  /** The input is over a size limit. */
+  | 'TOO_LARGE'
   | 'STALE_FENCING_TOKEN'
+  /** This replica does not hold the writer's lease: another replica does, or soon will. */
+  | 'NOT_LEADER'
   | 'UNAVAILABLE'
   | 'TIMEOUT'
   | 'CLOSED'
   | 'INTERNAL';
+
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'TIMEOUT', 'CONFLICT', 'NOT_LEADER']);
 
 export class ArcError extends Error {
   readonly code: ErrorCode;
@@ -22,7 +35,7 @@ export class ArcError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ArcError';
     this.code = code;
-    this.retryable = options.retryable ?? (code === 'UNAVAILABLE' || code === 'TIMEOUT' || code === 'CONFLICT');
+    this.retryable = options.retryable ?? RETRYABLE_BY_DEFAULT.has(code);
   }
 }
 
