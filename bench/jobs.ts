@@ -23,6 +23,7 @@ import { systemClock } from '../src/core/clock.ts';
 import { silentLogger } from '../src/core/logging.ts';
 import { openSqliteStores } from '../src/store/sqlite.ts';
 import { Coordinator } from '../src/jobs/coordinator.ts';
+import { authenticateWorker } from '../src/jobs/credentials.ts';
 import type { ExecutionAssignment, Job } from '../src/jobs/model.ts';
 import type { CoordinatorObserver, WorkerChannel } from '../src/jobs/ports.ts';
 
@@ -135,14 +136,18 @@ class SimulatedWorkers implements WorkerChannel {
     const liar = this.liars.has(nodeId);
     if (liar) this.forgeries++;
     const result = liar ? `forged-by-${nodeId}-for-${assignment.input_data}` : honestResult(assignment.input_data);
-    this.coordinator!.submitResult(nodeId, this.credentials.get(nodeId), { execution_id: assignment.execution_id, status: 'completed', result, duration_ms: 1 }).then(
-      () => this.reported(sequence),
-      (error: unknown) => {
-        this.errors++;
-        this.firstError ??= String(error);
-        this.reported(sequence);
-      },
-    );
+    // The credential is checked as the API edge checks it, once per call.
+    const coordinator = this.coordinator!;
+    Promise.resolve()
+      .then(() => coordinator.submitResult(authenticateWorker(coordinator.worker(nodeId), nodeId, this.credentials.get(nodeId)), { execution_id: assignment.execution_id, status: 'completed', result, duration_ms: 1 }))
+      .then(
+        () => this.reported(sequence),
+        (error: unknown) => {
+          this.errors++;
+          this.firstError ??= String(error);
+          this.reported(sequence);
+        },
+      );
   }
 }
 

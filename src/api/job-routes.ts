@@ -1,13 +1,20 @@
 /**
  * Seed 004's coordinator API on ArcNet's server: jobs, worker registration, heartbeats, pending
- * jobs, results, and the worker push session. Bodies are checked against TypeBox schemas (a 400
- * naming the field); the coordinator's own refusals carry their status (401, 403, 404, 409, 413).
+ * jobs, results, the worker push session, and which replica leads. Bodies are checked against
+ * TypeBox schemas (a 400 naming the field). The edge does two checks, in this order, before any
+ * worker call reaches the coordinator: this replica leads (else 503 NOT_LEADER: a worker given
+ * several servers tries the next), and the worker's credential is its own (`workerCall`). Every
+ * error, the coordinator's refusals included, is answered by the one mapper in `./errors.ts`.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { JobsError, type Coordinator } from '../jobs/coordinator.ts';
+import type { Coordinator } from '../jobs/coordinator.ts';
+import { authenticateReregistration, authenticateWorker, type AuthenticatedWorker } from '../jobs/credentials.ts';
+import { JobsError } from '../jobs/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH } from '../jobs/protocol.ts';
+import { publicWorker } from '../jobs/workers.ts';
+import { sendApiError } from './errors.ts';
 import type { WorkerGateway } from './worker-gateway.ts';
 
 export interface JobRoutesDeps {
@@ -89,13 +96,6 @@ function bearer(request: FastifyRequest): string | undefined {
   return match ? match[1] : header.trim();
 }
 
-function refuse(reply: FastifyReply, error: unknown): FastifyReply {
-  if (!(error instanceof JobsError)) throw error;
-  const names: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large' };
-  if (error.status === 401) void reply.header('www-authenticate', 'Bearer realm="arcnet-workers"');
-  return reply.status(error.status).send({ statusCode: error.status, error: names[error.status], message: error.message });
-}
-
 /** Executions as the API shows them; results are kept, logs only on the executions endpoint. */
 function presentExecution(execution: JobExecution, withLogs: boolean): Record<string, unknown> {
   const { logs, ...rest } = execution;
@@ -109,99 +109,102 @@ export function presentJob(job: Job, executions: readonly JobExecution[], withEx
   return { ...job, execution_counts: summary, ...(withExecutions ? { executions: executions.map((e) => presentExecution(e, false)) } : {}) };
 }
 
+const jobNotKnown = (id: string): JobsError => new JobsError('NOT_FOUND', `job ${id} is not known`);
+
 export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
   const { coordinator } = deps;
+  // A replica that stops leading ends its workers' sessions, so they move to the one that leads.
+  coordinator.onLeadershipChange((leading) => {
+    if (!leading) deps.workers.closeAll();
+  });
 
-  app.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody } }, async (request, reply) => {
-    try {
+  const authenticated = new WeakMap<FastifyRequest, AuthenticatedWorker>();
+  /** The one guard of every worker call: this replica leads, and the credential is the node's own. */
+  const workerCall = <R extends FastifyRequest>(nodeIdOf: (request: R) => string): { preHandler: preHandlerAsyncHookHandler } => ({
+    preHandler: async (request) => {
+      coordinator.assertLeading();
+      const nodeId = nodeIdOf(request as R);
+      authenticated.set(request, authenticateWorker(coordinator.worker(nodeId), nodeId, bearer(request)));
+    },
+  });
+  const workerOf = (request: FastifyRequest): AuthenticatedWorker => {
+    const worker = authenticated.get(request);
+    if (worker === undefined) throw new Error(`route ${request.routeOptions.url} takes worker calls without the workerCall guard`);
+    return worker;
+  };
+
+  // Encapsulated so that every route here answers errors through the mapper, on any server that mounts it.
+  void app.register(async (scope) => {
+    scope.setErrorHandler((error, request, reply) => sendApiError(request, reply, error));
+
+    scope.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody } }, async (request, reply) => {
       const { job, created } = await coordinator.submit(request.body);
       return reply.status(created ? 201 : 200).send(presentJob(job, coordinator.executionsOf(job.id), false));
-    } catch (error) {
-      return refuse(reply, error);
-    }
-  });
+    });
 
-  app.get<{ Querystring: { status?: JobStatus; limit?: number } }>(
-    '/api/v1/jobs',
-    { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) } },
-    async (request) => {
-      const jobs = coordinator.listJobs({ ...(request.query.status ? { status: request.query.status } : {}), limit: request.query.limit ?? 100 });
-      return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map(({ job, executions }) => presentJob(job, executions, false)) };
-    },
-  );
-
-  app.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {
-    const found = await coordinator.findJob(request.params.id);
-    if (!found) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `job ${request.params.id} is not known` });
-    return presentJob(found.job, found.executions, true);
-  });
-
-  app.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) } }, async (request, reply) => {
-    const found = await coordinator.findJob(request.params.id);
-    if (!found) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `job ${request.params.id} is not known` });
-    return { job_id: found.job.id, count: found.executions.length, executions: found.executions.map((e) => presentExecution(e, true)) };
-  });
-
-  app.post<{ Body: Static<typeof RegisterBody> }>('/api/v1/nodes/register', { schema: { body: RegisterBody } }, async (request, reply) => {
-    try {
-      const { worker, credential, created } = await coordinator.register(request.body, bearer(request));
-      const { credential_hash: _hidden, ...node } = worker;
-      return reply.status(created ? 201 : 200).send({ node, credential, stream: WORKER_STREAM_PATH });
-    } catch (error) {
-      return refuse(reply, error);
-    }
-  });
-
-  app.post<{ Params: { id: string }; Body: Static<typeof HeartbeatBody> }>(
-    '/api/v1/nodes/:id/heartbeat',
-    { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }), body: HeartbeatBody } },
-    async (request, reply) => {
-      try {
-        const worker = await coordinator.heartbeat(request.params.id, bearer(request), request.body ?? {});
-        const { credential_hash: _hidden, ...node } = worker;
-        return { node };
-      } catch (error) {
-        return refuse(reply, error);
-      }
-    },
-  );
-
-  app.get<{ Params: { id: string } }>('/api/v1/nodes/:id/pending-jobs', { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }) } }, async (request, reply) => {
-    try {
-      const jobs = await coordinator.pendingFor(request.params.id, bearer(request));
-      return { count: jobs.length, jobs };
-    } catch (error) {
-      return refuse(reply, error);
-    }
-  });
-
-  app.post<{ Body: Static<typeof ResultBody> }>('/api/v1/worker/result', { schema: { body: ResultBody }, bodyLimit: 16 << 20 }, async (request, reply) => {
-    try {
-      const { node_id: nodeId, ...result } = request.body;
-      const outcome = await coordinator.submitResult(nodeId, bearer(request), result);
-      const body = { execution: presentExecution(outcome.execution, false), job_status: outcome.job.status, duplicate: outcome.kind === 'duplicate', late: outcome.kind === 'recorded' && outcome.late };
-      return reply.status(outcome.kind === 'duplicate' ? 200 : 201).send(body);
-    } catch (error) {
-      return refuse(reply, error);
-    }
-  });
-
-  app.get<{ Querystring: { node_id?: string } }>(
-    WORKER_STREAM_PATH,
-    {
-      websocket: true,
-      schema: { querystring: Type.Object({ node_id: Type.String({ minLength: 1 }) }) },
-      preValidation: async (request: FastifyRequest<{ Querystring: { node_id?: string } }>, reply: FastifyReply) => {
-        try {
-          coordinator.authenticate(request.query.node_id ?? '', bearer(request));
-        } catch (error) {
-          return refuse(reply, error);
-        }
-        return undefined;
+    scope.get<{ Querystring: { status?: JobStatus; limit?: number } }>(
+      '/api/v1/jobs',
+      { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) } },
+      async (request) => {
+        const jobs = coordinator.listJobs({ ...(request.query.status ? { status: request.query.status } : {}), limit: request.query.limit ?? 100 });
+        return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map(({ job, executions }) => presentJob(job, executions, false)) };
       },
-    },
-    (socket, request) => {
-      deps.workers.handle(socket, request.query.node_id!);
-    },
-  );
+    );
+
+    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) } }, async (request) => {
+      const found = await coordinator.findJob(request.params.id);
+      if (!found) throw jobNotKnown(request.params.id);
+      return presentJob(found.job, found.executions, true);
+    });
+
+    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) } }, async (request) => {
+      const found = await coordinator.findJob(request.params.id);
+      if (!found) throw jobNotKnown(request.params.id);
+      return { job_id: found.job.id, count: found.executions.length, executions: found.executions.map((e) => presentExecution(e, true)) };
+    });
+
+    /** Which replica this is and whether it leads (the standby keeps a warm view and answers reads). */
+    scope.get('/api/v1/coordinator', async () => coordinator.role());
+
+    scope.post<{ Body: Static<typeof RegisterBody> }>('/api/v1/nodes/register', { schema: { body: RegisterBody } }, async (request, reply) => {
+      coordinator.assertLeading();
+      const as = request.body.id === undefined ? undefined : authenticateReregistration(coordinator.worker(request.body.id), bearer(request));
+      const { worker, credential, created } = await coordinator.register(request.body, as);
+      return reply.status(created ? 201 : 200).send({ node: publicWorker(worker), credential, stream: WORKER_STREAM_PATH });
+    });
+
+    scope.post<{ Params: { id: string }; Body: Static<typeof HeartbeatBody> }>(
+      '/api/v1/nodes/:id/heartbeat',
+      { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }), body: HeartbeatBody }, ...workerCall<FastifyRequest<{ Params: { id: string } }>>((r) => r.params.id) },
+      async (request) => ({ node: publicWorker(await coordinator.heartbeat(workerOf(request), request.body ?? {})) }),
+    );
+
+    scope.get<{ Params: { id: string } }>(
+      '/api/v1/nodes/:id/pending-jobs',
+      { schema: { params: Type.Object({ id: Type.String({ minLength: 1 }) }) }, ...workerCall<FastifyRequest<{ Params: { id: string } }>>((r) => r.params.id) },
+      async (request) => {
+        const jobs = await coordinator.pendingFor(workerOf(request));
+        return { count: jobs.length, jobs };
+      },
+    );
+
+    scope.post<{ Body: Static<typeof ResultBody> }>(
+      '/api/v1/worker/result',
+      { schema: { body: ResultBody }, bodyLimit: 16 << 20, ...workerCall<FastifyRequest<{ Body: Static<typeof ResultBody> }>>((r) => r.body.node_id) },
+      async (request, reply) => {
+        const { node_id: _nodeId, ...result } = request.body;
+        const outcome = await coordinator.submitResult(workerOf(request), result);
+        const body = { execution: presentExecution(outcome.execution, false), job_status: outcome.job.status, duplicate: outcome.kind === 'duplicate', late: outcome.kind === 'recorded' && outcome.late };
+        return reply.status(outcome.kind === 'duplicate' ? 200 : 201).send(body);
+      },
+    );
+
+    scope.get<{ Querystring: { node_id: string } }>(
+      WORKER_STREAM_PATH,
+      { websocket: true, schema: { querystring: Type.Object({ node_id: Type.String({ minLength: 1 }) }) }, ...workerCall<FastifyRequest<{ Querystring: { node_id: string } }>>((r) => r.query.node_id) },
+      (socket, request) => {
+        deps.workers.handle(socket, workerOf(request));
+      },
+    );
+  });
 }

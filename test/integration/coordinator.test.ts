@@ -14,8 +14,9 @@ import { ManualClock } from '../../src/core/clock.ts';
 import { silentLogger } from '../../src/core/logging.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
 import type { StateStores } from '../../src/store/ports.ts';
-import type { JobsError} from '../../src/jobs/coordinator.ts';
 import { Coordinator, type CoordinatorConfig, type JobSubmission } from '../../src/jobs/coordinator.ts';
+import { authenticateReregistration, authenticateWorker, type AuthenticatedWorker } from '../../src/jobs/credentials.ts';
+import type { JobsError } from '../../src/jobs/errors.ts';
 import { until } from '../support/until.ts';
 import { RecordingWorkerChannel } from '../support/worker-channel.ts';
 
@@ -53,6 +54,9 @@ async function workers({ coordinator, channel }: { coordinator: Coordinator; cha
   return out;
 }
 
+/** A worker call as the API edge passes it on: the credential checked once, before the coordinator sees it. */
+const auth = (coordinator: Coordinator, w: { id: string; credential: string }): AuthenticatedWorker => authenticateWorker(coordinator.worker(w.id), w.id, w.credential);
+
 const helloJob: JobSubmission = { name: 'hello', docker_image: 'arcnet/busybox:test', command: ['sh', '-c', 'echo hello | sha256sum'], redundancy: 3, consensus: 2 };
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -67,7 +71,7 @@ describe('coordinator', () => {
     expect(new Set(assigned).size).toBe(3);
     for (const w of ws.filter((w) => assigned.includes(w.id))) {
       const [assignment] = channel.forNode(w.id);
-      await coordinator.submitResult(w.id, w.credential, { execution_id: assignment!.execution_id, status: 'completed', result: HELLO_HASH_LINE, result_hash: 'whatever-the-worker-claims' });
+      await coordinator.submitResult(auth(coordinator, w), { execution_id: assignment!.execution_id, status: 'completed', result: HELLO_HASH_LINE, result_hash: 'whatever-the-worker-claims' });
     }
     const found = await coordinator.findJob(job.id);
     expect(found!.job.status).toBe('completed');
@@ -94,7 +98,7 @@ describe('coordinator', () => {
     const { job } = await coordinator.submit(helloJob);
     expect(channel.forNode(away.id)).toEqual([]);
     // Still its execution: it finds it by polling, or on its next session.
-    const [polled] = await coordinator.pendingFor(away.id, away.credential);
+    const [polled] = await coordinator.pendingFor(auth(coordinator, away));
     expect(polled!.job_id).toBe(job.id);
     const session = channel.connect(away.id);
     await until(() => session.received.length > 0, 'the execution offered on the new session');
@@ -111,7 +115,7 @@ describe('coordinator', () => {
     const liar = ws[2]!;
     for (const w of [liar, ws[0]!, ws[1]!]) {
       const [assignment] = channel.forNode(w.id);
-      await coordinator.submitResult(w.id, w.credential, { execution_id: assignment!.execution_id, status: 'completed', result: w === liar ? 'deadbeef  -\n' : HELLO_HASH_LINE });
+      await coordinator.submitResult(auth(coordinator, w), { execution_id: assignment!.execution_id, status: 'completed', result: w === liar ? 'deadbeef  -\n' : HELLO_HASH_LINE });
     }
     const found = await coordinator.findJob(job.id);
     expect(found!.job.status).toBe('completed');
@@ -129,17 +133,17 @@ describe('coordinator', () => {
     const ws = await workers({ coordinator, channel }, 3);
     const { job } = await coordinator.submit(helloJob);
     for (const w of ws.slice(0, 2)) {
-      await coordinator.submitResult(w.id, w.credential, { execution_id: channel.forNode(w.id)[0]!.execution_id, status: 'completed', result: 'same' });
+      await coordinator.submitResult(auth(coordinator, w), { execution_id: channel.forNode(w.id)[0]!.execution_id, status: 'completed', result: 'same' });
     }
     const slow = ws[2]!;
     const slowExecution = channel.forNode(slow.id)[0]!.execution_id;
     expect(channel.cancels).toEqual([{ nodeId: slow.id, executionId: slowExecution, reason: 'superseded: consensus was reached without it' }]);
     expect(coordinator.worker(slow.id)!.status).toBe('online');
     // Its late result still counts: a liar pays even after the decision.
-    const late = await coordinator.submitResult(slow.id, slow.credential, { execution_id: slowExecution, status: 'completed', result: 'different' });
+    const late = await coordinator.submitResult(auth(coordinator, slow), { execution_id: slowExecution, status: 'completed', result: 'different' });
     expect(late.kind === 'recorded' && late.late).toBe(true);
     expect(coordinator.worker(slow.id)!.reputation_score).toBe(90);
-    const again = await coordinator.submitResult(slow.id, slow.credential, { execution_id: slowExecution, status: 'completed', result: 'different' });
+    const again = await coordinator.submitResult(auth(coordinator, slow), { execution_id: slowExecution, status: 'completed', result: 'different' });
     expect(again.kind).toBe('duplicate');
     expect(coordinator.worker(slow.id)!.reputation_score).toBe(90);
     expect((await coordinator.findJob(job.id))!.job.status).toBe('completed');
@@ -152,12 +156,12 @@ describe('coordinator', () => {
       channel.offers.length = 0;
       await coordinator.submit({ ...helloJob, name: `round ${round}` });
       const assigned = [...new Set(channel.offers.map((o) => o.nodeId))].map((id) => ws.find((w) => w.id === id)!);
-      for (const w of assigned.slice(0, 2)) await coordinator.submitResult(w.id, w.credential, { execution_id: channel.forNode(w.id).at(-1)!.execution_id, status: 'completed', result: 'same' });
+      for (const w of assigned.slice(0, 2)) await coordinator.submitResult(auth(coordinator, w), { execution_id: channel.forNode(w.id).at(-1)!.execution_id, status: 'completed', result: 'same' });
       const third = assigned[2]!;
       const execution = channel.forNode(third.id).at(-1)!.execution_id;
       if (round === 0) {
         // Finishes within the grace: reported, scored, never cancelled.
-        await coordinator.submitResult(third.id, third.credential, { execution_id: execution, status: 'completed', result: 'same' });
+        await coordinator.submitResult(auth(coordinator, third), { execution_id: execution, status: 'completed', result: 'same' });
         await new Promise((resolve) => setTimeout(resolve, 250));
         expect(channel.cancels).toEqual([]);
         expect(coordinator.worker(third.id)!.reputation_score).toBe(105);
@@ -175,16 +179,16 @@ describe('coordinator', () => {
     const assigned = [...new Set(channel.offers.map((o) => o.nodeId))];
     const [a, b, dead] = assigned.map((id) => ws.find((w) => w.id === id)!);
     const spare = ws.find((w) => !assigned.includes(w.id))!;
-    await coordinator.submitResult(a!.id, a!.credential, { execution_id: channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
-    await coordinator.submitResult(b!.id, b!.credential, { execution_id: channel.forNode(b!.id)[0]!.execution_id, status: 'completed', result: 'y' });
+    await coordinator.submitResult(auth(coordinator, a!), { execution_id: channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    await coordinator.submitResult(auth(coordinator, b!), { execution_id: channel.forNode(b!.id)[0]!.execution_id, status: 'completed', result: 'y' });
     // Everyone but the dead worker keeps reporting.
     clock.advance(100_000);
-    for (const w of [a!, b!, spare]) await coordinator.heartbeat(w.id, w.credential, { cpu_usage: 0.1 });
+    for (const w of [a!, b!, spare]) await coordinator.heartbeat(auth(coordinator, w), { cpu_usage: 0.1 });
     clock.advance(30_000);
     await until(() => coordinator.worker(dead!.id)!.status === 'offline', 'the silent worker to go offline');
     expect(coordinator.worker(dead!.id)!.reputation_score).toBe(80);
     const extra = await until(() => channel.forNode(spare.id)[0], 'an extra execution on the spare worker');
-    await coordinator.submitResult(spare.id, spare.credential, { execution_id: extra.execution_id, status: 'completed', result: 'x' });
+    await coordinator.submitResult(auth(coordinator, spare), { execution_id: extra.execution_id, status: 'completed', result: 'x' });
     const found = await coordinator.findJob(job.id);
     expect(found!.job.status).toBe('completed');
     expect(found!.job.result).toBe('x');
@@ -196,9 +200,9 @@ describe('coordinator', () => {
     const { coordinator, channel } = await start();
     const ws = await workers({ coordinator, channel }, 3);
     const { job } = await coordinator.submit({ ...helloJob, max_executions: 3 });
-    await coordinator.submitResult(ws[0]!.id, ws[0]!.credential, { execution_id: channel.forNode(ws[0]!.id)[0]!.execution_id, status: 'completed', result: 'x' });
-    await coordinator.submitResult(ws[1]!.id, ws[1]!.credential, { execution_id: channel.forNode(ws[1]!.id)[0]!.execution_id, status: 'failed', exit_code: 137, error_message: 'container exceeded its memory limit' });
-    await coordinator.submitResult(ws[2]!.id, ws[2]!.credential, { execution_id: channel.forNode(ws[2]!.id)[0]!.execution_id, status: 'completed', result: 'y' });
+    await coordinator.submitResult(auth(coordinator, ws[0]!), { execution_id: channel.forNode(ws[0]!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    await coordinator.submitResult(auth(coordinator, ws[1]!), { execution_id: channel.forNode(ws[1]!.id)[0]!.execution_id, status: 'failed', exit_code: 137, error_message: 'container exceeded its memory limit' });
+    await coordinator.submitResult(auth(coordinator, ws[2]!), { execution_id: channel.forNode(ws[2]!.id)[0]!.execution_id, status: 'completed', result: 'y' });
     const found = await coordinator.findJob(job.id);
     expect(found!.job.status).toBe('failed');
     expect(found!.job.error_message).toMatch(/out of reach: results split 1–1, 1 failed or timed out.*room for 0 more/);
@@ -219,21 +223,38 @@ describe('coordinator', () => {
     expect(failed.error_message).toMatch(/out of reach: 2 wanted executions found no worker within 60 s \(no candidate .* among 1 node: 1 node already running or having run this job\)/);
   });
 
-  it('refuses bad submissions and results with a message naming the problem', async () => {
+  it('refuses bad submissions and results with a code and a message naming the problem; credentials are checked before any call', async () => {
     const { coordinator, channel } = await start();
     const [w, other] = await workers({ coordinator, channel }, 3);
-    const refusal = async (p: Promise<unknown>) => p.then(() => undefined, (e: JobsError) => `${e.status} ${e.message}`);
-    expect(await refusal(coordinator.submit({ ...helloJob, consensus: 4 }))).toMatch(/^400 consensus 4 is more than redundancy 3/);
-    expect(await refusal(coordinator.submit({ ...helloJob, required_cpu: -1 }))).toMatch(/^400 required_cpu must not be negative/);
-    expect(await refusal(coordinator.submit({ ...helloJob, command: [] }))).toMatch(/^400 command must have at least one element/);
-    expect(await refusal(coordinator.submit({ ...helloJob, redundancy: 99, consensus: 60 }))).toMatch(/^400 redundancy 99 is above/);
-    await coordinator.submit(helloJob);
+    const refusal = async (p: Promise<unknown>) => p.then(() => undefined, (e: JobsError) => `${e.code} ${e.message}`);
+    const check = (f: () => unknown): string | undefined => {
+      try {
+        f();
+        return undefined;
+      } catch (error) {
+        return `${(error as JobsError).code} ${(error as JobsError).message}`;
+      }
+    };
+    expect(await refusal(coordinator.submit({ ...helloJob, consensus: 4 }))).toMatch(/^INVALID_INPUT consensus 4 is more than redundancy 3/);
+    expect(await refusal(coordinator.submit({ ...helloJob, required_cpu: -1 }))).toMatch(/^INVALID_INPUT required_cpu must not be negative/);
+    expect(await refusal(coordinator.submit({ ...helloJob, command: [] }))).toMatch(/^INVALID_INPUT command must have at least one element/);
+    expect(await refusal(coordinator.submit({ ...helloJob, redundancy: 99, consensus: 60 }))).toMatch(/^INVALID_INPUT redundancy 99 is above/);
+    const fixed = { ...helloJob, id: '00000000-0000-4000-8000-0000000000aa' };
+    expect((await coordinator.submit(fixed)).created).toBe(true);
+    expect((await coordinator.submit(fixed)).created).toBe(false);
+    expect(await refusal(coordinator.submit({ ...fixed, command: ['true'] }))).toMatch(/^CONFLICT job .* already exists with a different image or command/);
     const mine = channel.forNode(w!.id)[0]!;
-    expect(await refusal(coordinator.submitResult(w!.id, undefined, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^401 missing worker credential/);
-    expect(await refusal(coordinator.submitResult(w!.id, other!.credential, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^403 the credential presented does not belong/);
-    expect(await refusal(coordinator.submitResult(other!.id, other!.credential, { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^403 execution .* is assigned to node/);
-    expect(await refusal(coordinator.submitResult(w!.id, w!.credential, { execution_id: '00000000-0000-4000-8000-000000000000', status: 'completed', result: 'x' }))).toMatch(/^404 execution .* is not known/);
-    expect(await refusal(coordinator.register({ id: w!.id, name: 'impostor', cpu_cores: 1, memory_gb: 1 }, 'arcw_wrong'))).toMatch(/^403/);
+    // The edge's check, done once per worker call.
+    expect(check(() => authenticateWorker(coordinator.worker(w!.id), w!.id, undefined))).toMatch(/^UNAUTHENTICATED missing worker credential/);
+    expect(check(() => authenticateWorker(coordinator.worker(w!.id), w!.id, other!.credential))).toMatch(/^FORBIDDEN the credential presented does not belong/);
+    expect(check(() => authenticateWorker(coordinator.worker('00000000-0000-4000-8000-000000000001'), '00000000-0000-4000-8000-000000000001', w!.credential))).toMatch(/^NOT_FOUND node .* is not registered/);
+    expect(check(() => authenticateReregistration(coordinator.worker(w!.id), 'arcw_wrong'))).toMatch(/^FORBIDDEN/);
+    expect(check(() => authenticateReregistration(coordinator.worker(w!.id), undefined))).toMatch(/^UNAUTHENTICATED/);
+    // What the coordinator itself refuses, for an authenticated worker.
+    expect(await refusal(coordinator.submitResult(auth(coordinator, other!), { execution_id: mine.execution_id, status: 'completed', result: 'x' }))).toMatch(/^FORBIDDEN execution .* is assigned to node/);
+    expect(await refusal(coordinator.submitResult(auth(coordinator, w!), { execution_id: '00000000-0000-4000-8000-000000000000', status: 'completed', result: 'x' }))).toMatch(/^NOT_FOUND execution .* is not known/);
+    expect(await refusal(coordinator.submitResult(auth(coordinator, w!), { execution_id: mine.execution_id, status: 'completed', result: 'x'.repeat((4 << 20) + 1) }))).toMatch(/^TOO_LARGE result of/);
+    expect(await refusal(coordinator.register({ id: w!.id, name: 'impostor', cpu_cores: 1, memory_gb: 1 }))).toMatch(/^UNAUTHENTICATED node .* is already registered/);
   });
 
   it('carries on after a restart from its store: open jobs, executions, reputation and credentials survive', async () => {
@@ -245,7 +266,7 @@ describe('coordinator', () => {
     const ws = await workers(first, 3);
     const { job } = await first.coordinator.submit(helloJob);
     const [a, b] = ws;
-    await first.coordinator.submitResult(a!.id, a!.credential, { execution_id: first.channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
+    await first.coordinator.submitResult(auth(first.coordinator, a!), { execution_id: first.channel.forNode(a!.id)[0]!.execution_id, status: 'completed', result: 'x' });
     const bExecution = first.channel.forNode(b!.id)[0]!.execution_id;
     await first.coordinator.stop();
     await first.stores.close();
@@ -259,13 +280,13 @@ describe('coordinator', () => {
     expect(second.coordinator.worker(a!.id)!.reputation_score).toBe(100);
     expect(second.coordinator.job(job.id)!.status).toBe('running');
     // The worker polls (it lost its push session in the restart) and still finds its execution.
-    const pending = await second.coordinator.pendingFor(b!.id, b!.credential);
+    const pending = await second.coordinator.pendingFor(auth(second.coordinator, b!));
     expect(pending.map((p) => p.execution_id)).toEqual([bExecution]);
     // Or it opens a session on the restarted coordinator, which offers it the execution again.
     const session = second.channel.connect(b!.id);
     await until(() => session.received.length > 0, 'the execution offered again after the restart');
     expect(session.received.map((d) => (d.kind === 'execution' ? d.assignment.execution_id : d.kind))).toEqual([bExecution]);
-    await second.coordinator.submitResult(b!.id, b!.credential, { execution_id: bExecution, status: 'completed', result: 'x' });
+    await second.coordinator.submitResult(auth(second.coordinator, b!), { execution_id: bExecution, status: 'completed', result: 'x' });
     expect(second.coordinator.job(job.id)!.status).toBe('completed');
     expect(second.coordinator.worker(a!.id)!.reputation_score).toBe(105);
     expect(second.coordinator.jobCounts()).toEqual({ total: 1, byStatus: { pending: 0, running: 0, completed: 1, failed: 0 } });
