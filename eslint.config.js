@@ -9,7 +9,7 @@ const DOMAIN = ['mesh', 'placement', 'inference', 'jobs', 'training', 'services'
 const ADAPTERS = ['./src/bus/kafka*', './src/bus/memory*', './src/store/sqlite*', './src/store/postgres*', './src/store/memory*', './src/agent/docker-*'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.arcnet/**', 'web/dist/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '.arcnet/**', '.cache/**', '.stryker-tmp/**', 'reports/**', 'web/dist/**', 'coverage/**'] },
   {
     files: ['**/*.ts'],
     extends: [tseslint.configs.base],
