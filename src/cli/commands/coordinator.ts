@@ -1,0 +1,26 @@
+/** `arcnet coordinator`: the verified-jobs coordinator and its API alone (seed 004); workers join with `arcnet agent --worker`. */
+import type { Command } from 'commander';
+import { createLogger } from '../../core/logging.ts';
+import { withDefaults } from '../../main/config.ts';
+import { colour } from '../format.ts';
+import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
+import { jobConfig, logLevelOption, withJobOptions, withServerOptions, type JobFlags, type ServerFlags } from '../options.ts';
+import { externalEngines, stateWhere } from './up.ts';
+
+export function registerCoordinator(program: Command): void {
+  withJobOptions(
+    withServerOptions(program.command('coordinator'))
+      .description('run the verified-jobs coordinator and its API (seed 004) without the inference roles; workers join with arcnet agent --worker --no-inference')
+      .addOption(logLevelOption('info')),
+  ).action(async (opts: JobFlags & ServerFlags & { logLevel: string }) => {
+    const logger = createLogger({ level: opts.logLevel });
+    const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), external: await externalEngines(opts) });
+    const { startCoordinatorProcess } = await import('../../main/roles.ts');
+    const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger }));
+    process.stdout.write(
+      `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${stateWhere(config)}\n` +
+        `  API: ${coordinator.url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /health, /ready, /metrics; workers: arcnet agent --worker --no-inference --server ${coordinator.url})\n`,
+    );
+    stopOnSignal('arcnet', coordinator, { stoppedLine: 'stopped; state is consistent.', logger });
+  });
+}

@@ -1,0 +1,114 @@
+/**
+ * The distributed roles as commands (seed 000 "Running Components"): `arcnet aggregator`,
+ * `arcnet scheduler`, `arcnet server`, each on Kafka and PostgreSQL from flags, the seed's
+ * environment variables or a config file (`src/main/settings.ts`), started by `src/main/roles.ts`.
+ * Each prints what it runs, logs to stderr, and stops cleanly on SIGINT/SIGTERM.
+ */
+import type { Command } from 'commander';
+import { createLogger, type Logger } from '../../core/logging.ts';
+import type { EngineFlags } from '../../main/settings.ts';
+import type { DistributedEngines, RoleProcess } from '../../main/roles.ts';
+import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
+import { int, list, logLevelOption, usage } from '../options.ts';
+
+export interface RoleFlags extends EngineFlags {
+  geozone?: string[];
+  logLevel?: string;
+}
+
+export interface ResolvedRole {
+  readonly logger: Logger;
+  readonly geozones: readonly string[];
+  readonly flags: RoleFlags;
+}
+
+export function withEngineOptions(command: Command): Command {
+  return command
+    .option('--geozone <list>', 'geozone(s) served, comma-separated (default $GEOZONE_ID)', list)
+    .option('--kafka [servers]', 'Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS with the other KAFKA_* variables, or the config file)')
+    .option('--postgres [url]', 'PostgreSQL URL (default $ARCNET_POSTGRES_URL or the config file)')
+    .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)')
+    .option('--config <file>', 'JSON config file shaped like the seed\'s config.edn (docs/configuration.md); default $ARCNET_CONFIG')
+    .addOption(logLevelOption(undefined, 'log level (logs go to stderr; default $LOG_LEVEL or info)'));
+}
+
+/** Geozones and logger from flags, the environment or the config file. */
+export async function resolveRole(flags: RoleFlags, role: string): Promise<ResolvedRole> {
+  const { effectiveEnv } = await import('../../main/settings.ts');
+  const env = effectiveEnv(flags);
+  const geozones = flags.geozone ?? (env['GEOZONE_ID'] ? list(env['GEOZONE_ID']) : []);
+  if (geozones.length === 0) throw usage(`${role}: which geozone? pass --geozone CAISO, set GEOZONE_ID, or geozone-id in the config file`);
+  const level = flags.logLevel ?? env['LOG_LEVEL'] ?? 'info';
+  return { logger: createLogger({ level, name: `arcnet-${role}` }), geozones, flags };
+}
+
+/** Prints what runs and keeps it running until SIGINT/SIGTERM. */
+export function runRole(role: string, started: RoleProcess): void {
+  process.stdout.write(`arcnet ${role} ${started.instanceId}: ${started.summary}; Ctrl-C stops cleanly\n`);
+  stopOnSignal(`arcnet ${role}`, started, { stoppedLine: 'stopped.' });
+}
+
+interface HttpFlags {
+  httpHost: string;
+  httpPort?: number;
+}
+
+function withHttpOptions(command: Command): Command {
+  return command
+    .option('--http-port <port>', 'serve /health, /ready and /metrics on this port (0 picks a free one; off when not given)', int('--http-port'))
+    .option('--http-host <host>', 'address for --http-port', '127.0.0.1');
+}
+
+const healthPort = (flags: HttpFlags): { http?: { host: string; port: number } } => (flags.httpPort === undefined ? {} : { http: { host: flags.httpHost, port: flags.httpPort } });
+
+/** Kafka and PostgreSQL from flags, environment or config file. */
+async function distributedEngines(resolved: ResolvedRole, sessionTimeoutMs?: number): Promise<DistributedEngines> {
+  const { resolveEngines } = await import('../../main/settings.ts');
+  const engines = resolveEngines(resolved.flags, { required: true });
+  return { kafka: { ...engines.kafka!, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, postgres: engines.postgres! };
+}
+
+export function registerRoleCommands(program: Command): void {
+  withHttpOptions(withEngineOptions(program.command('aggregator')))
+    .description('regional aggregator on Kafka and PostgreSQL: node registry and documents, offline detection, summaries; replicas stand by and take over through a lease')
+    .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
+    .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
+    .option('--lease-ttl <ms>', 'writer lease TTL: how long a dead leader\'s duties wait for a standby', int('--lease-ttl', 300), 6_000)
+    .action(async (flags: RoleFlags & HttpFlags & { offlineAfter: number; summaryInterval: number; leaseTtl: number }) => {
+      const resolved = await resolveRole(flags, 'aggregator');
+      const [{ startAggregatorProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
+      const role = await startOrExplain(portInUse('--http-port', flags.httpPort ?? 0, flags.httpHost), () =>
+        startAggregatorProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, offlineAfterMs: flags.offlineAfter, summaryIntervalMs: flags.summaryInterval, leaseTtlMs: flags.leaseTtl, ...healthPort(flags) }),
+      );
+      runRole('aggregator', role);
+    });
+
+  withHttpOptions(withEngineOptions(program.command('scheduler')))
+    .description('inference scheduler on Kafka and PostgreSQL: exactly-once routing of the geozones\' requests; replicas share them through a consumer group')
+    .option('--reservation-timeout <ms>', 'reservation lease TTL (a node that never answers is freed after this)', int('--reservation-timeout', 100), 30_000)
+    .option('--max-retries <n>', 'further reservation attempts on the next-best node', int('--max-retries'), 3)
+    .option('--failover-after <ms>', 'silence after which a replica takes over a dead one\'s requests (Kafka session timeout; the broker allows 6000 and up by default)', int('--failover-after', 1000), 10_000)
+    .action(async (flags: RoleFlags & HttpFlags & { reservationTimeout: number; maxRetries: number; failoverAfter: number }) => {
+      const resolved = await resolveRole(flags, 'scheduler');
+      const [{ startSchedulerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved, flags.failoverAfter)]);
+      const role = await startOrExplain(portInUse('--http-port', flags.httpPort ?? 0, flags.httpHost), () =>
+        startSchedulerProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, reservationTtlMs: flags.reservationTimeout, maxRetries: flags.maxRetries, ...healthPort(flags) }),
+      );
+      runRole('scheduler', role);
+    });
+
+  withEngineOptions(program.command('server'))
+    .description('API, console feed, agent sessions and metrics on Kafka and PostgreSQL; run as many replicas as wanted')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
+    .option('--telemetry-interval <ms>', 'telemetry period asked of agents', int('--telemetry-interval', 100), 10_000)
+    .option('--offline-after <ms>', 'silence after which the node list shows a node offline', int('--offline-after', 100), 30_000)
+    .action(async (flags: RoleFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number }) => {
+      const resolved = await resolveRole(flags, 'server');
+      const [{ startServerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
+      const role = await startOrExplain(portInUse('port', flags.port, flags.host), () =>
+        startServerProcess({ engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }),
+      );
+      runRole('server', role);
+    });
+}

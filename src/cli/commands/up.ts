@@ -1,0 +1,78 @@
+/** `arcnet up`: every module in one process (embedded mode, or on Kafka and PostgreSQL with --kafka/--postgres). */
+import type { Command } from 'commander';
+import { createLogger } from '../../core/logging.ts';
+import { withDefaults, DEFAULT_GEOZONES, type EmbeddedConfig } from '../../main/config.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../../placement/inference-profile.ts';
+import { colour } from '../format.ts';
+import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
+import { int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
+
+/** External engines for `up` and `coordinator`: only an explicit flag or a config file switches modes, never a stray environment variable. */
+export async function externalEngines(opts: Pick<ServerFlags, 'kafka' | 'postgres' | 'postgresSchema' | 'config'>): Promise<EmbeddedConfig['external']> {
+  const { resolveEngines } = await import('../../main/settings.ts');
+  const engines = resolveEngines(opts, { required: false });
+  if (!engines.kafka && !engines.postgres) return undefined;
+  return engines;
+}
+
+/** Where state and the bus are, for the banner (a password in the URL is not shown). */
+export function stateWhere(config: EmbeddedConfig): string {
+  const bus = config.external?.kafka ? `, bus on Kafka at ${config.external.kafka.bootstrapServers.join(',')}` : '';
+  if (config.external?.postgres) return `in PostgreSQL (${config.external.postgres.url.replace(/\/\/[^@/]*@/, '//…@')})${bus}`;
+  return `${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}${bus}`;
+}
+
+interface UpFlags extends JobFlags, ServerFlags {
+  geozones: string[];
+  nodes: number;
+  rate: number;
+  seed: number;
+  telemetryInterval: number;
+  offlineAfter: number;
+  summaryInterval: number;
+  weights: Partial<Weights>;
+  status: boolean;
+  logLevel: string;
+}
+
+export function registerUp(program: Command): void {
+  withJobOptions(
+    withServerOptions(program.command('up'))
+      .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
+      .option('--geozones <list>', 'geozones, comma-separated', list, [...DEFAULT_GEOZONES])
+      .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
+      .option('--rate <n>', 'simulated inference requests per second (0 for none)', int('--rate'), 20)
+      .option('--seed <n>', 'seed of the simulation', int('--seed'), 42)
+      .option('--telemetry-interval <ms>', 'telemetry period of nodes', int('--telemetry-interval', 100), 10_000)
+      .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
+      .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
+      .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
+      .option('--no-status', 'no live status line')
+      .addOption(logLevelOption('warn')),
+  ).action(async (opts: UpFlags) => {
+    const logger = createLogger({ level: opts.logLevel });
+    const config = withDefaults({
+      host: opts.host,
+      port: opts.port,
+      dataDir: opts.memory ? null : opts.dataDir,
+      geozones: opts.geozones,
+      telemetryIntervalMs: opts.telemetryInterval,
+      offlineAfterMs: opts.offlineAfter,
+      summaryIntervalMs: opts.summaryInterval,
+      placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
+      jobs: jobConfig(opts),
+      simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
+      external: await externalEngines(opts),
+    });
+    // Modules are loaded only by the commands that run them, so `arcnet list` and friends start fast.
+    const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../../main/embedded.ts'), import('../status-line.ts')]);
+    const system = await startOrExplain(portInUse('port', config.port, config.host), () => startEmbedded(config, { logger }));
+    process.stdout.write(
+      `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
+        `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
+        `  Ctrl-C stops cleanly.\n`,
+    );
+    const stopStatus = opts.status ? startStatusLine(system) : undefined;
+    stopOnSignal('arcnet', system, { stoppedLine: 'stopped; state is consistent.', logger, ...(stopStatus ? { beforeStop: stopStatus } : {}) });
+  });
+}

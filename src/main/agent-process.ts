@@ -1,0 +1,134 @@
+/**
+ * Composition root of a node agent (`arcnet agent`): the inference session with its backend
+ * (simulated or an OpenAI-compatible server) and local telemetry, and with `worker` the seed 004
+ * batch worker running containers through the Docker Engine API. The worker registers under the
+ * node's own id, so one machine is one node carrying both seeds' fields (ADR 0007).
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { errorMessage } from '../core/errors.ts';
+import { seededUuid } from '../core/ids.ts';
+import type { Logger } from '../core/logging.ts';
+import type { EnergySource } from '../contracts/messages.ts';
+import type { InferenceBackend } from '../agent/ports.ts';
+import type { AgentExit } from '../agent/agent.ts';
+import type { Worker } from '../agent/worker.ts';
+
+/** The agent could not start: the server refused the worker, or its container engine is unreachable. */
+export class AgentNotStarted extends Error {}
+
+export interface WorkerSettings {
+  /** Docker Engine API: unix:///path or tcp://host:port; default $DOCKER_HOST or /var/run/docker.sock. */
+  readonly dockerHost?: string;
+  readonly cpus: number;
+  readonly memoryGb: number;
+  /** Where the worker keeps its id and credential (default .arcnet/worker-<name>.json). */
+  readonly stateFile?: string;
+  readonly heartbeatIntervalMs: number;
+  readonly pollIntervalMs: number;
+}
+
+export interface AgentProcessOptions {
+  readonly server: string;
+  readonly name: string;
+  /** Default: derived from the host and the name, so it is stable across restarts. */
+  readonly id?: string;
+  readonly geozone: string;
+  readonly geohash: string;
+  readonly models: readonly string[];
+  /** Without `inferenceUrl` the backend is simulated. */
+  readonly inferenceUrl?: string;
+  readonly apiKey?: string;
+  readonly energySource: EnergySource;
+  readonly batteryLevel: number;
+  readonly gpus: number;
+  readonly gpuMemoryGb: number;
+  /** Latency multiplier of the simulated backend. */
+  readonly speed: number;
+  readonly telemetryIntervalMs: number;
+  /** Run an inference session (false: a batch worker only). */
+  readonly inference: boolean;
+  readonly worker?: WorkerSettings;
+  readonly logger: Logger;
+}
+
+export interface AgentProcess {
+  readonly nodeId: string;
+  /** Settles once everything has stopped: after `stop()`, or when the server refused the agent. */
+  readonly finished: Promise<AgentExit>;
+  stop(): void;
+}
+
+export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
+  const { logger } = options;
+  const [{ Agent }, { SimulatedBackend }, { OpenAiBackend }, { localTelemetry }] = await Promise.all([
+    import('../agent/agent.ts'),
+    import('../agent/simulated-backend.ts'),
+    import('../agent/openai-backend.ts'),
+    import('../agent/local-telemetry.ts'),
+  ]);
+  const backend: InferenceBackend = options.inferenceUrl
+    ? new OpenAiBackend({ baseUrl: options.inferenceUrl, ...(options.apiKey ? { apiKey: options.apiKey } : {}) })
+    : new SimulatedBackend({ speed: options.speed, slots: options.gpus });
+  const identity = {
+    id: options.id ?? seededUuid(`${hostname()}/${options.name}`),
+    name: options.name,
+    geozone: options.geozone,
+    geohash: options.geohash,
+    capacity: { cpuCores: 1, memoryGb: 1, gpus: options.gpus, gpuMemoryGb: options.gpuMemoryGb },
+    tags: [],
+    backend: backend.kind,
+  };
+  let worker: Worker | undefined;
+  if (options.worker) {
+    const [{ Worker, WorkerRefused }, { DockerRuntime, dockerEndpointFromEnv }] = await Promise.all([import('../agent/worker.ts'), import('../agent/docker-runtime.ts')]);
+    const settings = options.worker;
+    worker = new Worker({
+      serverUrl: options.server,
+      id: identity.id,
+      name: options.name,
+      region: options.geozone,
+      cpuCores: settings.cpus,
+      memoryGb: settings.memoryGb,
+      runtime: new DockerRuntime({ host: settings.dockerHost ?? dockerEndpointFromEnv() }),
+      stateFile: settings.stateFile ?? join('.arcnet', `worker-${options.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`),
+      heartbeatIntervalMs: settings.heartbeatIntervalMs,
+      pollIntervalMs: settings.pollIntervalMs,
+      logger,
+    });
+    try {
+      await worker.start();
+    } catch (error) {
+      throw new AgentNotStarted(error instanceof WorkerRefused ? error.message : `worker cannot start: ${errorMessage(error)}`);
+    }
+    logger.info({ nodeId: worker.id, server: options.server, cpus: settings.cpus, memoryGb: settings.memoryGb }, 'worker ready');
+  }
+  const agent = options.inference
+    ? new Agent({
+        serverUrl: options.server,
+        identity,
+        backend,
+        telemetry: localTelemetry({ identity, backend, modelsLoaded: [...options.models], energySource: options.energySource, batteryLevel: options.batteryLevel, gpuMemoryGb: options.gpuMemoryGb }),
+        telemetryIntervalMs: options.telemetryIntervalMs,
+        logger,
+      })
+    : undefined;
+  let release: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  agent?.start().then(
+    () => logger.info({ nodeId: identity.id, server: options.server }, 'agent registered'),
+    () => undefined,
+  );
+  const finished = (agent ? agent.finished : stopped.then((): AgentExit => ({ reason: 'stopped' }))).then(async (exit) => {
+    await worker?.stop();
+    await backend.close?.();
+    return exit;
+  });
+  return {
+    nodeId: identity.id,
+    finished,
+    stop: () => void Promise.all([agent?.stop(), worker?.stop()]).finally(release),
+  };
+}
