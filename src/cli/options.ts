@@ -53,18 +53,18 @@ export function withServerOptions(command: Command): Command {
   return command
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
-    .option('--data-dir <dir>', 'where the embedded store keeps its data', '.arcnet')
+    .option('--data-dir <dir>', 'where the embedded store keeps its data (default $XTDB_DATA_DIR, xtdb.data-dir, or .arcnet)')
     .option('--memory', 'keep state in memory only (nothing written to disk)', false)
     .option('--kafka [servers]', 'use Apache Kafka as the bus: host:port list, or without a value KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_* variables')
     .option('--postgres [url]', 'keep state in PostgreSQL: a postgres:// URL, or without a value ARCNET_POSTGRES_URL')
     .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)')
-    .option('--config <file>', 'JSON config file (kafka, postgres, geozone-id, log-level; see docs/configuration.md); default $ARCNET_CONFIG');
+    .option('--config <file>', 'JSON config file shaped like the seed\'s config.edn (see docs/configuration.md); default $ARCNET_CONFIG');
 }
 
 export interface ServerFlags {
   host: string;
   port: number;
-  dataDir: string;
+  dataDir?: string;
   memory: boolean;
   kafka?: string | true;
   postgres?: string | true;

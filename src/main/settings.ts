@@ -1,9 +1,13 @@
 /**
- * Settings of the distributed roles from three places, most specific first: command-line flags, the
- * seed's environment variables (KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*,
- * GEOZONE_ID, LOG_LEVEL, plus ARCNET_POSTGRES_URL), then a JSON config file shaped like the seed's
- * config.edn (docs/configuration.md). The file maps onto the same variable names, so each setting is
- * parsed and checked in one place.
+ * Settings from three places, most specific first: command-line flags, environment variables (the
+ * seed's names where it has them: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*,
+ * XTDB_DATA_DIR, GEOZONE_ID, PROMETHEUS_PORT, OTEL_EXPORTER_ENDPOINT, LOG_LEVEL; ArcNet's own
+ * ARCNET_*), then a JSON config file shaped like seed 000's config.edn (docs/configuration.md).
+ *
+ * Every file key stands for one variable (`SETTINGS`), so each setting is parsed and checked in one
+ * place. A key the seed's file carries that ArcNet does not act on yet (`kafka.acks`, `bridge.*`,
+ * `observability.otel-endpoint`, …) is accepted and named in one warning line at start; a key nobody
+ * knows is refused, naming the file and the key, so a typo never silently falls back to a default.
  */
 import { readFileSync } from 'node:fs';
 import { ArcError, errorMessage } from '../core/errors.ts';
@@ -11,25 +15,78 @@ import { kafkaOptionsFromEnv, parseBootstrapServers, type KafkaConnectionOptions
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** Config file key → environment variable, per section. */
-const FILE_KEYS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  kafka: {
-    'bootstrap-servers': 'KAFKA_BOOTSTRAP_SERVERS',
-    'security-protocol': 'KAFKA_SECURITY_PROTOCOL',
-    'sasl-mechanism': 'KAFKA_SASL_MECHANISM',
-    'sasl-username': 'KAFKA_SASL_USERNAME',
-    'sasl-password': 'KAFKA_SASL_PASSWORD',
-  },
-  postgres: { url: 'ARCNET_POSTGRES_URL', schema: 'ARCNET_POSTGRES_SCHEMA' },
-  '': { 'geozone-id': 'GEOZONE_ID', 'log-level': 'LOG_LEVEL' },
-};
+/** `text`: a non-empty string; `count`: a whole number ≥ 0 (a JSON number or its digits); `level`: a log level (EDN's `:info` too). */
+type Kind = 'text' | 'count' | 'level';
+
+interface Setting {
+  /** Where it stands in the config file: `section.key`, or a bare key at the top. */
+  readonly key: string;
+  /** The variable it stands for; read from the environment too. Absent: the file alone can give it. */
+  readonly variable?: string;
+  readonly kind: Kind;
+  /** Why it has no effect yet; absent when ArcNet applies it. */
+  readonly notUsedYet?: string;
+}
+
+/** Every key the config file accepts: seed 000's config.edn, plus ArcNet's `postgres` section and security settings. */
+export const SETTINGS: readonly Setting[] = [
+  { key: 'kafka.bootstrap-servers', variable: 'KAFKA_BOOTSTRAP_SERVERS', kind: 'text' },
+  { key: 'kafka.client-id', variable: 'KAFKA_CLIENT_ID', kind: 'text' },
+  { key: 'kafka.acks', kind: 'text', notUsedYet: 'producers are idempotent and always wait for every in-sync replica' },
+  { key: 'kafka.retries', kind: 'count', notUsedYet: 'ArcNet retries with its own backoff' },
+  { key: 'kafka.security-protocol', variable: 'KAFKA_SECURITY_PROTOCOL', kind: 'text' },
+  { key: 'kafka.sasl-mechanism', variable: 'KAFKA_SASL_MECHANISM', kind: 'text' },
+  { key: 'kafka.sasl-username', variable: 'KAFKA_SASL_USERNAME', kind: 'text' },
+  { key: 'kafka.sasl-password', variable: 'KAFKA_SASL_PASSWORD', kind: 'text' },
+  { key: 'xtdb.data-dir', variable: 'XTDB_DATA_DIR', kind: 'text' },
+  { key: 'xtdb.geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
+  { key: 'postgres.url', variable: 'ARCNET_POSTGRES_URL', kind: 'text' },
+  { key: 'postgres.schema', variable: 'ARCNET_POSTGRES_SCHEMA', kind: 'text' },
+  { key: 'scheduler.poll-interval-ms', kind: 'count', notUsedYet: 'requests are pushed to the scheduler, never polled' },
+  { key: 'scheduler.reservation-timeout-ms', variable: 'ARCNET_RESERVATION_TIMEOUT_MS', kind: 'count' },
+  { key: 'scheduler.max-retries', variable: 'ARCNET_MAX_RETRIES', kind: 'count' },
+  { key: 'bridge.globus-endpoint', kind: 'text', notUsedYet: 'the training bridge is not built yet' },
+  { key: 'bridge.transfer-timeout-ms', kind: 'count', notUsedYet: 'the training bridge is not built yet' },
+  { key: 'observability.prometheus-port', variable: 'PROMETHEUS_PORT', kind: 'count' },
+  { key: 'observability.otel-endpoint', variable: 'OTEL_EXPORTER_ENDPOINT', kind: 'text', notUsedYet: 'no trace exporter yet' },
+  { key: 'observability.log-level', variable: 'LOG_LEVEL', kind: 'level' },
+  // The shape before the seed's sections were read, still accepted.
+  { key: 'geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
+  { key: 'log-level', variable: 'LOG_LEVEL', kind: 'level' },
+];
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function invalid(message: string): ArcError {
   return new ArcError('INVALID_INPUT', message, { retryable: false });
 }
 
-/** Reads a config file into the environment variables it stands for; names the file and key of anything wrong. */
-export function readConfigFile(path: string): Record<string, string> {
+/** Checks one value of a kind; returns it as the string its variable would hold, or says what is wrong. */
+function normalise(kind: Kind, value: unknown): string | { problem: string } {
+  if (kind === 'count') {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+    return Number.isSafeInteger(n) && n >= 0 ? String(n) : { problem: 'must be a whole number ≥ 0' };
+  }
+  if (typeof value !== 'string' || value.trim() === '') return { problem: 'must be a non-empty string' };
+  if (kind === 'level') {
+    const level = value.trim().replace(/^:/, '').toLowerCase();
+    return LOG_LEVELS.includes(level) ? level : { problem: `must be one of ${LOG_LEVELS.join(', ')}` };
+  }
+  return value;
+}
+
+const byKey = new Map(SETTINGS.map((s) => [s.key, s]));
+const SECTIONS = new Set(SETTINGS.flatMap((s) => (s.key.includes('.') ? [s.key.slice(0, s.key.indexOf('.'))] : [])));
+
+/** What a config file says: values by variable (or by key where there is none), and the keys given that have no effect yet. */
+export interface ConfigFile {
+  readonly path: string;
+  readonly values: Readonly<Record<string, string>>;
+  readonly notUsedYet: readonly string[];
+}
+
+/** Reads and checks a config file; names the file and key of anything wrong. */
+export function readConfigFile(path: string): ConfigFile {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
@@ -37,27 +94,111 @@ export function readConfigFile(path: string): Record<string, string> {
     throw invalid(`config file ${path}: ${errorMessage(error)}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid(`config file ${path}: expected a JSON object`);
-  const env: Record<string, string> = {};
-  const take = (section: string, key: string, value: unknown): void => {
-    const name = FILE_KEYS[section]?.[key];
-    const where = section ? `${section}.${key}` : key;
-    if (!name) throw invalid(`config file ${path}: unknown setting "${where}" (known: ${knownKeys().join(', ')})`);
-    if (typeof value !== 'string' || value.trim() === '') throw invalid(`config file ${path}: "${where}" must be a non-empty string`);
-    env[name] = value;
+  const values: Record<string, string> = {};
+  const from: Record<string, string> = {};
+  const notUsedYet: string[] = [];
+  const take = (key: string, value: unknown): void => {
+    const setting = byKey.get(key);
+    if (!setting) throw invalid(`config file ${path}: unknown setting "${key}" (known: ${SETTINGS.map((s) => s.key).join(', ')})`);
+    const normalised = normalise(setting.kind, value);
+    if (typeof normalised !== 'string') throw invalid(`config file ${path}: "${key}" ${normalised.problem}`);
+    if (setting.notUsedYet) notUsedYet.push(key);
+    const name = setting.variable ?? key;
+    if (values[name] !== undefined && values[name] !== normalised) throw invalid(`config file ${path}: "${key}" and "${from[name]}" both set ${name}, differently`);
+    values[name] = normalised;
+    from[name] = key;
   };
   for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
-    if (key in FILE_KEYS && key !== '') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(`config file ${path}: "${key}" must be an object`);
-      for (const [inner, innerValue] of Object.entries(value as Record<string, unknown>)) take(key, inner, innerValue);
-    } else {
-      take('', key, value);
+    if (!SECTIONS.has(key)) {
+      take(key, value);
+      continue;
     }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(`config file ${path}: "${key}" must be an object`);
+    for (const [inner, innerValue] of Object.entries(value as Record<string, unknown>)) take(`${key}.${inner}`, innerValue);
   }
-  return env;
+  return { path, values, notUsedYet };
 }
 
-function knownKeys(): string[] {
-  return Object.entries(FILE_KEYS).flatMap(([section, keys]) => Object.keys(keys).map((key) => (section ? `${section}.${key}` : key)));
+/** The settings of one command: the environment over the config file, checked once. */
+export interface Settings {
+  /** Every variable: the environment's where set, else the config file's. */
+  readonly env: Env;
+  /** The config file alone (`up` and `coordinator` switch engines only on what it names). */
+  readonly file: Readonly<Record<string, string>>;
+  readonly path?: string;
+  /** File keys and variables given that ArcNet does not act on yet. */
+  readonly notUsedYet: readonly string[];
+}
+
+/** Loads the config file (`--config`, else ARCNET_CONFIG) under the environment. */
+export function loadSettings(configPath?: string, env: Env = process.env): Settings {
+  const path = configPath ?? env['ARCNET_CONFIG'];
+  const file = path ? readConfigFile(path) : undefined;
+  const set = stripEmpty(env);
+  const fromEnv = SETTINGS.filter((s) => s.notUsedYet && s.variable && set[s.variable] !== undefined).map((s) => s.variable!);
+  return {
+    env: { ...file?.values, ...set },
+    file: file?.values ?? {},
+    ...(path ? { path } : {}),
+    notUsedYet: [...new Set([...(file?.notUsedYet ?? []), ...fromEnv])],
+  };
+}
+
+/** The one line said at start when the settings name something ArcNet does not act on yet. */
+export function notUsedWarning(settings: Settings): string | undefined {
+  if (settings.notUsedYet.length === 0) return undefined;
+  const where = settings.path ? ` (config file ${settings.path})` : '';
+  return `warning: accepted but not used yet${where}: ${settings.notUsedYet.join(', ')}`;
+}
+
+function stripEmpty(env: Env): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''));
+}
+
+/** The settings ArcNet applies beyond the engines, each checked and typed; absent where nothing sets it. */
+export interface AppliedSettings {
+  /** XTDB_DATA_DIR / xtdb.data-dir: where the embedded store keeps its data. */
+  readonly dataDir?: string;
+  /** GEOZONE_ID / xtdb.geozone-id: the geozones served. */
+  readonly geozones?: readonly string[];
+  /** ARCNET_RESERVATION_TIMEOUT_MS / scheduler.reservation-timeout-ms. */
+  readonly reservationTimeoutMs?: number;
+  /** ARCNET_MAX_RETRIES / scheduler.max-retries. */
+  readonly maxRetries?: number;
+  /** PROMETHEUS_PORT / observability.prometheus-port: an aggregator's or scheduler's /health, /ready and /metrics port. */
+  readonly prometheusPort?: number;
+  /** LOG_LEVEL / observability.log-level. */
+  readonly logLevel?: string;
+}
+
+export function appliedSettings(settings: Settings): AppliedSettings {
+  const read = (variable: string): string | undefined => {
+    const raw = settings.env[variable];
+    if (raw === undefined) return undefined;
+    const setting = SETTINGS.find((s) => s.variable === variable)!;
+    const value = normalise(setting.kind, raw);
+    if (typeof value !== 'string') throw invalid(`${variable} ("${raw}") ${value.problem}`);
+    return value;
+  };
+  const count = (variable: string): number | undefined => {
+    const value = read(variable);
+    return value === undefined ? undefined : Number(value);
+  };
+  const dataDir = read('XTDB_DATA_DIR');
+  const zones = read('GEOZONE_ID')?.split(',').map((z) => z.trim()).filter(Boolean);
+  const reservationTimeoutMs = count('ARCNET_RESERVATION_TIMEOUT_MS');
+  const maxRetries = count('ARCNET_MAX_RETRIES');
+  const prometheusPort = count('PROMETHEUS_PORT');
+  if (prometheusPort !== undefined && prometheusPort > 65_535) throw invalid(`PROMETHEUS_PORT ${prometheusPort} is not a port`);
+  const logLevel = read('LOG_LEVEL');
+  return {
+    ...(dataDir === undefined ? {} : { dataDir }),
+    ...(zones && zones.length > 0 ? { geozones: zones } : {}),
+    ...(reservationTimeoutMs === undefined ? {} : { reservationTimeoutMs }),
+    ...(maxRetries === undefined ? {} : { maxRetries }),
+    ...(prometheusPort === undefined ? {} : { prometheusPort }),
+    ...(logLevel === undefined ? {} : { logLevel }),
+  };
 }
 
 export interface EngineFlags {
@@ -66,17 +207,6 @@ export interface EngineFlags {
   readonly postgres?: string | true;
   readonly postgresSchema?: string;
   readonly config?: string;
-}
-
-/** The environment as the roles see it: the config file (ARCNET_CONFIG or --config) under the real environment. */
-export function effectiveEnv(flags: Pick<EngineFlags, 'config'>, env: Env = process.env): Env {
-  const path = flags.config ?? env['ARCNET_CONFIG'];
-  if (!path) return env;
-  return { ...readConfigFile(path), ...stripEmpty(env) };
-}
-
-function stripEmpty(env: Env): Env {
-  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
 }
 
 export interface ResolvedEngines {
@@ -89,10 +219,8 @@ export interface ResolvedEngines {
  * environment or file; otherwise (`up`, `coordinator`) only an explicit flag or a config file
  * section switches modes, so a stray environment variable never does.
  */
-export function resolveEngines(flags: EngineFlags, options: { required: boolean }, env: Env = process.env): ResolvedEngines {
-  const path = flags.config ?? env['ARCNET_CONFIG'];
-  const file = path ? readConfigFile(path) : {};
-  const merged = { ...file, ...stripEmpty(env) };
+export function resolveEngines(flags: EngineFlags, options: { required: boolean }, settings: Settings = loadSettings(flags.config)): ResolvedEngines {
+  const { env: merged, file } = settings;
   const wantKafka = flags.kafka !== undefined || options.required || file['KAFKA_BOOTSTRAP_SERVERS'] !== undefined;
   const wantPostgres = flags.postgres !== undefined || options.required || file['ARCNET_POSTGRES_URL'] !== undefined;
   const out: { kafka?: KafkaConnectionOptions; postgres?: { url: string; schema?: string } } = {};
@@ -100,7 +228,8 @@ export function resolveEngines(flags: EngineFlags, options: { required: boolean 
     try {
       const servers = typeof flags.kafka === 'string' ? flags.kafka : merged['KAFKA_BOOTSTRAP_SERVERS'];
       if (!servers) throw invalid('no Kafka servers: pass --kafka host:port, set KAFKA_BOOTSTRAP_SERVERS, or kafka.bootstrap-servers in the config file');
-      out.kafka = { ...kafkaOptionsFromEnv({ ...merged, KAFKA_BOOTSTRAP_SERVERS: servers }), bootstrapServers: parseBootstrapServers(servers) };
+      const clientId = merged['KAFKA_CLIENT_ID'];
+      out.kafka = { ...kafkaOptionsFromEnv({ ...merged, KAFKA_BOOTSTRAP_SERVERS: servers }), bootstrapServers: parseBootstrapServers(servers), ...(clientId ? { clientId } : {}) };
     } catch (error) {
       throw invalid(`--kafka: ${errorMessage(error)}`);
     }

@@ -5,16 +5,18 @@ import { withDefaults } from '../../main/config.ts';
 import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { jobConfig, logLevelOption, withJobOptions, withServerOptions, type JobFlags, type ServerFlags } from '../options.ts';
-import { externalEngines, stateWhere } from './up.ts';
+import { commandSettings } from '../settings.ts';
+import { dataDirOf, externalEngines, stateWhere } from './up.ts';
 
 export function registerCoordinator(program: Command): void {
   withJobOptions(
     withServerOptions(program.command('coordinator'))
       .description('run the verified-jobs coordinator and its API (seed 004) without the inference roles; workers join with arcnet agent --worker --no-inference')
-      .addOption(logLevelOption('info')),
-  ).action(async (opts: JobFlags & ServerFlags & { logLevel: string }) => {
-    const logger = createLogger({ level: opts.logLevel });
-    const config = withDefaults({ host: opts.host, port: opts.port, dataDir: opts.memory ? null : opts.dataDir, jobs: jobConfig(opts), external: await externalEngines(opts) });
+      .addOption(logLevelOption(undefined, 'log level (logs go to stderr; default $LOG_LEVEL or info)')),
+  ).action(async (opts: JobFlags & ServerFlags & { logLevel?: string }) => {
+    const { settings, applied } = await commandSettings(opts.config);
+    const logger = createLogger({ level: opts.logLevel ?? applied.logLevel ?? 'info' });
+    const config = withDefaults({ host: opts.host, port: opts.port, dataDir: dataDirOf(opts, applied.dataDir), jobs: jobConfig(opts), external: await externalEngines(opts, settings) });
     const { startCoordinatorProcess } = await import('../../main/roles.ts');
     const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger }));
     process.stdout.write(

@@ -6,10 +6,11 @@
  */
 import type { Command } from 'commander';
 import { createLogger, type Logger } from '../../core/logging.ts';
-import type { EngineFlags } from '../../main/settings.ts';
+import type { AppliedSettings, EngineFlags, Settings } from '../../main/settings.ts';
 import type { DistributedEngines, RoleProcess } from '../../main/roles.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { int, list, logLevelOption, usage } from '../options.ts';
+import { commandSettings } from '../settings.ts';
 
 export interface RoleFlags extends EngineFlags {
   geozone?: string[];
@@ -20,6 +21,8 @@ export interface ResolvedRole {
   readonly logger: Logger;
   readonly geozones: readonly string[];
   readonly flags: RoleFlags;
+  readonly settings: Settings;
+  readonly applied: AppliedSettings;
 }
 
 export function withEngineOptions(command: Command): Command {
@@ -32,14 +35,13 @@ export function withEngineOptions(command: Command): Command {
     .addOption(logLevelOption(undefined, 'log level (logs go to stderr; default $LOG_LEVEL or info)'));
 }
 
-/** Geozones and logger from flags, the environment or the config file. */
+/** Settings (loaded once), geozones and logger from flags, the environment or the config file. */
 export async function resolveRole(flags: RoleFlags, role: string): Promise<ResolvedRole> {
-  const { effectiveEnv } = await import('../../main/settings.ts');
-  const env = effectiveEnv(flags);
-  const geozones = flags.geozone ?? (env['GEOZONE_ID'] ? list(env['GEOZONE_ID']) : []);
-  if (geozones.length === 0) throw usage(`${role}: which geozone? pass --geozone CAISO, set GEOZONE_ID, or geozone-id in the config file`);
-  const level = flags.logLevel ?? env['LOG_LEVEL'] ?? 'info';
-  return { logger: createLogger({ level, name: `arcnet-${role}` }), geozones, flags };
+  const { settings, applied } = await commandSettings(flags.config);
+  const geozones = flags.geozone ?? applied.geozones ?? [];
+  if (geozones.length === 0) throw usage(`${role}: which geozone? pass --geozone CAISO, set GEOZONE_ID, or xtdb.geozone-id in the config file`);
+  const level = flags.logLevel ?? applied.logLevel ?? 'info';
+  return { logger: createLogger({ level, name: `arcnet-${role}` }), geozones, flags, settings, applied };
 }
 
 /** Prints what runs and keeps it running until SIGINT/SIGTERM. */
@@ -55,16 +57,20 @@ interface HttpFlags {
 
 function withHttpOptions(command: Command): Command {
   return command
-    .option('--http-port <port>', 'serve /health, /ready and /metrics on this port (0 picks a free one; off when not given)', int('--http-port'))
+    .option('--http-port <port>', 'serve /health, /ready and /metrics on this port (0 picks a free one; default $PROMETHEUS_PORT or observability.prometheus-port, else off)', int('--http-port'))
     .option('--http-host <host>', 'address for --http-port', '127.0.0.1');
 }
 
-const healthPort = (flags: HttpFlags): { http?: { host: string; port: number } } => (flags.httpPort === undefined ? {} : { http: { host: flags.httpHost, port: flags.httpPort } });
+/** The health port: --http-port, else the seed's PROMETHEUS_PORT, else none. */
+const healthPort = (flags: HttpFlags, applied: AppliedSettings): { http?: { host: string; port: number } } => {
+  const port = flags.httpPort ?? applied.prometheusPort;
+  return port === undefined ? {} : { http: { host: flags.httpHost, port } };
+};
 
 /** Kafka and PostgreSQL from flags, environment or config file. */
 async function distributedEngines(resolved: ResolvedRole, sessionTimeoutMs?: number): Promise<DistributedEngines> {
   const { resolveEngines } = await import('../../main/settings.ts');
-  const engines = resolveEngines(resolved.flags, { required: true });
+  const engines = resolveEngines(resolved.flags, { required: true }, resolved.settings);
   return { kafka: { ...engines.kafka!, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, postgres: engines.postgres! };
 }
 
@@ -77,22 +83,33 @@ export function registerRoleCommands(program: Command): void {
     .action(async (flags: RoleFlags & HttpFlags & { offlineAfter: number; summaryInterval: number; leaseTtl: number }) => {
       const resolved = await resolveRole(flags, 'aggregator');
       const [{ startAggregatorProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
-      const role = await startOrExplain(portInUse('--http-port', flags.httpPort ?? 0, flags.httpHost), () =>
-        startAggregatorProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, offlineAfterMs: flags.offlineAfter, summaryIntervalMs: flags.summaryInterval, leaseTtlMs: flags.leaseTtl, ...healthPort(flags) }),
+      const http = healthPort(flags, resolved.applied);
+      const role = await startOrExplain(portInUse('--http-port', http.http?.port ?? 0, flags.httpHost), () =>
+        startAggregatorProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, offlineAfterMs: flags.offlineAfter, summaryIntervalMs: flags.summaryInterval, leaseTtlMs: flags.leaseTtl, ...http }),
       );
       runRole('aggregator', role);
     });
 
   withHttpOptions(withEngineOptions(program.command('scheduler')))
     .description('inference scheduler on Kafka and PostgreSQL: exactly-once routing of the geozones\' requests; replicas share them through a consumer group')
-    .option('--reservation-timeout <ms>', 'reservation lease TTL (a node that never answers is freed after this)', int('--reservation-timeout', 100), 30_000)
-    .option('--max-retries <n>', 'further reservation attempts on the next-best node', int('--max-retries'), 3)
+    .option('--reservation-timeout <ms>', 'reservation lease TTL: a node that never answers is freed after this (default scheduler.reservation-timeout-ms or 30000)', int('--reservation-timeout', 100))
+    .option('--max-retries <n>', 'further reservation attempts on the next-best node (default scheduler.max-retries or 3)', int('--max-retries'))
     .option('--failover-after <ms>', 'silence after which a replica takes over a dead one\'s requests (Kafka session timeout; the broker allows 6000 and up by default)', int('--failover-after', 1000), 10_000)
-    .action(async (flags: RoleFlags & HttpFlags & { reservationTimeout: number; maxRetries: number; failoverAfter: number }) => {
+    .action(async (flags: RoleFlags & HttpFlags & { reservationTimeout?: number; maxRetries?: number; failoverAfter: number }) => {
       const resolved = await resolveRole(flags, 'scheduler');
       const [{ startSchedulerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved, flags.failoverAfter)]);
-      const role = await startOrExplain(portInUse('--http-port', flags.httpPort ?? 0, flags.httpHost), () =>
-        startSchedulerProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, reservationTtlMs: flags.reservationTimeout, maxRetries: flags.maxRetries, ...healthPort(flags) }),
+      const http = healthPort(flags, resolved.applied);
+      const reservationTtlMs = flags.reservationTimeout ?? resolved.applied.reservationTimeoutMs;
+      const maxRetries = flags.maxRetries ?? resolved.applied.maxRetries;
+      const role = await startOrExplain(portInUse('--http-port', http.http?.port ?? 0, flags.httpHost), () =>
+        startSchedulerProcess({
+          engines,
+          logger: resolved.logger,
+          geozones: resolved.geozones,
+          ...(reservationTtlMs === undefined ? {} : { reservationTtlMs }),
+          ...(maxRetries === undefined ? {} : { maxRetries }),
+          ...http,
+        }),
       );
       runRole('scheduler', role);
     });

@@ -38,7 +38,7 @@ export function registerSimulate(program: Command): void {
       if (opts.kafka !== undefined) {
         const resolved = await resolveRole({ ...opts, geozone: list(opts.geozone) }, 'simulate');
         const [{ resolveEngines }, { startSimulatorProcess }] = await Promise.all([import('../../main/settings.ts'), import('../../main/roles.ts')]);
-        const { kafka } = resolveEngines({ kafka: opts.kafka, ...(opts.config ? { config: opts.config } : {}) }, { required: false });
+        const { kafka } = resolveEngines({ kafka: opts.kafka }, { required: false }, resolved.settings);
         if (!kafka) throw usage('simulate --kafka: no Kafka servers');
         const simulator = await startSimulatorProcess({ kafka, logger: resolved.logger, geozones: resolved.geozones, nodes: opts.nodes, rate: opts.rate, seed: opts.seed, telemetryIntervalMs: opts.telemetryInterval });
         runRole('simulate', simulator);

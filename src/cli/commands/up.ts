@@ -1,16 +1,18 @@
 /** `arcnet up`: every module in one process (embedded mode, or on Kafka and PostgreSQL with --kafka/--postgres). */
 import type { Command } from 'commander';
 import { createLogger } from '../../core/logging.ts';
-import { withDefaults, DEFAULT_GEOZONES, type EmbeddedConfig } from '../../main/config.ts';
+import { withDefaults, DEFAULT_CONFIG, DEFAULT_GEOZONES, type EmbeddedConfig } from '../../main/config.ts';
+import type { Settings } from '../../main/settings.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../../placement/inference-profile.ts';
 import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
+import { commandSettings } from '../settings.ts';
 
 /** External engines for `up` and `coordinator`: only an explicit flag or a config file switches modes, never a stray environment variable. */
-export async function externalEngines(opts: Pick<ServerFlags, 'kafka' | 'postgres' | 'postgresSchema' | 'config'>): Promise<EmbeddedConfig['external']> {
+export async function externalEngines(opts: Pick<ServerFlags, 'kafka' | 'postgres' | 'postgresSchema' | 'config'>, settings: Settings): Promise<EmbeddedConfig['external']> {
   const { resolveEngines } = await import('../../main/settings.ts');
-  const engines = resolveEngines(opts, { required: false });
+  const engines = resolveEngines(opts, { required: false }, settings);
   if (!engines.kafka && !engines.postgres) return undefined;
   return engines;
 }
@@ -22,8 +24,15 @@ export function stateWhere(config: EmbeddedConfig): string {
   return `${config.dataDir === null ? 'in memory' : `in ${config.dataDir}`}${bus}`;
 }
 
+/** Where the embedded store lives: --memory, --data-dir, then XTDB_DATA_DIR / xtdb.data-dir, then .arcnet. */
+export function dataDirOf(opts: Pick<ServerFlags, 'memory' | 'dataDir'>, dataDir: string | undefined): string | null {
+  return opts.memory ? null : (opts.dataDir ?? dataDir ?? DEFAULT_CONFIG.dataDir);
+}
+
 interface UpFlags extends JobFlags, ServerFlags {
-  geozones: string[];
+  geozones?: string[];
+  reservationTimeout?: number;
+  maxRetries?: number;
   nodes: number;
   rate: number;
   seed: number;
@@ -32,14 +41,14 @@ interface UpFlags extends JobFlags, ServerFlags {
   summaryInterval: number;
   weights: Partial<Weights>;
   status: boolean;
-  logLevel: string;
+  logLevel?: string;
 }
 
 export function registerUp(program: Command): void {
   withJobOptions(
     withServerOptions(program.command('up'))
       .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
-      .option('--geozones <list>', 'geozones, comma-separated', list, [...DEFAULT_GEOZONES])
+      .option('--geozones <list>', `geozones, comma-separated (default $GEOZONE_ID, xtdb.geozone-id, or ${DEFAULT_GEOZONES.join(',')})`, list)
       .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
       .option('--rate <n>', 'simulated inference requests per second (0 for none)', int('--rate'), 20)
       .option('--seed <n>', 'seed of the simulation', int('--seed'), 42)
@@ -47,22 +56,29 @@ export function registerUp(program: Command): void {
       .option('--offline-after <ms>', 'silence after which a node is offline', int('--offline-after', 100), 30_000)
       .option('--summary-interval <ms>', 'regional summary period', int('--summary-interval', 100), 60_000)
       .option('--weights <list>', 'inference score weights, e.g. sameGeozone=100,cogen=50,gpuHeadroom=30,battery=20', weights, {})
+      .option('--reservation-timeout <ms>', 'reservation TTL: a node that never answers is freed after this (default scheduler.reservation-timeout-ms or 30000)', int('--reservation-timeout', 100))
+      .option('--max-retries <n>', 'further reservation attempts on the next-best node (default scheduler.max-retries or 3)', int('--max-retries'))
       .option('--no-status', 'no live status line')
-      .addOption(logLevelOption('warn')),
+      .addOption(logLevelOption(undefined, 'log level (logs go to stderr; default $LOG_LEVEL or warn)')),
   ).action(async (opts: UpFlags) => {
-    const logger = createLogger({ level: opts.logLevel });
+    const { settings, applied } = await commandSettings(opts.config);
+    const logger = createLogger({ level: opts.logLevel ?? applied.logLevel ?? 'warn' });
+    const reservationTtlMs = opts.reservationTimeout ?? applied.reservationTimeoutMs;
+    const maxRetries = opts.maxRetries ?? applied.maxRetries;
     const config = withDefaults({
       host: opts.host,
       port: opts.port,
-      dataDir: opts.memory ? null : opts.dataDir,
-      geozones: opts.geozones,
+      dataDir: dataDirOf(opts, applied.dataDir),
+      geozones: opts.geozones ?? applied.geozones ?? DEFAULT_GEOZONES,
+      ...(reservationTtlMs === undefined ? {} : { reservationTtlMs }),
+      ...(maxRetries === undefined ? {} : { maxRetries }),
       telemetryIntervalMs: opts.telemetryInterval,
       offlineAfterMs: opts.offlineAfter,
       summaryIntervalMs: opts.summaryInterval,
       placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
       jobs: jobConfig(opts),
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
-      external: await externalEngines(opts),
+      external: await externalEngines(opts, settings),
     });
     // Modules are loaded only by the commands that run them, so `arcnet list` and friends start fast.
     const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../../main/embedded.ts'), import('../status-line.ts')]);

@@ -54,6 +54,13 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
     reservations = new MemoryLeaseStore({ clock, tokenFloor: epoch * RESERVATION_TOKENS_PER_EPOCH });
   }
   const group = schedulerGroup(options.geozones);
+  const config = {
+    ...DEFAULT_SCHEDULER_CONFIG,
+    placement: options.placement ?? DEFAULT_INFERENCE_PROFILE,
+    reservationTtlMs: options.reservationTtlMs ?? DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
+    maxRetries: options.maxRetries ?? DEFAULT_SCHEDULER_CONFIG.maxRetries,
+    geozones: options.geozones,
+  };
   const scheduler = new InferenceScheduler({
     bus,
     leases: reservations,
@@ -63,13 +70,7 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
     group,
     ...(engines.kinds.bus === 'kafka' ? { nodes: stores.documents } : {}),
     ...(options.metrics ? { observer: schedulerObserver(options.metrics, options.countRequests ?? false) } : {}),
-    config: {
-      ...DEFAULT_SCHEDULER_CONFIG,
-      placement: options.placement ?? DEFAULT_INFERENCE_PROFILE,
-      reservationTtlMs: options.reservationTtlMs ?? DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
-      maxRetries: options.maxRetries ?? DEFAULT_SCHEDULER_CONFIG.maxRetries,
-      geozones: options.geozones,
-    },
+    config,
   });
   await scheduler.start();
   return {
@@ -85,6 +86,8 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
         details: {
           geozones: options.geozones,
           group,
+          reservationTtlMs: config.reservationTtlMs,
+          maxRetries: config.maxRetries,
           nodesKnown: known,
           reservations: scheduler.index.reservationCount(),
           inFlight: scheduler.inFlightCount,
