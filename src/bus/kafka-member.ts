@@ -75,6 +75,8 @@ interface PartitionState {
   readonly generation: number;
   /** Next offset to accept from the stream; unknown until the stream has positioned the partition. */
   next: bigint | undefined;
+  /** Where the stream positioned the partition (records arriving move `next` on, not this). */
+  start: bigint | undefined;
   /** Set once the start position is committed: only then are records handed to the handler. */
   active: boolean;
   /** A rebalance is coming: finish the running handler, start no other. */
@@ -230,13 +232,17 @@ export class KafkaGroupMember implements Consumer {
     });
     consumer.on('consumer:group:join', (payload: ConsumerGroupJoinPayload) => this.joined(session, payload));
     try {
-      const stream = await consumer.consume({
-        topics: [...this.options.topics],
-        mode: 'committed',
-        fallbackMode: this.options.startAt === 'latest' ? 'latest' : 'earliest',
-        autocommit: false,
-        maxWaitTime: s.fetchMaxWaitMs,
-      });
+      // A failure the consumer reports while it joins ends the wait too, whether or not consume() settles.
+      const stream = await Promise.race([
+        consumer.consume({
+          topics: [...this.options.topics],
+          mode: 'committed',
+          fallbackMode: this.options.startAt === 'latest' ? 'latest' : 'earliest',
+          autocommit: false,
+          maxWaitTime: s.fetchMaxWaitMs,
+        }),
+        session.ready.then(() => new Promise<never>(() => undefined)),
+      ]);
       session.stream = stream;
       stream.on('data', (message: KafkaMessage) => this.received(session, message));
       stream.on('offsets', () => this.positioned(session));
@@ -282,6 +288,7 @@ export class KafkaGroupMember implements Consumer {
           partition,
           generation,
           next: undefined,
+          start: undefined,
           active: false,
           revoking: false,
           stopped: false,
@@ -308,6 +315,7 @@ export class KafkaGroupMember implements Consumer {
       const position = stream.offsetsToFetch.get(state.key);
       if (position === undefined) continue;
       state.next = position;
+      state.start = position;
       fresh.push(state);
     }
     if (fresh.length === 0) {
@@ -317,21 +325,42 @@ export class KafkaGroupMember implements Consumer {
     void this.activate(session, fresh);
   }
 
+  /**
+   * Newly assigned partitions: fence their previous owner (batch delivery), read where the group is,
+   * record a start point for a group with none, then hand records to the handler. A batch member
+   * handles nothing before the fence and the offsets are through: without them it could handle again
+   * what the previous owner's last transaction committed, so it retries until they are (or the session
+   * ends). A plain member goes on without them: only a move before its first commit re-decides the start.
+   */
   private async activate(session: Session, states: PartitionState[]): Promise<void> {
     const byTopic = new Map<string, number[]>();
     for (const state of states) byTopic.set(state.topic, [...(byTopic.get(state.topic) ?? []), state.partition]);
-    try {
-      if (this.batch) await this.fenceWithRetry(session, states);
-      const committed = await session.consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
-      for (const state of states) {
-        const offset = committed.get(state.topic)?.[state.partition];
-        if (offset === undefined || offset < 0n) this.markCommit(session, state, state.next!, -1);
-        else if (state.next !== undefined && offset > state.next) this.skipTo(session, state, offset);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (this.batch) await this.batch.fence(states.map((state) => ({ topic: state.topic, partition: state.partition })));
+        const committed = await session.consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+        for (const state of states) {
+          const offset = committed.get(state.topic)?.[state.partition];
+          // Against the start, not `next`: records fetched meanwhile have moved `next` on.
+          if (offset === undefined || offset < 0n) this.markCommit(session, state, state.start!, -1);
+          else if (offset > state.start!) this.skipTo(session, state, offset);
+        }
+        await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
+        if (attempt > 0) this.logger.info({ group: this.group, partitions: states.map((state) => state.key), attempts: attempt + 1 }, 'new partitions fenced and positioned; handling them');
+        break;
+      } catch (error) {
+        if (!this.batch) {
+          this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, 'could not record the start offsets of new partitions');
+          break;
+        }
+        if (session.phase === 'ended') return;
+        if (states.every((state) => state.stopped)) {
+          session.resolveReady();
+          return;
+        }
+        this.logger.warn({ group: this.group, partitions: states.map((state) => state.key), attempt, err: kafkaErrorDetail(error) }, 'could not fence the previous owner of new partitions or read their offsets; retrying before handling them');
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, this.settings.retryBaseMs * 20, RESTART_CAP_MS)));
       }
-      await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
-    } catch (error) {
-      // Not fatal: the partition is still handled; only a move before its first commit re-decides the start.
-      this.logger.warn({ group: this.group, err: kafkaErrorDetail(error) }, 'could not record the start offsets of new partitions');
     }
     for (const state of states) {
       if (state.stopped) continue;
@@ -347,25 +376,19 @@ export class KafkaGroupMember implements Consumer {
    * is skipped rather than handled twice.
    */
   private skipTo(session: Session, state: PartitionState, offset: bigint): void {
-    this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, from: String(state.next), to: String(offset) }, 'skipping records the previous owner committed in its last transaction');
-    state.next = offset;
+    this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, from: String(state.start), to: String(offset) }, 'skipping records the previous owner committed in its last transaction');
+    if (state.next === undefined || offset > state.next) state.next = offset;
+    this.dropBelow(session, state, offset);
+  }
+
+  /** Drops queued records before `offset`: the group's committed offset already covers them. */
+  private dropBelow(session: Session, state: PartitionState, offset: bigint): number {
     const before = state.queue.length;
     const kept = state.queue.filter((message) => message.offset >= offset);
     state.queue.length = 0;
     state.queue.push(...kept);
     this.released(session, before - kept.length);
-  }
-
-  private async fenceWithRetry(session: Session, states: readonly PartitionState[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.batch!.fence(states.map((state) => ({ topic: state.topic, partition: state.partition })));
-        return;
-      } catch (error) {
-        if (session.phase === 'ended' || attempt >= 5) throw error;
-        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, 100, 2_000)));
-      }
-    }
+    return before - kept.length;
   }
 
   private received(session: Session, message: KafkaMessage): void {
@@ -395,10 +418,10 @@ export class KafkaGroupMember implements Consumer {
         const message = state.queue[0];
         if (!message) break;
         if (this.batch) {
-          const batch = state.queue.slice(0, this.batch.maxBatch);
-          if (!(await this.handleBatch(state, batch))) break;
-          state.queue.splice(0, batch.length);
-          this.released(session, batch.length);
+          const handled = await this.handleBatch(session, state);
+          if (handled === undefined) break;
+          state.queue.splice(0, handled);
+          this.released(session, handled);
           continue;
         }
         if (!(await this.handle(session, state, message))) break;
@@ -425,14 +448,54 @@ export class KafkaGroupMember implements Consumer {
     );
   }
 
-  /** Like handle(), for a batch whose handler commits its own offsets (transactionally). */
-  private handleBatch(state: PartitionState, messages: readonly KafkaMessage[]): Promise<boolean> {
-    const records = messages.map(toRecord);
-    return this.untilHandled(
+  /**
+   * Like handle(), for a batch whose handler commits its own offsets (transactionally): resolves to
+   * how many of the queued records it handled, or undefined when the partition was taken away first.
+   *
+   * A failed transaction may have committed all the same (the broker went away before it answered).
+   * So before each retry the partition's transactional id is fenced, which settles that transaction
+   * one way or the other, and the group's committed offset is read again: the records it now covers
+   * are dropped, not handled twice. The retry takes what is queued then, records that arrived during
+   * the outage included.
+   */
+  private async handleBatch(session: Session, state: PartitionState): Promise<number | undefined> {
+    let handled = 0;
+    let failures = 0;
+    let first: Error | undefined;
+    const ok = await this.untilHandled(
       state,
-      () => this.batch!.handler(records),
-      (error, attempt) => this.logger.warn({ topic: state.topic, partition: state.partition, records: records.length, attempt, err: kafkaErrorDetail(error) }, 'batch not committed; redelivering after a backoff'),
+      async () => {
+        if (failures > 0) await this.resync(session, state);
+        const messages = state.queue.slice(0, this.batch!.maxBatch);
+        handled = 0;
+        if (messages.length === 0) return;
+        await this.batch!.handler(messages.map(toRecord));
+        handled = messages.length;
+      },
+      (error, attempt) => {
+        failures++;
+        first ??= error instanceof Error ? error : new Error(String(error));
+        this.logger.warn({ topic: state.topic, partition: state.partition, records: state.queue.length, attempt, err: kafkaErrorDetail(error) }, 'batch not committed; redelivering after a backoff');
+      },
     );
+    if (!ok) return undefined;
+    if (failures > 0) {
+      this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, records: handled, failedAttempts: failures, firstError: kafkaErrorDetail(first) }, `batch committed after ${failures} failed attempt(s): ${state.topic}[${state.partition}] is flowing again`);
+    }
+    return handled;
+  }
+
+  /** Before a batch is retried: settle its last transaction (fence) and drop what the group's offset covers now. */
+  private async resync(session: Session, state: PartitionState): Promise<void> {
+    await this.batch!.fence([{ topic: state.topic, partition: state.partition }]);
+    const committed = await session.consumer.listCommittedOffsets({ topics: [{ topic: state.topic, partitions: [state.partition] }] });
+    const offset = committed.get(state.topic)?.[state.partition];
+    if (offset === undefined || offset < 0n) return;
+    if (state.next !== undefined && offset > state.next) state.next = offset;
+    const dropped = this.dropBelow(session, state, offset);
+    if (dropped > 0) {
+      this.logger.warn({ group: this.group, topic: state.topic, partition: state.partition, committed: String(offset), dropped }, 'the failed transaction had committed after all (its answer was lost): its records are not handled again');
+    }
   }
 
   /**

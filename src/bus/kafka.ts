@@ -183,14 +183,16 @@ export class KafkaBus implements BusAdapter {
   /** Initialises the producer of a transactional id (InitProducerId): the broker ends the id's open transaction and fences its older producers. */
   private async fenceTransactionalId(transactionalId: string): Promise<void> {
     const entry = this.transactionalEntry(transactionalId);
+    const what = `initialising transactional id ${transactionalId}`;
     const run = entry.queue.then(async () => {
       try {
-        const tx = await entry.producer.beginTransaction();
+        const begun = await this.withinOperationTimeout(entry.producer.beginTransaction(), transactionalId, entry.producer, what);
         // Nothing was added: ending it locally is enough; the broker holds no state for an empty transaction.
-        await tx.cancel();
+        await begun.cancel();
       } catch (error) {
         await this.discardProducer(transactionalId, entry.producer);
-        throw unavailable(this.options.bootstrapServers, `initialising transactional id ${transactionalId}`, error);
+        if (error instanceof ArcError) throw error;
+        throw unavailable(this.options.bootstrapServers, what, error);
       }
     });
     entry.queue = run.catch(() => undefined);
@@ -250,9 +252,25 @@ export class KafkaBus implements BusAdapter {
   async produceTransactional(send: TransactionalSend): Promise<void> {
     this.assertOpen(`transaction ${send.transactionalId}`);
     const current = this.transactionalEntry(send.transactionalId);
-    const run = current.queue.then(() => this.transaction(current.producer, send));
+    const run = current.queue.then(() =>
+      this.withinOperationTimeout(this.transaction(current.producer, send), send.transactionalId, current.producer, `transaction ${send.transactionalId}`),
+    );
     current.queue = run.catch(() => undefined);
     await run;
+  }
+
+  /**
+   * Bounds a call on a transactional producer by `operationTimeoutMs`. Past it the producer is closed
+   * (what it still has in flight fails) and the call rejects UNAVAILABLE; the next producer of the id
+   * fences this one, which settles a transaction it left behind, committed or aborted.
+   */
+  private async withinOperationTimeout<T>(call: Promise<T>, transactionalId: string, producer: BusProducer, what: string): Promise<T> {
+    const bound = this.options.operationTimeoutMs ?? 30_000;
+    const result = await beforeDeadline(call, Date.now() + bound);
+    if (result) return result.value;
+    this.logger.warn({ transactionalId }, `${what}: no answer within ${bound} ms; closing its producer, the next one fences it`);
+    await this.discardProducer(transactionalId, producer);
+    throw unavailable(this.options.bootstrapServers, `${what} not answered within ${bound} ms`, new Error('no answer before the deadline'));
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,7 @@ import { DEAD_LETTER_RETENTION_MS } from '../../src/contracts/topics.ts';
 import { needEngines } from '../support/engines.ts';
 import { kafkaServers } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
+import { freePortPair, kafkaInstance, type KafkaInstance } from '../support/kafka-instance.ts';
 
 const kafka = needEngines('kafka');
 
@@ -243,6 +244,119 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
       await expect(bus.produceTransactional({ transactionalId: `tx-${group}`, produce: [], consumed: { group, record: stale } })).rejects.toMatchObject({ code: 'CONFLICT' });
     });
   });
+});
+
+describe.skipIf(!kafka.available)(kafka.title('Kafka bus across a broker restart'), () => {
+  let broker: KafkaInstance | undefined;
+  afterAll(async () => {
+    await broker?.remove();
+  });
+
+  it('resumes transactional consumption after the broker stops and starts: every record committed exactly once, nothing produced twice', async () => {
+    // A broker of its own: the suites sharing the default one must not see it go away.
+    const port = await freePortPair();
+    broker = kafkaInstance(`bus-restart-${port}`, port);
+    await broker.clean();
+    await broker.start();
+    const bus = new KafkaBus(testOptions({ bootstrapServers: [...broker.servers], operationTimeoutMs: 20_000 }));
+    const input = 'restart.in';
+    const output = 'restart.out';
+    await bus.ensureTopics([
+      { topic: input, partitions: 3, retentionMs: 3_600_000 },
+      { topic: output, partitions: 1, retentionMs: 3_600_000 },
+    ]);
+    const committedTimes = new Map<string, number>();
+    let batches = 0;
+    const consumer = await bus.consumeTransactional({
+      group: 'restart-group',
+      topics: [input],
+      transactionalId: 'restart-step',
+      maxBatch: 20,
+      handler: async (records, out) => {
+        batches++;
+        // A little work per batch, so the broker often goes away with a transaction under way.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        out.produce(output, records.map((r) => ({ key: r.key, value: encoder.encode(`${r.partition}@${r.offset}`), headers: {} })));
+        out.afterCommit(() => {
+          for (const r of records) committedTimes.set(`${r.partition}@${r.offset}`, (committedTimes.get(`${r.partition}@${r.offset}`) ?? 0) + 1);
+        });
+      },
+    });
+
+    // Records keep coming before, during and after the outage. A produce that gives up says whether
+    // its record may have been appended all the same.
+    const sent: string[] = [];
+    const maybe: string[] = [];
+    const notSent: string[] = [];
+    let producing = true;
+    const producer = (async () => {
+      for (let i = 0; producing; i++) {
+        const key = `r${i}`;
+        try {
+          await bus.produce(input, [{ key, value: encoder.encode(key), headers: {} }]);
+          sent.push(key);
+        } catch (error) {
+          ((error as { outcomeUnknown?: boolean }).outcomeUnknown === true ? maybe : notSent).push(key);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 15));
+      }
+    })();
+    await until(() => committedTimes.size >= 50, 'records flowing before the outage', 30_000);
+    await broker.stop();
+    const stoppedWith = { sent: sent.length, committed: committedTimes.size };
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await broker.start();
+    const sentBeforeRestart = sent.length;
+    await until(() => sent.length >= sentBeforeRestart + 100, 'records produced after the restart', 60_000);
+    producing = false;
+    await producer;
+
+    const readAll = async (topic: string, partitions: number): Promise<ConsumedRecord[]> => {
+      const records: ConsumedRecord[] = [];
+      for (let p = 0; p < partitions; p++) {
+        for (let from = 0; ; ) {
+          const page = await bus.read(topic, p, from, 1_000);
+          if (page.length === 0) break;
+          records.push(...page);
+          from = page[page.length - 1]!.offset + 1;
+        }
+      }
+      return records;
+    };
+    // Every record of the input, by where it is: what the step must have processed exactly once.
+    const inputs = await readAll(input, 3);
+    const inputKeys = new Set(inputs.map((r) => r.key));
+    const expected = new Set(inputs.map((r) => `${r.partition}@${r.offset}`));
+    let outputs = new Map<string, number>();
+    await until(
+      async () => {
+        outputs = new Map();
+        for (const r of await readAll(output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
+        return [...expected].every((id) => outputs.has(id));
+      },
+      'every input record to come out of the transactional step',
+      120_000,
+      { intervalMs: 500 },
+    ).catch((error: unknown) => {
+      const missing = [...expected].filter((id) => !outputs.has(id));
+      throw new Error(`${(error as Error).message}: ${missing.length} of ${expected.size} missing (stopped with ${JSON.stringify(stoppedWith)}, ${batches} batches), e.g. ${missing.slice(0, 10).join(', ')}`);
+    });
+    await consumer.close();
+
+    expect(expected.size).toBeGreaterThan(stoppedWith.committed + 100);
+    expect([...outputs].filter(([, n]) => n > 1), 'input records processed twice').toEqual([]);
+    expect([...outputs.keys()].filter((id) => !expected.has(id)), 'output without an input record').toEqual([]);
+    expect([...committedTimes].filter(([, n]) => n > 1), 'after-commit tasks run twice').toEqual([]);
+    // A produce that resolved is in the input; one that said nothing was appended is not.
+    expect(sent.filter((key) => !inputKeys.has(key)), 'acknowledged records missing from the input').toEqual([]);
+    expect(notSent.filter((key) => inputKeys.has(key)), 'records appended although their produce said they were not').toEqual([]);
+    // And the group's offsets cover the whole input.
+    let committed = 0;
+    for (let p = 0; p < 3; p++) committed += await bus.committed('restart-group', input, p);
+    expect(committed).toBe(inputs.length);
+    console.log(`broker restart (bus contract): ${inputs.length} input records (${sent.length} acknowledged, ${maybe.length} outcome unknown, ${notSent.length} refused), ${batches} batches, all processed once`);
+    await bus.close();
+  }, 300_000);
 });
 
 describe('Kafka bus without a broker', () => {
