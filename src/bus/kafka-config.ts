@@ -158,3 +158,60 @@ export function kafkaErrorDetail(error: unknown): string {
 export function unavailable(servers: readonly string[], what: string, error: unknown): ArcError {
   return new ArcError('UNAVAILABLE', `Kafka at ${describeServers(servers)} unavailable: ${what}: ${kafkaErrorDetail(error)}`, { retryable: true, cause: error });
 }
+
+/**
+ * A produce given up on after a send may have reached the broker: one was still in flight when the
+ * adapter stopped waiting (it may still land), or one failed in a way that does not rule out an
+ * append (a request timed out, a connection dropped mid-request). The records may be in the log, so
+ * the caller must not take the error for "not published": `outcomeUnknown` says so, and a retry with
+ * the same message ids is the way out (readers deduplicate by id). Same code and retryability as the
+ * error it stands for (UNAVAILABLE, retryable, past the operation timeout).
+ */
+export class ProduceOutcomeUnknownError extends ArcError {
+  readonly outcomeUnknown = true;
+
+  constructor(error: ArcError) {
+    super(error.code, `${error.message}; the records may have been appended all the same (a send reached the broker or was still under way): retry with the same ids`, {
+      retryable: error.retryable,
+      cause: error,
+    });
+    this.name = 'ProduceOutcomeUnknownError';
+  }
+}
+
+/**
+ * Failures that happen before a request is written: no connection could be made, the broker was not
+ * in the metadata, the client was closed, the topic is unknown, or the partition's leader refused
+ * the request outright. A produce that failed only so appended nothing.
+ */
+const NOT_SENT_MESSAGES = [
+  /^Connection to \S+ (failed|timed out)\.$/,
+  /^Connection ready timed out after /,
+  /^Connection closed while waiting for ready\.$/,
+  /^Connection pool is closed\.$/,
+  /^Cannot get a connection: /,
+  /^Client is closed\.$/,
+  /^Unknown topic /,
+];
+const REFUSED_BEFORE_APPEND = new Set(['NOT_LEADER_OR_FOLLOWER', 'LEADER_NOT_AVAILABLE', 'NOT_ENOUGH_REPLICAS', 'UNKNOWN_TOPIC_OR_PARTITION']);
+
+/** Whether this send failure proves nothing was appended (see NOT_SENT_MESSAGES); anything unrecognised may have been. */
+export function provesNotAppended(error: unknown): boolean {
+  const leaves = innermost(error);
+  return (
+    leaves.length > 0 &&
+    leaves.every((leaf) => {
+      const apiId = (leaf as Error & { apiId?: unknown }).apiId;
+      if (typeof apiId === 'string') return REFUSED_BEFORE_APPEND.has(apiId);
+      return NOT_SENT_MESSAGES.some((pattern) => pattern.test(leaf.message));
+    })
+  );
+}
+
+/** The errors at the bottom of the library's nesting ("produce failed 3 times" around each attempt's). */
+function innermost(error: unknown, depth = 0): Error[] {
+  if (!(error instanceof Error)) return [];
+  const nested = (error as Error & { errors?: unknown[] }).errors;
+  if (depth > 6 || !Array.isArray(nested) || nested.length === 0) return [error];
+  return nested.flatMap((inner) => innermost(inner, depth + 1));
+}

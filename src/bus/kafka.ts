@@ -8,7 +8,9 @@
  * An unreachable cluster is an outage to ride out, not a crash: calls retry with backoff up to
  * `operationTimeoutMs` and then reject with ArcError UNAVAILABLE (retryable) naming the bootstrap
  * servers; consumer group members keep retrying until the cluster answers and resume from their
- * committed offsets.
+ * committed offsets. A produce that gives up cannot take back a send the broker may already have
+ * (Kafka has no way to cancel one): when that may be so, the error says the outcome is unknown (see
+ * produce()). A transaction that gives up is settled by the next fence of its transactional id.
  */
 import { randomUUID } from 'node:crypto';
 import { Admin, compatibilityPartitioner, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
@@ -24,6 +26,8 @@ import {
   isRetryableKafkaError,
   isUnknownTopicError,
   kafkaErrorDetail,
+  ProduceOutcomeUnknownError,
+  provesNotAppended,
   unavailable,
 } from './kafka-config.ts';
 import type { KafkaConnectionOptions } from './kafka-config.ts';
@@ -123,20 +127,46 @@ export class KafkaBus implements BusAdapter {
     await this.retrying(`creating ${wanted.length} topic(s)`, () => this.create(wanted));
   }
 
+  /**
+   * Appends the records; resolves once every in-sync replica has them (acks=all, idempotent).
+   *
+   * Rejects, past `operationTimeoutMs` of retrying an unreachable cluster, with ArcError UNAVAILABLE
+   * (retryable). What that leaves behind depends on how far the sends got, and the error says which:
+   * - plain UNAVAILABLE: no send ever reached a broker (no connection, or the leader refused it
+   *   outright), so nothing was appended and nothing will be;
+   * - ProduceOutcomeUnknownError (UNAVAILABLE, retryable, `outcomeUnknown: true`): a send was still
+   *   under way when the adapter stopped waiting, or failed in a way that does not rule out an append
+   *   (a request that timed out, a connection dropped mid-request). The records may be in the log, or
+   *   land there later: Kafka cannot call a send back, and the library's client goes on retrying it.
+   *   The caller must treat it as "may have been published": retry with the same ids (the API answers
+   *   503, "may have been accepted; retry with the same id", and the scheduler deduplicates by id).
+   */
   async produce(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
     this.assertOpen(`produce to ${topic}`);
     if (records.length === 0) return;
     const messages: BusMessage[] = records.map((record) => ({ topic, key: record.key, value: toBuffer(record.value), headers: { ...record.headers } }));
-    await this.retrying(`${records.length} record(s) for ${topic} not acknowledged`, async () => {
-      await this.ensureExist([topic]);
-      try {
-        await this.producer.send({ messages });
-      } catch (error) {
-        // Deleted behind our back: the next attempt creates it again, as a first produce would.
-        if (isUnknownTopicError(error)) this.known.delete(topic);
-        throw error;
-      }
-    });
+    let sending = 0;
+    let mayHaveLanded = false;
+    try {
+      await this.retrying(`${records.length} record(s) for ${topic} not acknowledged`, async () => {
+        await this.ensureExist([topic]);
+        sending++;
+        try {
+          await this.producer.send({ messages });
+        } catch (error) {
+          if (!provesNotAppended(error)) mayHaveLanded = true;
+          // Deleted behind our back: the next attempt creates it again, as a first produce would.
+          if (isUnknownTopicError(error)) this.known.delete(topic);
+          throw error;
+        } finally {
+          sending--;
+        }
+      });
+    } catch (error) {
+      // `sending` counts a send the deadline left running: it may still land.
+      if (error instanceof ArcError && (sending > 0 || mayHaveLanded)) throw new ProduceOutcomeUnknownError(error);
+      throw error;
+    }
   }
 
   async consume(options: ConsumeOptions): Promise<Consumer> {

@@ -247,17 +247,19 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
 });
 
 describe.skipIf(!kafka.available)(kafka.title('Kafka bus across a broker restart'), () => {
-  let broker: KafkaInstance | undefined;
-  afterAll(async () => {
-    await broker?.remove();
-  });
-
-  it('resumes transactional consumption after the broker stops and starts: every record committed exactly once, nothing produced twice', async () => {
-    // A broker of its own: the suites sharing the default one must not see it go away.
+  // A broker of its own: the suites sharing the default one must not see it go away.
+  let broker: KafkaInstance;
+  beforeAll(async () => {
     const port = await freePortPair();
     broker = kafkaInstance(`bus-restart-${port}`, port);
     await broker.clean();
     await broker.start();
+  }, 120_000);
+  afterAll(async () => {
+    await broker?.remove();
+  }, 120_000);
+
+  it('resumes transactional consumption after the broker stops and starts: every record committed exactly once, nothing produced twice', async () => {
     const bus = new KafkaBus(testOptions({ bootstrapServers: [...broker.servers], operationTimeoutMs: 20_000 }));
     const input = 'restart.in';
     const output = 'restart.out';
@@ -357,6 +359,34 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus across a broker restart
     console.log(`broker restart (bus contract): ${inputs.length} input records (${sent.length} acknowledged, ${maybe.length} outcome unknown, ${notSent.length} refused), ${batches} batches, all processed once`);
     await bus.close();
   }, 300_000);
+
+  it('says the outcome is unknown when it gives up on a send the broker may still take, as a hung broker then does', async () => {
+    const bus = new KafkaBus(testOptions({ bootstrapServers: [...broker.servers], operationTimeoutMs: 2_000 }));
+    const topic = `restart.hung.${randomUUID().slice(0, 8)}`;
+    try {
+      await bus.ensureTopics([{ topic, partitions: 1, retentionMs: 3_600_000 }]);
+      await bus.produce(topic, [{ key: 'before', value: encoder.encode('before'), headers: {} }]);
+      // Frozen, the broker keeps its connections and answers nothing: the send is written and waits.
+      await broker.pause();
+      let error: unknown;
+      try {
+        error = await bus.produce(topic, [{ key: 'in-doubt', value: encoder.encode('in-doubt'), headers: {} }]).then(() => undefined, (e: unknown) => e);
+      } finally {
+        await broker.resume();
+      }
+      expect(error).toBeInstanceOf(ArcError);
+      expect(error).toMatchObject({ code: 'UNAVAILABLE', retryable: true, outcomeUnknown: true });
+      expect((error as Error).message).toMatch(/may have been appended/);
+      // And so it was: the library's client went on with the send once the broker answered.
+      const landed = await until(async () => {
+        const records = await bus.read(topic, 0, 0, 10);
+        return records.some((r) => r.key === 'in-doubt') && records;
+      }, 'the send given up on to land', 30_000);
+      expect(landed.map((r) => r.key)).toEqual(['before', 'in-doubt']);
+    } finally {
+      await bus.close();
+    }
+  }, 120_000);
 });
 
 describe('Kafka bus without a broker', () => {
@@ -378,6 +408,8 @@ describe('Kafka bus without a broker', () => {
     await bus.close();
     expect(error).toBeInstanceOf(ArcError);
     expect(error).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+    // No connection was ever made: nothing can have been appended, and the error does not say it may have been.
+    expect((error as { outcomeUnknown?: boolean }).outcomeUnknown).toBeUndefined();
     expect((error as Error).message).toContain(`127.0.0.1:${port}`);
     expect((error as Error).message).toMatch(/ECONNREFUSED|failed/);
     expect(elapsed).toBeGreaterThanOrEqual(500);

@@ -5,7 +5,7 @@
  * failing) while the broker stops and starts.
  */
 import { spawn } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -23,27 +23,38 @@ export interface KafkaInstance {
   clean(): Promise<void>;
   /** Stops it and removes the instance's directory altogether. */
   remove(): Promise<void>;
+  /** Freezes the broker's process (SIGSTOP): connections stay open and nothing answers, as with a hung broker. */
+  pause(): Promise<void>;
+  /** Lets a paused broker run on (SIGCONT). */
+  resume(): Promise<void>;
 }
 
-export function kafkaInstance(name: string, port: number): KafkaInstance {
-  const env = { ...process.env, ARCNET_KAFKA_INSTANCE: name, ARCNET_KAFKA_PORT: String(port) };
+export function kafkaInstance(instance: string, port: number): KafkaInstance {
+  const env = { ...process.env, ARCNET_KAFKA_INSTANCE: instance, ARCNET_KAFKA_PORT: String(port) };
   const run = (command: 'start' | 'stop' | 'clean'): Promise<void> =>
     new Promise((resolve, reject) => {
       const child = spawn('bash', [SCRIPT, command], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 120_000 });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       child.once('error', reject);
-      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kafka.sh ${command} (instance ${name}, port ${port}) failed (${code}): ${stderr}`))));
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kafka.sh ${command} (instance ${instance}, port ${port}) failed (${code}): ${stderr}`))));
     });
+  const signal = async (name: 'SIGSTOP' | 'SIGCONT'): Promise<void> => {
+    const pid = Number((await readFile(join(INSTANCES, instance, 'broker.pid'), 'utf8')).trim());
+    process.kill(pid, name);
+  };
   return {
     port,
     servers: [`127.0.0.1:${port}`],
     start: () => run('start'),
     stop: () => run('stop'),
     clean: () => run('clean'),
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
     remove: async () => {
+      await signal('SIGCONT').catch(() => undefined);
       await run('clean');
-      await rm(join(INSTANCES, name), { recursive: true, force: true });
+      await rm(join(INSTANCES, instance), { recursive: true, force: true });
     },
   };
 }
