@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { tracingChannel } from 'node:diagnostics_channel';
 import { createServer } from 'node:net';
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
 import { busContract } from './bus.contract.ts';
@@ -359,6 +360,58 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus across a broker restart
     console.log(`broker restart (bus contract): ${inputs.length} input records (${sent.length} acknowledged, ${maybe.length} outcome unknown, ${notSent.length} refused), ${batches} batches, all processed once`);
     await bus.close();
   }, 300_000);
+
+  it('does not commit twice a transaction whose commit the broker took but never answered', async () => {
+    const bus = new KafkaBus(testOptions({ bootstrapServers: [...broker.servers], operationTimeoutMs: 2_000 }));
+    const suffix = randomUUID().slice(0, 8);
+    const input = `restart.lost-answer.${suffix}`;
+    const output = `${input}.out`;
+    const group = `g-${suffix}`;
+    const pid = await broker.pid();
+    // The broker freezes the moment the first commit (EndTxn) starts: the request reaches its socket,
+    // the answer never comes, the adapter gives the transaction up. Thawed, the broker commits it.
+    let frozenAt: number | undefined;
+    const transactions = tracingChannel<unknown, { operation?: string }>('plt:kafka:producer:transactions');
+    const onStart = (context: { operation?: string }): void => {
+      if (context.operation !== 'commit' || frozenAt !== undefined) return;
+      frozenAt = Date.now();
+      process.kill(pid, 'SIGSTOP');
+    };
+    const hooks = { start: onStart, end: () => undefined, asyncStart: () => undefined, asyncEnd: () => undefined, error: () => undefined };
+    transactions.subscribe(hooks);
+    let calls = 0;
+    let consumer: Consumer | undefined;
+    try {
+      await bus.ensureTopics([
+        { topic: input, partitions: 1, retentionMs: 3_600_000 },
+        { topic: output, partitions: 1, retentionMs: 3_600_000 },
+      ]);
+      await bus.produce(input, [{ key: 'once', value: encoder.encode('once'), headers: {} }]);
+      consumer = await bus.consumeTransactional({
+        group,
+        topics: [input],
+        transactionalId: `lost-answer-${suffix}`,
+        handler: async (records, out) => {
+          calls++;
+          out.produce(output, records.map((r) => ({ key: r.key, value: encoder.encode(`${r.partition}@${r.offset}`), headers: {} })));
+        },
+      });
+      await until(() => frozenAt !== undefined, 'the first commit', 30_000);
+      // Past the adapter's 2 s bound, short of the group's 6 s session timeout.
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+    } finally {
+      transactions.unsubscribe(hooks);
+      await broker.resume();
+    }
+    await until(async () => (await bus.committed(group, input, 0)) === 1, 'the input record committed', 60_000);
+    // Time for a wrongly retried batch to commit a second copy.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const produced = (await bus.read(output, 0, 0, 10)).map(text);
+    await consumer?.close();
+    await bus.close();
+    expect(produced).toEqual(['0@0']);
+    console.log(`lost commit answer: handler called ${calls} time(s), output ${JSON.stringify(produced)}`);
+  }, 120_000);
 
   it('says the outcome is unknown when it gives up on a send the broker may still take, as a hung broker then does', async () => {
     const bus = new KafkaBus(testOptions({ bootstrapServers: [...broker.servers], operationTimeoutMs: 2_000 }));

@@ -27,6 +27,8 @@ export interface KafkaInstance {
   pause(): Promise<void>;
   /** Lets a paused broker run on (SIGCONT). */
   resume(): Promise<void>;
+  /** The broker's process id, for a test that signals it at an exact moment. */
+  pid(): Promise<number>;
 }
 
 export function kafkaInstance(instance: string, port: number): KafkaInstance {
@@ -39,9 +41,9 @@ export function kafkaInstance(instance: string, port: number): KafkaInstance {
       child.once('error', reject);
       child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kafka.sh ${command} (instance ${instance}, port ${port}) failed (${code}): ${stderr}`))));
     });
+  const pid = async (): Promise<number> => Number((await readFile(join(INSTANCES, instance, 'broker.pid'), 'utf8')).trim());
   const signal = async (name: 'SIGSTOP' | 'SIGCONT'): Promise<void> => {
-    const pid = Number((await readFile(join(INSTANCES, instance, 'broker.pid'), 'utf8')).trim());
-    process.kill(pid, name);
+    process.kill(await pid(), name);
   };
   return {
     port,
@@ -49,6 +51,7 @@ export function kafkaInstance(instance: string, port: number): KafkaInstance {
     start: () => run('start'),
     stop: () => run('stop'),
     clean: () => run('clean'),
+    pid,
     pause: () => signal('SIGSTOP'),
     resume: () => signal('SIGCONT'),
     remove: async () => {
