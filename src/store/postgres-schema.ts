@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Sql } from 'postgres';
 import { ArcError } from '../core/errors.ts';
 import { pendingMigrations, type Migration } from './migrations.ts';
+import { READABLE_SCHEMA_SQL } from './postgres-readable-schema.ts';
 
 /**
  * Append-only (src/store/migrations.ts).
@@ -14,7 +15,8 @@ import { pendingMigrations, type Migration } from './migrations.ts';
  * adapter's BINARY order) whatever the database's default collation. Times are epoch milliseconds
  * from the caller's clock, not timestamptz from the server's, so ManualClock-driven callers and
  * servers with skewed clocks agree. Bodies and values are JSON text rather than jsonb: jsonb would
- * reorder keys and reject \u0000 inside strings, and nothing queries into them.
+ * reorder keys and reject \u0000 inside strings. Migration 2 derives jsonb and timestamptz columns
+ * from them for people reading with psql (ADR 0013); the adapter never reads those.
  */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -76,6 +78,7 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITH (fillfactor = 80);
     `,
   },
+  { version: 2, name: 'readable with psql: jsonb and timestamptz columns, comments, current views', sql: READABLE_SCHEMA_SQL },
 ];
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -98,9 +101,12 @@ export function notifyChannel(schema: string): string {
   return channel.length <= 63 ? channel : `arcnet_kv_${createHash('sha256').update(schema).digest('hex').slice(0, 40)}`;
 }
 
-/** Advisory locks are database-wide, so the key is derived from the schema: stores in other schemas migrate independently. */
-function migrationLockKey(schema: string): string {
-  return createHash('sha256').update(`arcnet schema migrations\u0000${schema}`).digest().readBigInt64BE(0).toString();
+/**
+ * Advisory locks are database-wide, so the key is derived from the schema: stores in other schemas
+ * migrate (and compact) independently. `purpose` "schema migrations" is the key every build uses.
+ */
+export function advisoryLockKey(purpose: string, schema: string): string {
+  return createHash('sha256').update(`arcnet ${purpose}\u0000${schema}`).digest().readBigInt64BE(0).toString();
 }
 
 /**
@@ -109,7 +115,7 @@ function migrationLockKey(schema: string): string {
  */
 export async function migrate<T extends Record<string, unknown>>(sql: Sql<T>, schema: string): Promise<void> {
   await sql.begin(async (tx) => {
-    await tx.unsafe('SELECT pg_advisory_xact_lock($1::int8)', [migrationLockKey(schema)], { prepare: false });
+    await tx.unsafe('SELECT pg_advisory_xact_lock($1::int8)', [advisoryLockKey('schema migrations', schema)], { prepare: false });
     // Checked first because CREATE SCHEMA IF NOT EXISTS demands CREATE on the database even when the
     // schema exists, which a least-privilege role opening a provisioned schema would not have.
     const existing = await tx.unsafe('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema], { prepare: false });
