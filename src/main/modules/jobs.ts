@@ -30,6 +30,10 @@ export async function startJobsModule(engines: Engines, options: JobsOptions): P
     logger: logger.child({ component: 'coordinator' }),
     channel: workers,
     config: options.config,
+    // On PostgreSQL several coordinators may run: the `coordinator` lease picks the one that writes, fenced (ADR 0011).
+    // Embedded SQLite holds its data-directory lock, so this process is the only writer.
+    ...(engines.kinds.store === 'postgres' ? { leases: stores.leases } : {}),
+    instanceId: engines.instanceId,
     observer: {
       consensus: (outcome) => metrics.consensus.inc({ outcome }),
       executionFinished: (execution) => {
@@ -48,7 +52,7 @@ export async function startJobsModule(engines: Engines, options: JobsOptions): P
     api: { jobs, routes: [(app) => registerJobRoutes(app, jobs)] },
     health: () => {
       const counts = coordinator.jobCounts();
-      return { ready: true, details: { jobs: { total: counts.total, ...counts.byStatus }, workersConnected: workers.connected } };
+      return { ready: true, details: { leadership: coordinator.role(), jobs: { total: counts.total, ...counts.byStatus }, workersConnected: workers.connected } };
     },
     stop: () => coordinator.stop(),
   };
