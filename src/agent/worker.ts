@@ -4,6 +4,10 @@
  * executions pushed over its session (polling pending-jobs only while the session is down), runs
  * each in a container, and reports stdout, logs and exit status. Results are retried until the
  * coordinator has them: a worker never drops a finished execution because the server was away.
+ *
+ * Given several coordinator replicas (`--server a,b`), it talks to one at a time and moves to the
+ * next when the one it uses cannot be reached, does not answer in time, or answers 503 NOT_LEADER;
+ * its push session follows (ADR 0011). Results it holds go to whichever replica leads.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -19,6 +23,7 @@ import { WORKER_STREAM_PATH, type ServerToWorker, type WorkerToServer } from '..
 import type { ContainerOutcome, ContainerRuntime } from './ports.ts';
 
 export interface WorkerOptions {
+  /** The coordinator's URL, or several separated by commas (its replicas on PostgreSQL). */
   readonly serverUrl: string;
   readonly id?: string;
   readonly name: string;
@@ -34,6 +39,8 @@ export interface WorkerOptions {
   readonly pollIntervalMs?: number;
   readonly logger?: Logger;
   readonly random?: () => number;
+  /** How long a call or a session's opening may take before that server counts as unreachable (default 10 s). */
+  readonly requestTimeoutMs?: number;
 }
 
 interface WorkerState {
@@ -107,11 +114,35 @@ export class Worker {
   private readonly outbox = new Map<string, WorkerResult>();
   private flushing: Promise<void> | undefined;
   private readonly tasks = new Set<Promise<void>>();
+  private readonly servers: readonly string[];
+  /** The server calls go to now. */
+  private current = 0;
+  /** The server the push session is with. */
+  private sessionServer = 0;
+  /** Sessions that failed in a row, across servers: backoff starts once every server failed. */
+  private sessionFailures = 0;
+  private readonly requestTimeoutMs: number;
 
   constructor(options: WorkerOptions) {
     this.options = options;
     this.logger = (options.logger ?? silentLogger).child({ role: 'worker', node: options.name });
     this.random = options.random ?? Math.random;
+    this.servers = options.serverUrl.split(',').map((url) => url.trim()).filter((url) => url.length > 0);
+    if (this.servers.length === 0) throw new Error('a worker needs a server URL');
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+  }
+
+  /** The server calls go to now. */
+  get server(): string {
+    return this.servers[this.current]!;
+  }
+
+  /** Moves on from server `from` (unreachable, or not leading), unless another call already did; the session follows. */
+  private rotate(from: number, why: string): void {
+    if (this.servers.length < 2 || this.current !== from) return;
+    this.current = (from + 1) % this.servers.length;
+    this.logger.info({ from: this.servers[from], to: this.server, why }, 'moving to the next coordinator');
+    if (this.socket && this.sessionServer !== this.current) this.socket.terminate();
   }
 
   get id(): string | undefined {
@@ -168,18 +199,36 @@ export class Worker {
     renameSync(temporary, this.options.stateFile);
   }
 
+  /**
+   * One API call, to the current server; with several servers, one that cannot be reached, times
+   * out or answers NOT_LEADER is left for the next, within this call.
+   */
   private async call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.state) headers['authorization'] = `Bearer ${this.state.credential}`;
-    const response = await fetch(new URL(path, this.options.serverUrl), { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    const text = await response.text();
-    let parsed: Record<string, unknown> = {};
-    try {
-      parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-    } catch {
-      parsed = { message: text };
+    let answer: { status: number; body: Record<string, unknown> } | undefined;
+    let failure: unknown;
+    for (let tried = 0; tried < this.servers.length; tried++) {
+      const at = this.current;
+      try {
+        const response = await fetch(new URL(path, this.servers[at]), { method, headers, signal: AbortSignal.timeout(this.requestTimeoutMs), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+        const text = await response.text();
+        let parsed: Record<string, unknown> = {};
+        try {
+          parsed = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+        } catch {
+          parsed = { message: text };
+        }
+        answer = { status: response.status, body: parsed };
+        if (response.status !== 503 || parsed['code'] !== 'NOT_LEADER') return answer;
+        this.rotate(at, 'not the leader');
+      } catch (error) {
+        failure = error;
+        this.rotate(at, errorMessage(error));
+      }
     }
-    return { status: response.status, body: parsed };
+    if (answer) return answer;
+    throw failure;
   }
 
   private async register(): Promise<void> {
@@ -233,26 +282,35 @@ export class Worker {
 
   private connect(): void {
     if (this.stopping || !this.state) return;
-    const url = new URL(WORKER_STREAM_PATH, this.options.serverUrl);
+    const at = this.current;
+    const url = new URL(WORKER_STREAM_PATH, this.servers[at]);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('node_id', this.state.id);
-    const socket = new WebSocket(url, { headers: { authorization: `Bearer ${this.state.credential}` } });
+    const socket = new WebSocket(url, { headers: { authorization: `Bearer ${this.state.credential}` }, handshakeTimeout: this.requestTimeoutMs });
     this.socket = socket;
+    this.sessionServer = at;
+    let opened = false;
     socket.on('open', () => {
+      opened = true;
       this.attempt = 0;
-      this.logger.info('push session open');
+      this.sessionFailures = 0;
+      this.logger.info({ server: this.servers[at] }, 'push session open');
       void this.flush();
     });
     socket.on('message', (raw: RawData) => this.onFrame(raw));
     socket.on('unexpected-response', (_request, response) => {
-      this.logger.warn({ status: response.statusCode }, 'push session refused');
+      this.logger.warn({ status: response.statusCode, server: this.servers[at] }, 'push session refused');
       socket.terminate();
     });
     socket.on('error', (error) => this.logger.debug({ err: errorMessage(error) }, 'push session error'));
     socket.on('close', () => {
       if (this.socket === socket) this.socket = undefined;
       if (this.stopping) return;
-      const delay = backoffDelay(this.attempt++, 250, 10_000, this.random);
+      // A refused or lost session moves to the next server; back off only once every server failed in a row.
+      this.rotate(at, opened ? 'push session closed' : 'push session refused');
+      if (!opened) this.sessionFailures++;
+      const roundDone = this.sessionFailures > 0 && this.sessionFailures % this.servers.length === 0;
+      const delay = this.servers.length > 1 && !roundDone ? 50 : backoffDelay(this.attempt++, 250, 10_000, this.random);
       this.reconnectTimer = setTimeout(() => this.connect(), delay);
     });
   }
