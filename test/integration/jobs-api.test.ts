@@ -51,6 +51,25 @@ describe('jobs API', () => {
     expect((await call('GET', '/api/v1/jobs/not-a-uuid')).status).toBe(400);
   });
 
+  it('answers every error with one body, on the job routes and the server\'s own alike', async () => {
+    const shape = { statusCode: expect.any(Number), error: expect.any(String), code: expect.any(String), message: expect.any(String), retryable: expect.any(Boolean) };
+    const cases: [string, string, unknown, number, string][] = [
+      ['POST', '/api/v1/jobs', { ...job, redundancy: 3, consensus: 1 }, 400, 'INVALID_INPUT'],
+      ['POST', '/api/v1/jobs', { ...job, bogus: 1 }, 400, 'INVALID_INPUT'],
+      ['GET', '/api/v1/jobs/7d5c2f7e-0000-4000-8000-000000000000', undefined, 404, 'NOT_FOUND'],
+      ['POST', '/api/v1/nodes/7d5c2f7e-0000-4000-8000-000000000000/heartbeat', {}, 401, 'UNAUTHENTICATED'],
+      ['GET', '/api/v1/nodes?asOf=yesterday', undefined, 400, 'INVALID_INPUT'],
+    ];
+    for (const [method, path, body, status, code] of cases) {
+      const answer = await call(method, path, body);
+      expect(answer.status, `${method} ${path}`).toBe(status);
+      expect(answer.json, `${method} ${path}`).toEqual({ ...shape, statusCode: status, code });
+    }
+    const response = await fetch(`${system.url}/api/v1/nodes/x/pending-jobs`);
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="arcnet-workers"');
+    expect((await call('GET', '/api/v1/coordinator')).json).toMatchObject({ leading: true, fencingToken: null });
+  });
+
   it('registers workers with a credential and refuses their calls without it', async () => {
     const registered = await call('POST', '/api/v1/nodes/register', { name: 'box-1', region: 'ERCOT', cpu_cores: 4, memory_gb: 8 });
     expect(registered.status).toBe(201);
