@@ -133,7 +133,8 @@ interface MutableChange {
 const FAILED_BY_COORDINATOR = (e: JobExecution): boolean => (e.status === 'failed' || e.status === 'timed_out') && e.reported_at === null;
 
 /** Reports in one canonical order; the first per execution counts, the rest are duplicates. */
-function canonical(reports: readonly Report[]): Report[] {
+function canonical(reports: readonly Report[]): readonly Report[] {
+  if (reports.length < 2) return reports;
   const key = (r: Report): string => `${r.execution_id}\u0000${r.status}\u0000${r.result_hash ?? ''}\u0000${r.exit_code ?? ''}\u0000${r.error_message ?? ''}\u0000${r.duration_ms ?? ''}`;
   return [...reports].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
@@ -145,7 +146,10 @@ export function planJob(input: PlanInput): JobPlan {
   let job = state.job;
   let slots: JobSlots = { unplaced: state.unplaced, abandoned: state.abandoned, waitingSince: state.waitingSince };
   const executions = [...state.executions];
-  const index = new Map(executions.map((e, i) => [e.id, i]));
+  const indexOf = (id: string): number | undefined => {
+    for (let i = 0; i < executions.length; i++) if (executions[i]!.id === id) return i;
+    return undefined;
+  };
   const reasons = new Map<string, string[]>();
   const changes = new Map<string, MutableChange>();
   const stops: Stop[] = [];
@@ -178,7 +182,7 @@ export function planJob(input: PlanInput): JobPlan {
   // 1. Reports: each execution's first report is recorded; a second is a duplicate.
   const taken = new Set<string>();
   for (const report of canonical(input.reports ?? [])) {
-    const i = index.get(report.execution_id);
+    const i = indexOf(report.execution_id);
     if (i === undefined) {
       outcomes.push({ execution_id: report.execution_id, kind: 'unknown' });
       continue;
@@ -234,11 +238,11 @@ export function planJob(input: PlanInput): JobPlan {
       charge(execution.node_id, { total: 1, failed: 1 }, `execution ${execution.id} failed: ${why}`);
     });
     // 3. Executions past their timeout and grace fail.
-    const limitMs = job.timeout_seconds * 1000 + rules.executionGraceMs;
+    // ISO-8601 instants of one format order as strings do: one conversion per plan, not a parse per execution.
+    const overdueBefore = new Date(now - job.timeout_seconds * 1000 - rules.executionGraceMs).toISOString();
     executions.forEach((execution, i) => {
       if (!ACTIVE_EXECUTION_STATUSES.has(execution.status)) return;
-      const since = Date.parse(execution.started_at ?? execution.scheduled_at);
-      if (now - since <= limitMs) return;
+      if ((execution.started_at ?? execution.scheduled_at) >= overdueBefore) return;
       const why = `no result within ${job.timeout_seconds} s plus ${rules.executionGraceMs / 1000} s grace`;
       const timedOut: JobExecution = { ...execution, status: 'timed_out', completed_at: at, error_message: why };
       update(i, timedOut, why);
@@ -320,12 +324,12 @@ export function planJob(input: PlanInput): JobPlan {
     }
   }
 
-  const byId = new Map(state.executions.map((e) => [e.id, e]));
+  // Executions are only ever appended, so an execution's position is the same before and after.
   const updates: ExecutionUpdate[] = [];
-  for (const execution of executions) {
+  executions.forEach((execution, i) => {
     const why = reasons.get(execution.id);
-    if (why) updates.push({ before: byId.get(execution.id), execution, reasons: why });
-  }
+    if (why) updates.push({ before: state.executions[i], execution, reasons: why });
+  });
   const workers: WorkerChange[] = [...changes.entries()]
     .filter(([, c]) => c.reputation !== 0 || c.credits !== 0 || c.total !== 0 || c.failed !== 0 || c.successful !== 0)
     .sort(([a], [b]) => (a < b ? -1 : 1))
