@@ -16,7 +16,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logging.ts';
-import type { InferenceRequest } from '../contracts/messages.ts';
 import { ArcMetrics } from '../api/metrics.ts';
 import type { CoordinatorConfig } from '../jobs/coordinator.ts';
 import { schedulerGroup } from '../inference/scheduler.ts';
@@ -24,13 +23,13 @@ import type { EmbeddedConfig } from './config.ts';
 import { openConfiguredEngines } from './embedded.ts';
 import { openBusEngines, openEngines, type Engines, type KafkaChoice } from './engines.ts';
 import { System } from './system.ts';
+import type { ModuleHandle } from './modules/module.ts';
 import { serveApi, serveHealthPort } from './serve.ts';
-import { startMeshModule, type MeshModule } from './modules/mesh.ts';
-import { startSchedulerModule, type SchedulerModule } from './modules/scheduler.ts';
+import { startMeshModule, type MeshModule, type MeshOptions } from './modules/mesh.ts';
+import { startSchedulerModule, type SchedulerModule, type SchedulerOptions } from './modules/scheduler.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startJobsModule, type JobsModule } from './modules/jobs.ts';
-import { startSimulatorModule, type SimulatorModule } from './modules/simulator.ts';
-import type { InferenceProfileConfig } from '../placement/inference-profile.ts';
+import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
 
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
@@ -41,6 +40,12 @@ export interface DistributedEngines {
 interface ProcessOptions {
   readonly logger: Logger;
   readonly clock?: Clock;
+}
+
+/** A role on Kafka and PostgreSQL, with its health port where asked for. */
+interface DistributedProcessOptions extends ProcessOptions {
+  readonly engines: DistributedEngines;
+  readonly http?: HealthPortSettings;
 }
 
 export interface RoleProcess {
@@ -84,61 +89,46 @@ function roleProcess(system: System, summary: string, url: string | undefined, h
   };
 }
 
-export interface AggregatorProcessOptions extends ProcessOptions {
-  readonly engines: DistributedEngines;
-  readonly geozones: readonly string[];
-  readonly offlineAfterMs?: number;
-  readonly summaryIntervalMs?: number;
-  /** How long a dead leader's duties wait before a standby takes them (lease TTL). */
-  readonly leaseTtlMs?: number;
-  readonly http?: HealthPortSettings;
+/**
+ * A role without an API: its engines, its one module, and the health port when asked for (metrics
+ * exist only then). `start` gets the metrics to feed, if any.
+ */
+async function startHealthPortRole<M extends ModuleHandle>(
+  role: string,
+  options: DistributedProcessOptions & { readonly geozones: readonly string[] },
+  summary: string,
+  start: (engines: Engines, metrics: ArcMetrics | undefined) => Promise<M>,
+): Promise<{ process: RoleProcess; module: M }> {
+  const metrics = options.http ? new ArcMetrics() : undefined;
+  const engines = await openDistributed(role, options.geozones, options.engines, options, metrics);
+  const system = new System(role, engines);
+  const module = await system.start(() => start(engines, metrics));
+  const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics }) : undefined;
+  return { process: roleProcess(system, summary, http?.url, true), module };
 }
+
+export type AggregatorProcessOptions = DistributedProcessOptions & Omit<MeshOptions, 'writer' | 'metrics'>;
 
 /** One aggregator per geozone, each campaigning for its zone's lease; replicas stand by warm. */
 export async function startAggregatorProcess(options: AggregatorProcessOptions): Promise<RoleProcess & { mesh: MeshModule }> {
-  const metrics = options.http ? new ArcMetrics() : undefined;
-  const engines = await openDistributed('aggregator', options.geozones, options.engines, options, metrics);
-  const system = new System('aggregator', engines);
-  const mesh = await system.start(() =>
-    startMeshModule(engines, {
-      writer: 'lease',
-      geozones: options.geozones,
-      ...(options.offlineAfterMs === undefined ? {} : { offlineAfterMs: options.offlineAfterMs }),
-      ...(options.summaryIntervalMs === undefined ? {} : { summaryIntervalMs: options.summaryIntervalMs }),
-      ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),
-      ...(metrics ? { metrics } : {}),
-    }),
-  );
-  const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics }) : undefined;
-  return { ...roleProcess(system, `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)`, http?.url, true), mesh };
+  const { engines: _engines, http: _http, logger: _logger, clock: _clock, ...meshOptions } = options;
+  const summary = `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)`;
+  const { process, module } = await startHealthPortRole('aggregator', options, summary, (engines, metrics) => startMeshModule(engines, { ...meshOptions, writer: 'lease', ...(metrics ? { metrics } : {}) }));
+  return { ...process, mesh: module };
 }
 
-export interface SchedulerProcessOptions extends ProcessOptions {
-  readonly engines: DistributedEngines;
-  readonly geozones: readonly string[];
-  readonly reservationTtlMs?: number;
-  readonly maxRetries?: number;
-  readonly placement?: InferenceProfileConfig;
-  readonly http?: HealthPortSettings;
-}
+export type SchedulerProcessOptions = DistributedProcessOptions & Omit<SchedulerOptions, 'metrics' | 'countRequests'>;
 
 export async function startSchedulerProcess(options: SchedulerProcessOptions): Promise<RoleProcess & { scheduler: SchedulerModule }> {
-  const metrics = options.http ? new ArcMetrics() : undefined;
-  const engines = await openDistributed('scheduler', options.geozones, options.engines, options, metrics);
-  const system = new System('scheduler', engines);
-  const scheduler = await system.start(() =>
-    startSchedulerModule(engines, {
-      geozones: options.geozones,
-      ...(options.reservationTtlMs === undefined ? {} : { reservationTtlMs: options.reservationTtlMs }),
-      ...(options.maxRetries === undefined ? {} : { maxRetries: options.maxRetries }),
-      ...(options.placement ? { placement: options.placement } : {}),
-      // No tracker in this process: the scheduler counts the requests it routes and their results.
-      ...(metrics ? { metrics, countRequests: true } : {}),
-    }),
-  );
-  if (metrics) metrics.attachNodes({ all: () => scheduler.scheduler.index.allNodes() });
-  const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics }) : undefined;
-  return { ...roleProcess(system, `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)`, http?.url, true), scheduler };
+  const { engines: _engines, http: _http, logger: _logger, clock: _clock, ...schedulerOptions } = options;
+  const summary = `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)`;
+  const { process, module } = await startHealthPortRole('scheduler', options, summary, async (engines, metrics) => {
+    // No tracker in this process: the scheduler counts the requests it routes and their results, and its index is the node view.
+    const scheduler = await startSchedulerModule(engines, { ...schedulerOptions, ...(metrics ? { metrics, countRequests: true } : {}) });
+    metrics?.attachNodes({ all: () => scheduler.scheduler.index.allNodes() });
+    return scheduler;
+  });
+  return { ...process, scheduler: module };
 }
 
 export interface ServerProcessOptions extends ProcessOptions {
@@ -184,34 +174,13 @@ export async function startCoordinatorProcess(options: CoordinatorProcessOptions
   return { ...roleProcess(system, `coordinator at ${api.url}`, api.url, false), jobs };
 }
 
-export interface SimulatorProcessOptions extends ProcessOptions {
-  readonly kafka: KafkaChoice;
-  readonly geozones: readonly string[];
-  readonly nodes: number;
-  /** Inference requests per second published to the request topic; 0 for none. */
-  readonly rate: number;
-  readonly seed: number;
-  readonly telemetryIntervalMs: number;
-  readonly speed?: number;
-  /** Called with every request published (tests count them). */
-  readonly onSubmitted?: (request: InferenceRequest) => void;
-}
+export type SimulatorProcessOptions = ProcessOptions & { readonly kafka: KafkaChoice } & Omit<SimulatorOptions, 'router' | 'submit' | 'silencesPerHour'>;
 
-/** Simulated nodes on the bus directly (telemetry out, their dispatches in), plus a request load. */
+/** Simulated nodes on the bus directly (telemetry out, their dispatches in), plus a request load; no node goes silent on its own. */
 export async function startSimulatorProcess(options: SimulatorProcessOptions): Promise<RoleProcess & { simulator: SimulatorModule }> {
-  const engines = await openBusEngines({ role: 'simulate', geozones: options.geozones, kafka: options.kafka, logger: options.logger, ...(options.clock ? { clock: options.clock } : {}) });
+  const { kafka, logger, clock, ...simulatorOptions } = options;
+  const engines = await openBusEngines({ role: 'simulate', geozones: options.geozones, kafka, logger, ...(clock ? { clock } : {}) });
   const system = new System('simulate', engines);
-  const simulator = await system.start(() =>
-    startSimulatorModule(engines, {
-      geozones: options.geozones,
-      nodes: options.nodes,
-      rate: options.rate,
-      seed: options.seed,
-      telemetryIntervalMs: options.telemetryIntervalMs,
-      speed: options.speed ?? 1,
-      silencesPerHour: 0,
-      ...(options.onSubmitted ? { onSubmitted: options.onSubmitted } : {}),
-    }),
-  );
+  const simulator = await system.start(() => startSimulatorModule(engines, { ...simulatorOptions, silencesPerHour: 0 }));
   return { ...roleProcess(system, `${options.nodes} simulated nodes in ${options.geozones.join(', ')}${options.rate > 0 ? `, ${options.rate} req/s` : ''}`, undefined, false), simulator };
 }

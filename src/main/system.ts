@@ -57,24 +57,27 @@ export class System {
   }
 
   /** Starts a module after the ones before it; if it fails, everything started so far stops (and the engines close) before the error goes on. */
-  async start<T extends ModuleHandle>(start: () => Promise<T>): Promise<T> {
-    try {
+  start<T extends ModuleHandle>(start: () => Promise<T>): Promise<T> {
+    return this.orStop(async () => {
       const handle = await start();
       this.started.push(handle);
       if (this.started.filter((m) => m.name === handle.name).length > 1) throw new Error(`two modules named ${handle.name} in one process`);
       return handle;
-    } catch (error) {
-      await this.stop();
-      throw error;
-    }
+    });
   }
 
   /** Opens the HTTP edge; it closes first on stop. A failure to open it (a taken port) stops the system too. */
-  async serve<T extends Edge>(open: () => Promise<T>): Promise<T> {
-    try {
+  serve<T extends Edge>(open: () => Promise<T>): Promise<T> {
+    return this.orStop(async () => {
       const edge = await open();
       this.edges.push(edge);
       return edge;
+    });
+  }
+
+  private async orStop<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
     } catch (error) {
       await this.stop();
       throw error;
