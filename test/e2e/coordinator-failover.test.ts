@@ -113,6 +113,10 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     const { index: first } = await untilUp(leaderIndex, 'one replica to lead', 60_000);
     const standby = 1 - first;
     await untilUp(async () => (await role(urls[standby]!))?.leading === false, 'the other replica to stand by', 30_000);
+    // Both alive; only the leader is ready for writes.
+    expect((await fetch(`${urls[standby]}/health`)).status).toBe(200);
+    expect((await fetch(`${urls[standby]}/ready`)).status).toBe(503);
+    expect((await fetch(`${urls[first]}/ready`)).status).toBe(200);
 
     const endpoint = testEngineEndpoint();
     for (const name of ['worker-a', 'worker-b', 'worker-c']) {

@@ -52,7 +52,10 @@ export async function startJobsModule(engines: Engines, options: JobsOptions): P
     api: { jobs, routes: [(app) => registerJobRoutes(app, jobs)] },
     health: () => {
       const counts = coordinator.jobCounts();
-      return { ready: true, details: { leadership: coordinator.role(), jobs: { total: counts.total, ...counts.byStatus }, workersConnected: workers.connected } };
+      const details = { leadership: coordinator.role(), jobs: { total: counts.total, ...counts.byStatus }, workersConnected: workers.connected };
+      // A standby serves reads but answers writes 503 NOT_LEADER: it is alive (/health), not ready for writes (/ready).
+      if (!coordinator.leading) return { ready: false, notReady: 'standing by: another replica holds the coordinator lease', details };
+      return { ready: true, details };
     },
     stop: () => coordinator.stop(),
   };
