@@ -135,7 +135,9 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
         const probes = await Promise.all(schedulers.map(async (scheduler) => ({ scheduler, ...(await healthOf(scheduler, '/ready')) })));
         for (const probe of probes) {
           expect(probe.status).toBe(200);
-          expect(probe.body.nodesKnown).toBe(50);
+          // At least: schedulers index every zone's telemetry (for forwarding), and another suite's
+          // simulator may share this broker.
+          expect(probe.body.nodesKnown).toBeGreaterThanOrEqual(50);
         }
         const routing = probes.filter((probe) => probe.body.routing!.length > 0);
         expect(routing.map((probe) => probe.body.routing!.length), 'one scheduler routes the zone, from its one request partition').toEqual([1]);
