@@ -278,6 +278,9 @@ export class KafkaBus implements BusAdapter {
    * read_committed). One transaction at a time per transactionalId. Rejects UNAVAILABLE (retryable)
    * when the cluster is unreachable or the transaction was aborted, CONFLICT (not retryable) when the
    * member no longer owns the consumed record's partition or a newer producer took the transactionalId.
+   * An UNAVAILABLE whose commit was already sent may hide a commit the broker made (its answer lost,
+   * or past `operationTimeoutMs`): initialising the id again settles it, and the group's offset then
+   * says which. consumeTransactional does both before it retries a batch; a direct caller must too.
    */
   async produceTransactional(send: TransactionalSend): Promise<void> {
     this.assertOpen(`transaction ${send.transactionalId}`);
