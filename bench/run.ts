@@ -32,7 +32,7 @@ import type { LeaseStore } from '../src/store/ports.ts';
 import { RESERVATION_TOKENS_PER_EPOCH } from '../src/main/embedded.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease } from '../src/inference/scheduler.ts';
 import { DispatchRouter } from '../src/inference/dispatch-router.ts';
-import { DEFAULT_INFERENCE_PROFILE } from '../src/placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../src/inference/profile.ts';
 import { nodeFromTelemetry } from '../src/mesh/node.ts';
 import { seededRandom } from '../src/sim/random.ts';
 import { Worker } from 'node:worker_threads';

@@ -19,7 +19,7 @@ import type { DocumentStore, LeaseStore } from '../store/ports.ts';
 import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
 import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
-import { inferenceProfile, type InferenceProfileConfig } from '../placement/inference-profile.ts';
+import { inferenceProfile, type InferenceProfileConfig } from './profile.ts';
 
 export interface SchedulerConfig {
   readonly placement: InferenceProfileConfig;

@@ -1,10 +1,13 @@
 /**
  * The job profile of the placement framework (seed 004's worker selection): required CPU, memory
  * and GPU must fit beside what the worker already runs; higher reputation first, lower load next.
- * A worker never runs two executions of one job, so redundancy means n different machines.
+ * A worker never runs two executions of one job, so redundancy means n different machines. The
+ * plugins register into `jobRegistry`; `jobProfile()` assembles the seed's list of names, or the
+ * names a configuration picks.
  */
 import type { FilterPlugin, Profile, ScorePlugin } from '../placement/framework.ts';
 import { PASS } from '../placement/framework.ts';
+import { PluginRegistry, type WeightedName } from '../placement/registry.ts';
 
 /** What placement reads of a worker: its record plus what the coordinator has allocated on it. */
 export interface WorkerCandidate {
@@ -32,6 +35,10 @@ export interface JobAsk {
 export interface JobProfileConfig {
   /** Score = reputation·w.reputation − load·w.load, load in 0..1: reputation dominates, load breaks near-ties. */
   readonly weights: { readonly reputation: number; readonly load: number };
+  /** Filter plugins by registry name, in order; the seed's list when absent. */
+  readonly filters?: readonly string[];
+  /** Scorer plugins by registry name with their weights; when absent, reputation and load with `weights`. */
+  readonly scorers?: readonly WeightedName[];
 }
 
 export const DEFAULT_JOB_PROFILE: JobProfileConfig = { weights: { reputation: 1, load: 10 } };
@@ -83,13 +90,18 @@ export const loadScorer: JobScorer = {
   score: (worker) => -Math.max(worker.cpuCores > 0 ? worker.allocatedCpu / worker.cpuCores : 1, worker.cpuUsage),
 };
 
+/** Every job plugin under its name: the one way a profile reaches them. */
+export const jobRegistry = new PluginRegistry<WorkerCandidate, JobAsk, JobProfileConfig>('job');
+for (const filter of [workerOnlineFilter, distinctWorkerFilter, gpuFitFilter, cpuFitFilter, memoryFitFilter]) jobRegistry.registerFilter(filter.name, () => filter);
+for (const scorer of [reputationScorer, loadScorer]) jobRegistry.registerScorer(scorer.name, () => scorer);
+
+/** The seed's filters by name, in the order they run. */
+export const SEED_JOB_FILTERS: readonly string[] = ['worker-online', 'distinct-worker', 'gpu-fit', 'cpu-fit', 'memory-fit'];
+
 export function jobProfile(config: JobProfileConfig = DEFAULT_JOB_PROFILE): Profile<WorkerCandidate, JobAsk> {
-  return {
-    name: 'job',
-    filters: [workerOnlineFilter, distinctWorkerFilter, gpuFitFilter, cpuFitFilter, memoryFitFilter],
-    scorers: [
-      { plugin: reputationScorer, weight: config.weights.reputation },
-      { plugin: loadScorer, weight: config.weights.load },
-    ],
-  };
+  const scorers = config.scorers ?? [
+    { name: 'reputation', weight: config.weights.reputation },
+    { name: 'load', weight: config.weights.load },
+  ];
+  return jobRegistry.assemble({ filters: config.filters ?? SEED_JOB_FILTERS, scorers }, config);
 }

@@ -1,5 +1,5 @@
 /** Everything `arcnet up` can be told, with the seeds' defaults. */
-import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../inference/profile.ts';
 import { DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
 import { DEFAULT_COORDINATOR_CONFIG, type CoordinatorConfig } from '../jobs/coordinator.ts';
 import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';

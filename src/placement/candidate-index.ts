@@ -6,12 +6,13 @@
  * same-geozone term is the same for every node, so that order is also the right order for a
  * requester anywhere else: a decision rescores only the top of each geozone's heap. Reserved nodes leave the heaps (lazily) until released or expired; nodes found silent
  * at the top are dropped until their next telemetry. `place()` over all nodes is the reference the
- * property tests hold this index to.
+ * property tests hold this index to. It is sound for any profile assembled from the inference
+ * registry because of the property documented on `inferencePlugins` (`src/inference/profile.ts`).
  */
 import type { NodeState } from '../mesh/node.ts';
 import { better, firstFailure, place, scoreNode, type PlacementContext, type Profile, type Unplaceable } from './framework.ts';
 import { IndexedMaxHeap } from './indexed-heap.ts';
-import type { InferenceAsk } from './inference-profile.ts';
+import type { InferenceAsk } from '../inference/profile.ts';
 
 export interface Reservation {
   readonly nodeId: string;

@@ -11,7 +11,7 @@ import { MemoryBus } from '../../src/bus/memory.ts';
 import { MessageBus } from '../../src/bus/typed-bus.ts';
 import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease, type RoutingOutcome } from '../../src/inference/scheduler.ts';
-import { DEFAULT_INFERENCE_PROFILE } from '../../src/placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../../src/inference/profile.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import type { InferenceRequest, NodeTelemetry } from '../../src/contracts/messages.ts';
 import { until } from '../support/until.ts';

@@ -13,7 +13,7 @@ import { MemoryBus } from '../../src/bus/memory.ts';
 import { MessageBus, type BatchItem, type BatchOutput } from '../../src/bus/typed-bus.ts';
 import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease } from '../../src/inference/scheduler.ts';
-import { DEFAULT_INFERENCE_PROFILE } from '../../src/placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../../src/inference/profile.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import type { InferenceDispatch, InferenceRequest, NodeTelemetry } from '../../src/contracts/messages.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { InferenceCandidateIndex, type Reservation } from '../../src/placement/candidate-index.ts';
 import { IndexedMaxHeap } from '../../src/placement/indexed-heap.ts';
-import { inferenceProfile, DEFAULT_INFERENCE_PROFILE, type InferenceAsk } from '../../src/placement/inference-profile.ts';
+import { inferenceProfile, DEFAULT_INFERENCE_PROFILE, type InferenceAsk } from '../../src/inference/profile.ts';
 import { place, scoreNode, type Profile } from '../../src/placement/framework.ts';
 import type { NodeState, NodeStatus } from '../../src/mesh/node.ts';
 import type { EnergySource } from '../../src/contracts/messages.ts';

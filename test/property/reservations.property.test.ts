@@ -14,7 +14,7 @@ import { MemoryBus } from '../../src/bus/memory.ts';
 import { MessageBus } from '../../src/bus/typed-bus.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, type RoutingOutcome } from '../../src/inference/scheduler.ts';
-import { DEFAULT_INFERENCE_PROFILE } from '../../src/placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../../src/inference/profile.ts';
 import type { NodeTelemetry } from '../../src/contracts/messages.ts';
 
 describe('reservations under concurrency', () => {

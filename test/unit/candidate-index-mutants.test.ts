@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InferenceCandidateIndex, type Reservation } from '../../src/placement/candidate-index.ts';
-import { DEFAULT_INFERENCE_PROFILE, inferenceProfile, type InferenceAsk } from '../../src/placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE, inferenceProfile, type InferenceAsk } from '../../src/inference/profile.ts';
 import { place, scoreNode } from '../../src/placement/framework.ts';
 import { NOW, nodeState } from './node-fixture.ts';
 

@@ -16,7 +16,7 @@ import {
   notReservedFilter,
   onlineFilter,
   type InferenceAsk,
-} from '../../src/placement/inference-profile.ts';
+} from '../../src/inference/profile.ts';
 import { NOW, nodeState } from './node-fixture.ts';
 
 const ask: InferenceAsk = { modelId: 'm', requesterGeozone: 'CAISO' };

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../../core/logging.ts';
 import { withDefaults, DEFAULT_CONFIG, DEFAULT_GEOZONES, type EmbeddedConfig } from '../../main/config.ts';
 import type { Settings } from '../../main/settings.ts';
-import { DEFAULT_INFERENCE_PROFILE } from '../../placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE } from '../../inference/profile.ts';
 import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';

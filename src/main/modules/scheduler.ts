@@ -8,7 +8,7 @@
 import type { KvStore, LeaseStore } from '../../store/ports.ts';
 import { MemoryLeaseStore } from '../../store/memory-leases.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, schedulerGroup, type SchedulerObserver } from '../../inference/scheduler.ts';
-import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../../placement/inference-profile.ts';
+import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../../inference/profile.ts';
 import type { ArcMetrics } from '../../api/metrics.ts';
 import type { Engines } from '../engines.ts';
 import type { ModuleHandle } from './module.ts';

@@ -1,11 +1,14 @@
 /**
- * The inference profile of seed 000: filter model loaded, GPU < 85 %, battery > 20 % when on
- * battery, online, not reserved; score 100·same geozone + 50·cogen + 30·(1 − GPU) + 20·battery.
+ * The inference family's placement plugins and profile (seed 000): filter model loaded, online,
+ * GPU < 85 %, battery > 20 % when on battery, not reserved; score 100·same geozone + 50·cogen +
+ * 30·(1 − GPU) + 20·battery. The plugins register into `inferenceRegistry`; `inferenceProfile()`
+ * assembles the seed's list of names, or the names a configuration picks.
  */
 import type { InferenceRequest } from '../contracts/messages.ts';
 import type { NodeState } from '../mesh/node.ts';
-import type { FilterPlugin, Profile, ScorePlugin } from './framework.ts';
-import { PASS } from './framework.ts';
+import type { FilterPlugin, Profile, ScorePlugin } from '../placement/framework.ts';
+import { PASS } from '../placement/framework.ts';
+import { PluginRegistry, type WeightedName } from '../placement/registry.ts';
 
 /** What routing needs of a request: the seed's request, or a dispatch-shaped subset of it. */
 export type InferenceAsk = Pick<InferenceRequest, 'modelId' | 'requesterGeozone'>;
@@ -15,6 +18,10 @@ export interface InferenceProfileConfig {
   readonly minBatteryLevel: number;
   readonly offlineAfterMs: number;
   readonly weights: { readonly sameGeozone: number; readonly cogen: number; readonly gpuHeadroom: number; readonly battery: number };
+  /** Filter plugins by registry name, in order; the seed's list when absent. */
+  readonly filters?: readonly string[];
+  /** Scorer plugins by registry name with their weights; when absent, the seed's four with `weights`. */
+  readonly scorers?: readonly WeightedName[];
 }
 
 export const DEFAULT_INFERENCE_PROFILE: InferenceProfileConfig = {
@@ -81,8 +88,8 @@ export const gpuHeadroomScorer: InferenceScorer = { name: 'gpu-headroom', score:
 export const batteryScorer: InferenceScorer = { name: 'battery', score: (node) => node.batteryLevel };
 
 /**
- * Registry of the plugins by name, so a configuration can assemble a profile without code.
- * The candidate index relies on one property of every plugin here: a filter depends only on the
+ * The plugins by name, registered into `inferenceRegistry` below, so a configuration can assemble
+ * a profile without code. The candidate index (`src/placement/candidate-index.ts`) relies on one property of every plugin here: a filter depends only on the
  * node, the requested model, the clock and reservations; a scorer's only dependence on the request
  * is whether the node is in the requester's geozone.
  */
@@ -102,16 +109,24 @@ export const inferencePlugins = {
   },
 } as const;
 
+/** Every inference plugin under its name: the one way a profile reaches them. A plugin added here must keep the property above. */
+export const inferenceRegistry = new PluginRegistry<NodeState, InferenceAsk, InferenceProfileConfig>('inference');
+for (const [name, make] of Object.entries(inferencePlugins.filters)) inferenceRegistry.registerFilter(name, make);
+for (const [name, scorer] of Object.entries(inferencePlugins.scorers)) inferenceRegistry.registerScorer(name, () => scorer);
+
+/** The seed's filters by name, in the order they run. */
+export const SEED_INFERENCE_FILTERS: readonly string[] = ['model-loaded', 'online', 'gpu-headroom', 'battery-reserve', 'not-reserved'];
+
+/** The seed's scorers, weighted by `config.weights`. */
+export function seedInferenceScorers(weights: InferenceProfileConfig['weights']): readonly WeightedName[] {
+  return [
+    { name: 'same-geozone', weight: weights.sameGeozone },
+    { name: 'cogen', weight: weights.cogen },
+    { name: 'gpu-headroom', weight: weights.gpuHeadroom },
+    { name: 'battery', weight: weights.battery },
+  ];
+}
+
 export function inferenceProfile(config: InferenceProfileConfig = DEFAULT_INFERENCE_PROFILE): Profile<NodeState, InferenceAsk> {
-  const f = inferencePlugins.filters;
-  return {
-    name: 'inference',
-    filters: [f['model-loaded'](config), f.online(config), f['gpu-headroom'](config), f['battery-reserve'](config), f['not-reserved'](config)],
-    scorers: [
-      { plugin: sameGeozoneScorer, weight: config.weights.sameGeozone },
-      { plugin: cogenScorer, weight: config.weights.cogen },
-      { plugin: gpuHeadroomScorer, weight: config.weights.gpuHeadroom },
-      { plugin: batteryScorer, weight: config.weights.battery },
-    ],
-  };
+  return inferenceRegistry.assemble({ filters: config.filters ?? SEED_INFERENCE_FILTERS, scorers: config.scorers ?? seedInferenceScorers(config.weights) }, config);
 }
