@@ -129,10 +129,14 @@ export class Pg {
     return error;
   }
 
-  async query<R extends Row>(text: string, params: readonly Param[]): Promise<R[]> {
+  /**
+   * One statement, in a transaction of its own. Prepared (planned once per connection) unless
+   * `prepare` is false: a statement whose best plan depends on the data planned each time instead.
+   */
+  async query<R extends Row>(text: string, params: readonly Param[], prepare = true): Promise<R[]> {
     this.ensureOpen();
     try {
-      return (await this.sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })) as unknown as R[];
+      return (await this.sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare })) as unknown as R[];
     } catch (error) {
       throw this.translate(error);
     }

@@ -3,12 +3,14 @@ import type { Logger } from '../core/logging.ts';
 import { ArcError } from '../core/errors.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Registry } from 'prom-client';
-import type { StateStores } from './ports.ts';
-import { meterDocuments, meterKv, meterLeases, queryMeter } from './query-metrics.ts';
+import { assembleStores } from './assemble.ts';
+import { queryMeter } from './query-metrics.ts';
 import { INT8, Pg, connectWithin, type ClientOptions } from './postgres-client.ts';
 import { PgDocumentStore } from './postgres-documents.ts';
 import { PgKvStore } from './postgres-kv.ts';
 import { PgLeaseStore } from './postgres-leases.ts';
+import { PgCompaction } from './postgres-retention.ts';
+import { resolveRetention, type OpenedStores, type RetentionOption } from './retention.ts';
 import { migrate, quoteIdent, requireSchemaName } from './postgres-schema.ts';
 
 export interface PostgresStoreOptions {
@@ -33,11 +35,17 @@ export interface PostgresStoreOptions {
   readonly connectTimeoutMs?: number;
   /** Where `arcnet_store_query_duration_ms{engine="postgres"}` is registered; no registry, no timing. */
   readonly registry?: Registry;
+  /**
+   * History retention (src/store/retention.ts, ADR 0013): on with DEFAULT_RETENTION when not given,
+   * overrides merged over it, false for none. Every process may run it; they take turns.
+   */
+  readonly retention?: RetentionOption;
 }
 
 /** Connects, applies pending migrations (creating the schema if missing) and returns the three ports. */
-export async function openPostgresStores(options: PostgresStoreOptions): Promise<StateStores> {
+export async function openPostgresStores(options: PostgresStoreOptions): Promise<OpenedStores> {
   const schema = requireSchemaName(options.schema ?? 'public');
+  const policy = resolveRetention(options.retention);
   const max = options.max ?? 10;
   if (!Number.isSafeInteger(max) || max < 1) throw new ArcError('INVALID_INPUT', `max must be a positive integer, got ${max}`);
   const logger = options.logger;
@@ -50,7 +58,8 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
     connection: { search_path: quoteIdent(schema), application_name: 'arcnet' },
     onnotice: (notice) => logger?.debug({ notice: notice['message'] }, 'PostgreSQL notice'),
   };
-  const pg = new Pg(options.url, clientOptions, options.clock ?? systemClock, schema, logger);
+  const clock = options.clock ?? systemClock;
+  const pg = new Pg(options.url, clientOptions, clock, schema, logger);
   try {
     await connectWithin(pg, connectTimeoutMs);
     // No deadline here: migrating may rightly wait for another process that is migrating the schema.
@@ -61,13 +70,15 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
   }
   const meter = queryMeter('postgres', options.registry);
   const kv = new PgKvStore(pg, options.watchPollMs ?? 1_000, meter);
-  return {
-    documents: meterDocuments(new PgDocumentStore(pg), meter),
-    kv: meterKv(kv, meter),
-    leases: meterLeases(new PgLeaseStore(pg), meter),
+  const parts = {
+    documents: new PgDocumentStore(pg),
+    kv,
+    leases: new PgLeaseStore(pg),
+    compaction: new PgCompaction(pg, schema),
     close: async () => {
       await kv.close();
       await pg.close();
     },
   };
+  return assembleStores(parts, { meter, retention: policy, clock, logger });
 }

@@ -79,6 +79,24 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   { version: 2, name: 'readable with psql: jsonb and timestamptz columns, comments, current views', sql: READABLE_SCHEMA_SQL },
+  {
+    version: 3,
+    name: 'history retention',
+    sql: `
+      CREATE INDEX documents_tx ON documents (collection, id, tx_time);
+      CREATE TABLE retention_progress (
+        collection        text   COLLATE "C" NOT NULL,
+        resolution_ms     bigint NOT NULL,
+        compacted_through bigint NOT NULL,
+        PRIMARY KEY (collection, resolution_ms)
+      );
+      COMMENT ON INDEX documents_tx IS 'History retention reads one id''s versions by transaction time.';
+      COMMENT ON TABLE retention_progress IS 'How far history retention (ADR 0013) has compacted each collection, per tier.';
+      COMMENT ON COLUMN retention_progress.collection IS 'Collection compacted.';
+      COMMENT ON COLUMN retention_progress.resolution_ms IS 'The tier: its resolution in ms (60000 = one version per minute), 0 for the horizon.';
+      COMMENT ON COLUMN retention_progress.compacted_through IS 'Transaction time (epoch ms) up to which this tier has compacted the collection.';
+    `,
+  },
 ];
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

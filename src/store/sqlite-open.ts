@@ -2,12 +2,14 @@
 import type { Logger } from '../core/logging.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Registry } from 'prom-client';
-import type { StateStores } from './ports.ts';
-import { meterDocuments, meterKv, meterLeases, queryMeter } from './query-metrics.ts';
+import { assembleStores } from './assemble.ts';
+import { queryMeter } from './query-metrics.ts';
+import { resolveRetention, type OpenedStores, type RetentionOption } from './retention.ts';
 import { Sqlite } from './sqlite-client.ts';
 import { SqliteDocumentStore } from './sqlite-documents.ts';
 import { SqliteKvStore } from './sqlite-kv.ts';
 import { SqliteLeaseStore } from './sqlite-leases.ts';
+import { SqliteCompaction } from './sqlite-retention.ts';
 
 export interface SqliteStoreOptions {
   /** A file path, or ':memory:' for a private in-memory database. */
@@ -27,19 +29,28 @@ export interface SqliteStoreOptions {
   readonly walLimitBytes?: number;
   /** Where `arcnet_store_query_duration_ms{engine="sqlite"}` is registered; no registry, no timing. */
   readonly registry?: Registry;
+  /**
+   * History retention (src/store/retention.ts, ADR 0013): on with DEFAULT_RETENTION when not given,
+   * overrides merged over it, false for none. Embedded mode has no one else to compact its file.
+   */
+  readonly retention?: RetentionOption;
 }
 
-export function openSqliteStores(options: SqliteStoreOptions): StateStores {
-  const sqlite = new Sqlite(options.path, options.clock ?? systemClock, options.busyTimeoutMs ?? 5_000, options.walLimitBytes);
+export function openSqliteStores(options: SqliteStoreOptions): OpenedStores {
+  const clock = options.clock ?? systemClock;
+  const policy = resolveRetention(options.retention);
+  const sqlite = new Sqlite(options.path, clock, options.busyTimeoutMs ?? 5_000, options.walLimitBytes);
   const meter = queryMeter('sqlite', options.registry);
   const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger, meter);
-  return {
-    documents: meterDocuments(new SqliteDocumentStore(sqlite), meter),
-    kv: meterKv(kv, meter),
-    leases: meterLeases(new SqliteLeaseStore(sqlite), meter),
+  const parts = {
+    documents: new SqliteDocumentStore(sqlite),
+    kv,
+    leases: new SqliteLeaseStore(sqlite),
+    compaction: new SqliteCompaction(sqlite),
     close: async () => {
       kv.close();
       sqlite.close();
     },
   };
+  return assembleStores(parts, { meter, retention: policy, clock, logger: options.logger });
 }

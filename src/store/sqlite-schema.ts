@@ -57,6 +57,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: 'history retention',
+    sql: `
+      -- Retention reads one id's versions by transaction time (src/store/retention.ts).
+      CREATE INDEX documents_tx ON documents (collection, id, tx_time);
+      -- Per collection and tier (resolution_ms; 0 is the horizon): transaction time compacted up to.
+      CREATE TABLE retention_progress (
+        collection        TEXT    NOT NULL,
+        resolution_ms     INTEGER NOT NULL,
+        compacted_through INTEGER NOT NULL,
+        PRIMARY KEY (collection, resolution_ms)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** Applies the pending migrations; `inWriteTransaction` runs its body under the write lock. */

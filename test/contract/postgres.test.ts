@@ -9,6 +9,7 @@ import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openPostgresStores, type PostgresStoreOptions } from '../../src/store/postgres.ts';
 import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { MIGRATIONS } from '../../src/store/postgres-schema.ts';
+import type { OpenedStores } from '../../src/store/retention.ts';
 import { freePort } from '../support/processes.ts';
 import { POSTGRES_URL, adminConnection, testSchemas } from '../support/postgres.ts';
 import { needEngines } from '../support/engines.ts';
@@ -16,6 +17,7 @@ import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
 import { granted, sharedStoreContract } from './shared-store.contract.ts';
+import { retentionContract } from './store-retention.contract.ts';
 
 const probe = needEngines('postgres');
 const suite = probe.title('PostgreSQL');
@@ -26,7 +28,7 @@ afterAll(async () => {
   if (probe.available) await schemas.dropAll();
 });
 
-function open(schema: string, options: Partial<PostgresStoreOptions> = {}): Promise<StateStores> {
+function open(schema: string, options: Partial<PostgresStoreOptions> = {}): Promise<OpenedStores> {
   return openPostgresStores({ url: POSTGRES_URL, schema, max: 4, watchPollMs: 50, ...options });
 }
 
@@ -93,6 +95,7 @@ describe.skipIf(!probe.available)(suite, () => {
   documentStoreContract('PostgreSQL', openFresh);
   kvStoreContract('PostgreSQL', openFresh);
   leaseStoreContract('PostgreSQL', openFresh);
+  retentionContract('PostgreSQL', async (clock, retention) => open(await schemas.fresh(), { clock, retention }));
   sharedStoreContract('PostgreSQL, two pools on one schema', async (clock) => {
     const schema = await schemas.fresh();
     return [await open(schema, { clock }), await open(schema, { clock })];

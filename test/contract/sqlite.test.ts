@@ -9,11 +9,13 @@ import { Registry } from 'prom-client';
 import { ManualClock } from '../../src/core/clock.ts';
 import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
+import { MIGRATIONS } from '../../src/store/sqlite-schema.ts';
 import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
 import { granted, sharedStoreContract } from './shared-store.contract.ts';
+import { retentionContract } from './store-retention.contract.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'arcnet-sqlite-test-'));
 let fileCounter = 0;
@@ -39,6 +41,8 @@ for (const [label, path, metered] of variants) {
   kvStoreContract(label, open);
   leaseStoreContract(label, open);
 }
+
+retentionContract('SQLite file', async (clock, retention) => openSqliteStores({ path: freshPath(), clock, retention }));
 
 sharedStoreContract('SQLite file', async (clock) => {
   const path = freshPath();
@@ -78,7 +82,7 @@ describe('SQLite adapter', () => {
       try {
         expect(raw.prepare('PRAGMA journal_mode').get()).toEqual({ journal_mode: 'wal' });
         const migrations = raw.prepare('SELECT version FROM schema_migrations ORDER BY version').all();
-        expect(migrations.map((m) => m['version'])).toEqual([1]);
+        expect(migrations.map((m) => m['version'])).toEqual(MIGRATIONS.map((m) => m.version));
       } finally {
         raw.close();
       }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, systemClock } from '../../src/core/clock.ts';
 import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { StateStores } from '../../src/store/ports.ts';
+import type { OpenedStores } from '../../src/store/retention.ts';
 import { needEngines } from '../support/engines.ts';
 import { POSTGRES_URL, adminConnection, testSchemas } from '../support/postgres.ts';
 
@@ -66,7 +67,7 @@ async function writeDataSet(stores: StateStores, clock: ManualClock): Promise<vo
 
 describe.skipIf(!probe.available)(probe.title('PostgreSQL store read with psql'), () => {
   let schema: string;
-  let stores: StateStores;
+  let stores: OpenedStores;
   let live: StateStores;
   let sql: ReturnType<typeof adminConnection>;
   let leaseToken: number;
@@ -76,6 +77,9 @@ describe.skipIf(!probe.available)(probe.title('PostgreSQL store read with psql')
     const clock = new ManualClock(at('10:00'));
     stores = await openPostgresStores({ url: POSTGRES_URL, schema, clock, max: 2 });
     await writeDataSet(stores, clock);
+    // Retention two days later, as the page says: the minute tier runs over 1 January and removes nothing.
+    clock.set(Date.parse('2026-01-03T13:00:00Z'));
+    expect((await stores.compactHistory()).deleted).toBe(0);
     // Leases are live against the server's clock, so this store runs on real time.
     live = await openPostgresStores({ url: POSTGRES_URL, schema, clock: systemClock, max: 1 });
     await live.leases.acquire('aggregator/CAISO', 'aggregator-a', 60_000);
@@ -137,6 +141,13 @@ describe.skipIf(!probe.available)(probe.title('PostgreSQL store read with psql')
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ holder: 'aggregator-a', token: String(leaseToken) });
       expect((rows[0]?.['expires_at'] as Date).getTime()).toBeGreaterThan(Date.now());
+    },
+    'retention-progress': (rows) => {
+      expect(rows.map((r) => [r['collection'], Number(r['resolution_ms']), time(r['compacted_through'])])).toEqual([
+        ['nodes', 0, '2025-10-05T13:00:00.000Z'],
+        ['nodes', 60_000, '2026-01-02T13:00:00.000Z'],
+        ['nodes', 3_600_000, '2025-12-27T13:00:00.000Z'],
+      ]);
     },
     'history-size': (rows) => {
       expect(rows.map((r) => [r['collection'], Number(r['versions']), Number(r['ids']), time(r['oldest']), time(r['newest'])])).toEqual([

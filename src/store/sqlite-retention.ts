@@ -1,0 +1,95 @@
+/**
+ * One batch of history retention on SQLite (the pass and the rule: src/store/retention.ts). Each batch
+ * is one short IMMEDIATE transaction on the store's own connection; the pass yields to the event loop
+ * between batches, so writers queue behind at most one batch.
+ */
+import type { CompactionBatch, CompactionEngine } from './retention.ts';
+import type { Sqlite } from './sqlite-client.ts';
+
+/** A time's grid point: the horizon at or before it, else the next whole multiple of the resolution (?5). */
+const gridPoint = (column: string): string => `CASE WHEN ?6 IS NOT NULL AND ${column} <= ?6 THEN ?6 ELSE ((${column} + ?5 - 1) / ?5) * ?5 END`;
+
+// ?1 collection, ?2 ids (JSON array), ?3..?4 the transaction-time window, ?5 resolution, ?6 horizon.
+const CANDIDATES = `
+  FROM json_each(?2) j
+  CROSS JOIN documents r INDEXED BY documents_tx ON r.collection = ?1 AND r.id = j.value AND r.tx_time > ?3 AND r.tx_time <= ?4`;
+
+// Times at or before the epoch are left alone: integer division truncates there, which would misplace them.
+const COMPACT = `
+  DELETE FROM documents WHERE seq IN (
+    SELECT r.seq ${CANDIDATES}
+    WHERE r.valid_from > 0 AND r.tx_time > 0
+      AND r.version < (SELECT max(m.version) FROM documents m WHERE m.collection = ?1 AND m.id = r.id)
+      AND EXISTS (
+        SELECT 1 FROM documents s
+        WHERE s.collection = ?1 AND s.id = r.id
+          AND s.valid_from >= r.valid_from AND s.valid_from <= ${gridPoint('r.valid_from')}
+          AND s.tx_time <= ${gridPoint('r.tx_time')}
+          AND (s.valid_from > r.valid_from OR s.tx_time > r.tx_time OR (s.tx_time = r.tx_time AND s.seq > r.seq))
+      )
+  )`;
+
+/** ?1 collection, ?2 the id to start after, ?3 how many. Two variants: "?2 IS NULL OR id > ?2" would scan to ?2. */
+const skipScan = (first: string): string => `
+  WITH RECURSIVE page(id, n) AS (
+    SELECT (SELECT id FROM documents WHERE collection = ?1 ${first} ORDER BY id LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT d.id FROM documents d WHERE d.collection = ?1 AND d.id > page.id ORDER BY d.id LIMIT 1), n + 1
+    FROM page WHERE page.id IS NOT NULL AND n < ?3
+  )
+  SELECT id FROM page WHERE id IS NOT NULL`;
+const FIRST_IDS = skipScan('');
+const IDS_AFTER = skipScan('AND id > ?2');
+
+export class SqliteCompaction implements CompactionEngine {
+  private readonly s: Sqlite;
+
+  constructor(s: Sqlite) {
+    this.s = s;
+  }
+
+  async ids(collection: string, after: string | undefined, limit: number): Promise<readonly string[]> {
+    this.s.ensureOpen();
+    // A skip scan over the index: one seek per distinct id, however many versions each has.
+    const rows = this.s.stmt(after === undefined ? FIRST_IDS : IDS_AFTER).all(collection, after ?? null, limit);
+    return rows.map((row) => row['id'] as string);
+  }
+
+  async compact(batch: CompactionBatch): Promise<{ examined: number; deleted: number }> {
+    this.s.ensureOpen();
+    // node:sqlite binds a number as REAL, and the grid arithmetic needs integer division: bigints bind as INTEGER.
+    const horizon = batch.horizon === null ? null : BigInt(batch.horizon);
+    const params = [batch.collection, JSON.stringify(batch.ids), batch.after, batch.through, BigInt(batch.everyMs), horizon] as const;
+    return this.s.write(() => {
+      const examined = Number(this.s.stmt(`SELECT count(*) AS n ${CANDIDATES}`).get(...params.slice(0, 4))?.['n'] ?? 0);
+      const deleted = Number(this.s.stmt(COMPACT).run(...params).changes);
+      return { examined, deleted };
+    });
+  }
+
+  async oldest(collection: string): Promise<number | undefined> {
+    this.s.ensureOpen();
+    const value = this.s.stmt('SELECT min(tx_time) AS t FROM documents WHERE collection = ?').get(collection)?.['t'];
+    return value === null || value === undefined ? undefined : Number(value);
+  }
+
+  async progress(collection: string, resolutionMs: number): Promise<number | undefined> {
+    this.s.ensureOpen();
+    const value = this.s
+      .stmt('SELECT compacted_through FROM retention_progress WHERE collection = ? AND resolution_ms = ?')
+      .get(collection, resolutionMs)?.['compacted_through'];
+    return value === undefined ? undefined : Number(value);
+  }
+
+  async saveProgress(collection: string, resolutionMs: number, through: number): Promise<void> {
+    this.s.ensureOpen();
+    this.s.write(() =>
+      this.s
+        .stmt(
+          `INSERT INTO retention_progress (collection, resolution_ms, compacted_through) VALUES (?, ?, ?)
+           ON CONFLICT (collection, resolution_ms) DO UPDATE SET compacted_through = max(compacted_through, excluded.compacted_through)`,
+        )
+        .run(collection, resolutionMs, through),
+    );
+  }
+}
