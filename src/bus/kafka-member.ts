@@ -77,6 +77,11 @@ interface PartitionState {
   next: bigint | undefined;
   /** Where the stream positioned the partition (records arriving move `next` on, not this). */
   start: bigint | undefined;
+  /**
+   * Fetches numbered up to this one were sent before the partition was last positioned (assigned, or
+   * sought to the committed offset): their records are dropped and they do not move the stream's position.
+   */
+  staleThrough: number;
   /** Set once the start position is committed: only then are records handed to the handler. */
   active: boolean;
   /** A rebalance is coming: finish the running handler, start no other. */
@@ -108,6 +113,8 @@ interface Session {
   commitRetry: NodeJS.Timeout | undefined;
   buffered: number;
   paused: boolean;
+  /** Fetch requests the stream has sent so far: the number of the last one. */
+  fetches: number;
   ready: Promise<void>;
   resolveReady: () => void;
   rejectReady: (error: unknown) => void;
@@ -221,11 +228,13 @@ export class KafkaGroupMember implements Consumer {
       commitRetry: undefined,
       buffered: 0,
       paused: false,
+      fetches: 0,
       ready,
       resolveReady,
       rejectReady,
     };
     this.session = session;
+    this.numberFetches(session);
     consumer.on('error', (error: Error) => this.failed(session, error));
     consumer.on('consumer:heartbeat:stalled', (payload) => {
       this.failed(session, new Error(`group heartbeats stalled for ${payload.stalledFor} ms${payload.lastError ? `: ${kafkaErrorDetail(payload.lastError)}` : ''}`));
@@ -289,6 +298,7 @@ export class KafkaGroupMember implements Consumer {
           generation,
           next: undefined,
           start: undefined,
+          staleThrough: session.fetches,
           active: false,
           revoking: false,
           stopped: false,
@@ -341,9 +351,13 @@ export class KafkaGroupMember implements Consumer {
         const committed = await session.consumer.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
         for (const state of states) {
           const offset = committed.get(state.topic)?.[state.partition];
-          // Against the start, not `next`: records fetched meanwhile have moved `next` on.
-          if (offset === undefined || offset < 0n) this.markCommit(session, state, state.start!, -1);
-          else if (offset > state.start!) this.skipTo(session, state, offset);
+          if (offset === undefined || offset < 0n) {
+            this.markCommit(session, state, state.start!, -1);
+            this.seek(session, state, state.start!);
+          } else {
+            if (offset > state.start!) this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, from: String(state.start), to: String(offset) }, 'skipping records the previous owner committed in its last transaction');
+            this.seek(session, state, offset);
+          }
         }
         await within(this.flush(session), COMMIT_FLUSH_TIMEOUT_MS);
         if (attempt > 0) this.logger.info({ group: this.group, partitions: states.map((state) => state.key), attempts: attempt + 1 }, 'new partitions fenced and positioned; handling them');
@@ -371,14 +385,56 @@ export class KafkaGroupMember implements Consumer {
   }
 
   /**
-   * The stream positioned the partition from an offset read before the previous owner's last
-   * transaction had finished (OffsetFetch without require_stable): what that transaction committed
-   * is skipped rather than handled twice.
+   * Resumes the partition exactly at `offset`, the group's committed offset read after the fence
+   * (or the start point just committed for a group with none), backwards as well as forwards. The
+   * stream's own position is not to be trusted here: it was read before the previous owner's last
+   * transaction had finished (OffsetFetch without require_stable), and a fetch sent before the
+   * rebalance, answered after the stream re-read the offsets, moves it on to where that fetch ended,
+   * past records nobody handled (a member that kept its partition through a rebalance lost them so).
+   * Everything fetched so far is dropped, queued or still to arrive, and the stream fetches from here.
    */
-  private skipTo(session: Session, state: PartitionState, offset: bigint): void {
-    this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, from: String(state.start), to: String(offset) }, 'skipping records the previous owner committed in its last transaction');
-    if (state.next === undefined || offset > state.next) state.next = offset;
-    this.dropBelow(session, state, offset);
+  private seek(session: Session, state: PartitionState, offset: bigint): void {
+    state.staleThrough = session.fetches;
+    state.next = offset;
+    this.released(session, state.queue.length);
+    state.queue.length = 0;
+    session.stream?.offsetsToFetch.set(state.key, offset);
+  }
+
+  /**
+   * Numbers the stream's fetch requests and marks each record with the number of its fetch, so that
+   * a seek can tell fetches sent before it. A stale answer's records are dropped in received(), and
+   * the position it would set for the sought partition is put back (the stream sends the next fetch
+   * on a later tick; one fetch per broker is in flight, so none of that partition answers meanwhile).
+   */
+  private numberFetches(session: Session): void {
+    const consumer = session.consumer;
+    const fetch = consumer.fetch.bind(consumer) as (options: unknown, callback: (error: Error | null, response: unknown) => void) => void;
+    const numbered = (options: unknown, callback?: (error: Error | null, response: unknown) => void): unknown => {
+      if (typeof callback !== 'function') return (fetch as unknown as (options: unknown) => Promise<unknown>)(options);
+      const number = ++session.fetches;
+      fetch(options, (error, response) => {
+        if (error || !response) {
+          callback(error, response);
+          return;
+        }
+        markFetch(response, number);
+        const positions = session.stream?.offsetsToFetch;
+        const kept: [string, bigint | undefined][] = [];
+        for (const state of session.states.values()) {
+          if (number <= state.staleThrough) kept.push([state.key, positions?.get(state.key)]);
+        }
+        try {
+          callback(error, response);
+        } finally {
+          for (const [key, position] of kept) {
+            if (position !== undefined) positions?.set(key, position);
+          }
+        }
+      });
+      return undefined;
+    };
+    (consumer as unknown as { fetch: typeof numbered }).fetch = numbered;
   }
 
   /** Drops queued records before `offset`: the group's committed offset already covers them. */
@@ -396,8 +452,12 @@ export class KafkaGroupMember implements Consumer {
     const state = session.states.get(partitionKey(message.topic, message.partition));
     if (!state || state.stopped || state.next === undefined) return;
     // Records the stream fetched for an earlier generation may still sit in its buffer.
-    const generation = (message.metadata as { consumer?: { generationId?: number } } | undefined)?.consumer?.generationId;
+    const metadata = message.metadata as { consumer?: { generationId?: number }; [FETCH_NUMBER]?: number } | undefined;
+    const generation = metadata?.consumer?.generationId;
     if (generation !== undefined && generation !== state.generation) return;
+    // Fetched before the partition was positioned: the stream fetches it again from there.
+    const fetched = metadata?.[FETCH_NUMBER];
+    if (fetched !== undefined && fetched <= state.staleThrough) return;
     // The stream re-fetches from the committed offset after every join: what is already queued is skipped.
     if (message.offset < state.next) return;
     state.next = message.offset + 1n;
@@ -684,6 +744,21 @@ export class KafkaGroupMember implements Consumer {
     const session = this.session;
     if (session) await this.endSession(session, true);
     this.onClosed(this);
+  }
+}
+
+const FETCH_NUMBER = 'arcnetFetch';
+
+/** Puts the fetch's number in every record's metadata, which the stream copies into the message's. */
+function markFetch(response: unknown, number: number): void {
+  const topics = (response as { responses?: { partitions?: { records?: { records?: { metadata?: Record<string, unknown> }[] }[] }[] }[] }).responses ?? [];
+  const mark = { [FETCH_NUMBER]: number };
+  for (const topic of topics) {
+    for (const partition of topic.partitions ?? []) {
+      for (const batch of partition.records ?? []) {
+        for (const record of batch.records ?? []) record.metadata = record.metadata ? { ...record.metadata, ...mark } : mark;
+      }
+    }
   }
 }
 

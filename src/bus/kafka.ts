@@ -72,6 +72,11 @@ export interface TransactionalSend {
 }
 
 type BusProducer = Producer<string, Buffer, string, string>;
+/** A transactional id's producer (replaced on every fence) and the queue of its calls, one at a time. */
+interface TransactionalEntry {
+  producer: BusProducer;
+  queue: Promise<void>;
+}
 type BusMessage = MessageToProduce<string, Buffer, string, string>;
 
 const DAY = 24 * 3_600_000;
@@ -89,7 +94,7 @@ export class KafkaBus implements BusAdapter {
   private readonly known = new Map<string, number>();
   private readonly creating = new Map<string, Promise<void>>();
   private readonly members = new Set<KafkaGroupMember>();
-  private readonly transactional = new Map<string, { producer: BusProducer; queue: Promise<void> }>();
+  private readonly transactional = new Map<string, TransactionalEntry>();
   private readonly memberSettings: MemberSettings;
   private closed = false;
   private lastOutageLog = 0;
@@ -210,17 +215,28 @@ export class KafkaBus implements BusAdapter {
     return member;
   }
 
-  /** Initialises the producer of a transactional id (InitProducerId): the broker ends the id's open transaction and fences its older producers. */
+  /**
+   * Initialises the transactional id (InitProducerId) on a fresh producer: the broker ends the id's
+   * open transaction and fences its older producers. Always a fresh one: a producer that has
+   * initialised the id already would not send InitProducerId again, so a process taking back a
+   * partition it owned before would fence nothing and read offsets the new owner's open transaction
+   * still moves (ADR 0010).
+   */
   private async fenceTransactionalId(transactionalId: string): Promise<void> {
     const entry = this.transactionalEntry(transactionalId);
     const what = `initialising transactional id ${transactionalId}`;
     const run = entry.queue.then(async () => {
+      if (this.closed) throw new ArcError('CLOSED', `Kafka bus is closed: cannot ${what}`, { retryable: false });
+      const previous = entry.producer;
+      const producer = this.newProducer(`tx-${transactionalId}`, transactionalId);
+      entry.producer = producer;
+      await previous.close(true).catch(() => undefined);
       try {
-        const begun = await this.withinOperationTimeout(entry.producer.beginTransaction(), transactionalId, entry.producer, what);
+        const begun = await this.withinOperationTimeout(producer.beginTransaction(), transactionalId, producer, what);
         // Nothing was added: ending it locally is enough; the broker holds no state for an empty transaction.
         await begun.cancel();
       } catch (error) {
-        await this.discardProducer(transactionalId, entry.producer);
+        await this.discardProducer(transactionalId, producer);
         if (error instanceof ArcError) throw error;
         throw unavailable(this.options.bootstrapServers, what, error);
       }
@@ -229,7 +245,7 @@ export class KafkaBus implements BusAdapter {
     await run;
   }
 
-  private transactionalEntry(transactionalId: string): { producer: BusProducer; queue: Promise<void> } {
+  private transactionalEntry(transactionalId: string): TransactionalEntry {
     let entry = this.transactional.get(transactionalId);
     if (!entry) {
       entry = { producer: this.newProducer(`tx-${transactionalId}`, transactionalId), queue: Promise.resolve() };
@@ -285,9 +301,11 @@ export class KafkaBus implements BusAdapter {
   async produceTransactional(send: TransactionalSend): Promise<void> {
     this.assertOpen(`transaction ${send.transactionalId}`);
     const current = this.transactionalEntry(send.transactionalId);
-    const run = current.queue.then(() =>
-      this.withinOperationTimeout(this.transaction(current.producer, send), send.transactionalId, current.producer, `transaction ${send.transactionalId}`),
-    );
+    // The producer is read when the call's turn comes: a fence queued before it replaces it.
+    const run = current.queue.then(() => {
+      const producer = current.producer;
+      return this.withinOperationTimeout(this.transaction(producer, send), send.transactionalId, producer, `transaction ${send.transactionalId}`);
+    });
     current.queue = run.catch(() => undefined);
     await run;
   }
@@ -357,8 +375,9 @@ export class KafkaBus implements BusAdapter {
   }
 
   private async discardProducer(transactionalId: string, producer: BusProducer): Promise<void> {
+    // The id keeps its entry (and so its queue): the next call gets a fresh producer, which initialises the id again.
     const entry = this.transactional.get(transactionalId);
-    if (entry?.producer === producer) this.transactional.delete(transactionalId);
+    if (entry?.producer === producer && !this.closed) entry.producer = this.newProducer(`tx-${transactionalId}`, transactionalId);
     await producer.close(true).catch(() => undefined);
   }
 

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel } from 'node:diagnostics_channel';
 import { createServer } from 'node:net';
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
+import { pino } from 'pino';
 import { busContract } from './bus.contract.ts';
 import { KafkaBus } from '../../src/bus/kafka.ts';
 import { kafkaOptionsFromEnv } from '../../src/bus/kafka-config.ts';
@@ -244,6 +245,149 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
       const stale: ConsumedRecord = { topic: input, partition: 0, offset: 0, timestamp: Date.now(), key: 'job-1', value: encoder.encode('in'), headers: {} };
       await expect(bus.produceTransactional({ transactionalId: `tx-${group}`, produce: [], consumed: { group, record: stale } })).rejects.toMatchObject({ code: 'CONFLICT' });
     });
+
+    it('processes every record exactly once while a second member joins and leaves a transactional group mid-stream, partitions moving and coming back', async () => {
+      const input = `kafka.rejoin-in.${randomUUID().slice(0, 8)}`;
+      const output = `kafka.rejoin-out.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([
+        { topic: input, partitions: 2, retentionMs: 3_600_000 },
+        { topic: output, partitions: 1, retentionMs: 3_600_000 },
+      ]);
+      const group = `g-${randomUUID()}`;
+      const transactionalId = `rejoin-${randomUUID().slice(0, 8)}`;
+      const afterCommit = new Map<string, number>();
+      const byMember = new Map<string, number>();
+      // Two processes: each its own bus, so each has its own producers for the shared per-partition ids.
+      const busA = new TrackingKafkaBus(testOptions());
+      const busB = new TrackingKafkaBus(testOptions());
+      const step = (member: string, on: KafkaBus): Promise<Consumer> =>
+        on.consumeTransactional({
+          group,
+          topics: [input],
+          transactionalId,
+          maxBatch: 10,
+          handler: async (records, out) => {
+            // Some work per batch, so fetched records wait in the member's queue when a rebalance comes.
+            await new Promise((resolve) => setTimeout(resolve, 15));
+            out.produce(output, records.map((r) => ({ key: r.key, value: encoder.encode(`${r.partition}@${r.offset}`), headers: {} })));
+            out.afterCommit(() => {
+              byMember.set(member, (byMember.get(member) ?? 0) + records.length);
+              for (const r of records) afterCommit.set(`${r.partition}@${r.offset}`, (afterCommit.get(`${r.partition}@${r.offset}`) ?? 0) + 1);
+            });
+          },
+        });
+      let producing = true;
+      let produced = 0;
+      const producer = (async () => {
+        while (producing) {
+          const from = produced;
+          await bus.produce(input, Array.from({ length: 4 }, (_, i) => ({ key: `k${from + i}`, value: encoder.encode(String(from + i)), headers: {} })));
+          produced += 4;
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })();
+      const a = await step('a', busA);
+      try {
+        await until(() => afterCommit.size >= 100, 'records flowing through the first member', 30_000);
+        for (let round = 0; round < 3; round++) {
+          // A second member joins: one partition moves to it, the first member keeps the other through the rebalance.
+          const before = byMember.get('b') ?? 0;
+          const b = await step('b', busB);
+          await until(() => (byMember.get('b') ?? 0) >= before + 20, `the second member handling records (round ${round + 1})`, 30_000);
+          const sizeBefore = afterCommit.size;
+          await until(() => afterCommit.size >= sizeBefore + 40, `records flowing with both members (round ${round + 1})`, 30_000);
+          // It leaves: its partition comes back to the first member, which owned it before.
+          await b.close();
+          const sizeAfter = afterCommit.size;
+          await until(() => afterCommit.size >= sizeAfter + 40, `records flowing after the second member left (round ${round + 1})`, 30_000);
+        }
+      } finally {
+        producing = false;
+        await producer;
+      }
+      const readAll = async (topic: string, partitions: number): Promise<ConsumedRecord[]> => {
+        const records: ConsumedRecord[] = [];
+        for (let p = 0; p < partitions; p++) {
+          for (let from = 0; ; ) {
+            const page = await bus.read(topic, p, from, 1_000);
+            if (page.length === 0) break;
+            records.push(...page);
+            from = page[page.length - 1]!.offset + 1;
+          }
+        }
+        return records;
+      };
+      const inputs = await readAll(input, 2);
+      expect(inputs.length).toBe(produced);
+      const expected = new Set(inputs.map((r) => `${r.partition}@${r.offset}`));
+      // The group's offsets reach the end of the input once the first member is through it.
+      const ends = [0, 1].map((p) => Math.max(0, ...inputs.filter((r) => r.partition === p).map((r) => r.offset + 1)));
+      await until(async () => (await bus.committed(group, input, 0)) >= ends[0]! && (await bus.committed(group, input, 1)) >= ends[1]!, 'the group offsets at the end of the input', 60_000, { intervalMs: 200 });
+      await a.close();
+      const outputs = new Map<string, number>();
+      for (const r of await readAll(output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
+      const missing = [...expected].filter((id) => !outputs.has(id));
+      expect(missing.length, `input records never processed (a gap), e.g. ${missing.slice(0, 10).join(', ')}`).toBe(0);
+      expect([...outputs].filter(([, n]) => n > 1), 'input records processed twice').toEqual([]);
+      expect([...outputs.keys()].filter((id) => !expected.has(id)), 'output without an input record').toEqual([]);
+      expect([...afterCommit].filter(([, n]) => n > 1), 'after-commit tasks run twice').toEqual([]);
+      expect((byMember.get('b') ?? 0)).toBeGreaterThan(0);
+      console.log(`rejoin (bus contract): ${inputs.length} input records, ${byMember.get('a') ?? 0} by the first member, ${byMember.get('b') ?? 0} by the second, all processed once`);
+      await Promise.all([busA.close(), busB.close()]);
+    }, 240_000);
+
+    it('fences the previous owner again when a process takes back a partition it owned before: its first transaction is not refused as fenced', async () => {
+      const input = `kafka.regain-in.${randomUUID().slice(0, 8)}`;
+      const output = `kafka.regain-out.${randomUUID().slice(0, 8)}`;
+      await bus.ensureTopics([
+        { topic: input, partitions: 1, retentionMs: 3_600_000 },
+        { topic: output, partitions: 1, retentionMs: 3_600_000 },
+      ]);
+      const group = `g-${randomUUID()}`;
+      const transactionalId = `regain-${randomUUID().slice(0, 8)}`;
+      const warnings: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+      const busA = new TrackingKafkaBus(testOptions({ logger }));
+      const busB = new TrackingKafkaBus(testOptions());
+      const handled = new Map<string, string[]>();
+      const step = (member: string, on: KafkaBus): Promise<Consumer> =>
+        on.consumeTransactional({
+          group,
+          topics: [input],
+          transactionalId,
+          handler: async (records, out) => {
+            out.produce(output, records.map((r) => ({ key: r.key, value: encoder.encode(`${r.offset}`), headers: {} })));
+            out.afterCommit(() => {
+              for (const r of records) handled.set(`${r.offset}`, [...(handled.get(`${r.offset}`) ?? []), member]);
+            });
+          },
+        });
+      let sent = 0;
+      const produce = async (count: number): Promise<void> => {
+        await bus.produce(input, Array.from({ length: count }, (_, i) => ({ key: `k${sent + i}`, value: encoder.encode(String(sent + i)), headers: {} })));
+        sent += count;
+      };
+      const a1 = await step('a1', busA);
+      await produce(20);
+      await until(() => handled.size === sent, 'the first owner handling records', 20_000);
+      // The partition moves to another process, whose transactions fence this process's producer of the id...
+      const b = await step('b', busB);
+      await a1.close();
+      await produce(20);
+      await until(() => handled.size === sent, 'the other process handling records', 30_000);
+      // ...and comes back: this process must initialise the id again rather than reuse the fenced producer.
+      const a2 = await step('a2', busA);
+      await b.close();
+      await produce(20);
+      await until(() => handled.size === sent, 'the regaining process handling records', 30_000);
+      await a2.close();
+      expect([...handled].filter(([, members]) => members.length > 1), 'records handled twice').toEqual([]);
+      expect(handled.get('0')).toEqual(['a1']);
+      expect(handled.get('39')).toEqual(['b']);
+      expect(handled.get(String(sent - 1))).toEqual(['a2']);
+      expect(warnings.filter((line) => line.includes('not committed') || line.includes('fenced')), 'transactions of the regaining process refused').toEqual([]);
+      await Promise.all([busA.close(), busB.close()]);
+    }, 120_000);
   });
 });
 
