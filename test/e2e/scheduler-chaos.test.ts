@@ -455,8 +455,11 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
 
     expect(duplicated.map(([id, d]) => `${id}: ${d.dispatches.length} dispatches (${d.dispatches.map((x) => `${x.nodeId.slice(0, 8)}#${x.fencingToken}`).join(', ')}), ${d.rejections.length} rejections`), 'requests decided more than once').toEqual([]);
     expect(lost.map(([id]) => id), 'requests never decided').toEqual([]);
-    // With this many nodes most requests find one; rejections (the backlog a takeover meets, all at once) are decisions too.
-    expect(dispatches.length, 'dispatched share').toBeGreaterThanOrEqual(ids.size * 0.75);
+    // Most requests must actually have been routed (a stream that only ever met rejections would prove
+    // little). Rejections are decisions too: a kill that cuts off a 500-decision batch leaves those
+    // reservations held until they expire, and the requests meeting them are turned away, so the floor
+    // is half, not most.
+    expect(dispatches.length, 'dispatched share').toBeGreaterThanOrEqual(ids.size * 0.5);
     expect(storeViolations, 'grants while an earlier grant held the reservation').toEqual([]);
     expect(unGranted, 'dispatches whose token the store never granted to that request on that node').toEqual([]);
     expect(outsideGrant, 'dispatches stamped outside their grant').toEqual([]);
