@@ -137,11 +137,17 @@ export class Sqlite {
       return;
     }
     if (size <= this.walLimitBytes) return;
+    let rewound = false;
     try {
-      this.db.exec('PRAGMA wal_checkpoint(RESTART)');
+      // busy = 1 when a reader (the background checkpointer, another connection) kept it from rewinding.
+      const row = this.db.prepare('PRAGMA wal_checkpoint(RESTART)').get() as { busy?: number } | undefined;
+      rewound = row?.busy === 0;
     } catch {
-      // Another connection is busy: the next check tries again.
+      rewound = false;
     }
+    // Not rewound: try again at the next commit rather than 64 commits later, or a busy moment lets
+    // the WAL run far past its bound.
+    if (!rewound) this.commitsSinceWalCheck = 63;
   }
 
   /** Inside a write transaction: the brief's rule is an exact token match, so both older and never-granted tokens fail. */
