@@ -11,6 +11,7 @@ export default {
     'src/placement/registry.ts',
     'src/inference/profile.ts',
     'src/jobs/verification.ts',
+    'src/jobs/job-plan.ts',
   ],
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
