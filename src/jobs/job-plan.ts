@@ -173,7 +173,8 @@ export function planJob(input: PlanInput): JobPlan {
   };
   const judge = (i: number, verdict: 'agree' | 'disagree', why: string): void => {
     const execution = executions[i]!;
-    if (execution.verdict === verdict) return;
+    // A verdict is given once (null → agree/disagree), and only that transition moves the worker's counters.
+    if (execution.verdict !== null) return;
     update(i, { ...execution, verdict }, why);
     if (verdict === 'agree') charge(execution.node_id, { reputation: REPUTATION.agree, successful: 1, credits: job.credits_required }, `+${REPUTATION.agree} and ${job.credits_required} credits: execution ${execution.id} of job ${job.id} agreed`);
     else charge(execution.node_id, { reputation: REPUTATION.disagree, failed: 1 }, `${REPUTATION.disagree}: execution ${execution.id} of job ${job.id} disagreed with the consensus`);

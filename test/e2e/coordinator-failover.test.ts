@@ -26,7 +26,7 @@ import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { StateStores } from '../../src/store/ports.ts';
 import { EXECUTIONS_COLLECTION, JOBS_COLLECTION, WORKERS_COLLECTION } from '../../src/jobs/coordinator.ts';
 import type { StoredJob } from '../../src/jobs/job-plan.ts';
-import type { JobExecution, WorkerRecord } from '../../src/jobs/model.ts';
+import type { Job, JobExecution, WorkerRecord } from '../../src/jobs/model.ts';
 import { REPUTATION } from '../../src/jobs/model.ts';
 
 const engines = needEngines('postgres', 'containers');
@@ -164,11 +164,39 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
 
     stores = await openPostgresStores({ url: POSTGRES_URL, schema, clock: systemClock });
     const store = stores;
+    /**
+     * One consistent cut of the three collections. They are read one list at a time, and late results
+     * (a superseded execution that finished anyway, judged against the consensus) still land after
+     * every job is final: a write between the executions read and the workers read would show the
+     * worker's +5 without the verdict written with it in the same transaction. So read twice in a row
+     * until nothing that counts changed in between (heartbeats move only last_heartbeat and load).
+     */
+    const snapshot = async (): Promise<{ jobs: Job[]; executions: JobExecution[]; workers: WorkerRecord[] }> => {
+      const read = async () => ({
+        jobs: await store.documents.list<StoredJob>(JOBS_COLLECTION),
+        executions: await store.documents.list<JobExecution>(EXECUTIONS_COLLECTION),
+        workers: await store.documents.list<WorkerRecord>(WORKERS_COLLECTION),
+      });
+      const fingerprint = (cut: Awaited<ReturnType<typeof read>>): string =>
+        JSON.stringify([
+          cut.jobs.map((v) => `${v.id}:${v.version}`),
+          cut.executions.map((v) => `${v.id}:${v.version}`),
+          cut.workers.map((v) => [v.id, v.body!.reputation_score, v.body!.credits_earned, v.body!.successful_jobs_run, v.body!.failed_jobs, v.body!.total_jobs_run, v.body!.status === 'offline']),
+        ]);
+      let previous = await read();
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const next = await read();
+        if (fingerprint(next) === fingerprint(previous)) return { jobs: previous.jobs.map((v) => v.body!.job), executions: previous.executions.map((v) => v.body!), workers: previous.workers.map((v) => v.body!) };
+        const changed = next.executions.filter((v) => previous.executions.find((p) => p.id === v.id)?.version !== v.version).map((v) => `${v.id} v${v.version}@${v.txTime} ${v.body!.status}/${v.body!.verdict}`);
+        console.log(`audit: the store changed between two reads (attempt ${attempt}; executions written meanwhile: ${changed.join(', ') || 'none'}); reading again`);
+        await sleep(200);
+        previous = await read();
+      }
+      throw new Error('the store never held still for the audit (jobs, executions and worker counters kept changing for 20 s)');
+    };
     /** From the store itself: one verdict per job, each execution judged once, counters as the verdicts imply. */
     const audit = async (): Promise<{ jobs: number; executions: number; workers: WorkerRecord[] }> => {
-      const jobs = (await store.documents.list<StoredJob>(JOBS_COLLECTION)).map((v) => v.body!.job);
-      const executions = (await store.documents.list<JobExecution>(EXECUTIONS_COLLECTION)).map((v) => v.body!);
-      const workers = (await store.documents.list<WorkerRecord>(WORKERS_COLLECTION)).map((v) => v.body!);
+      const { jobs, executions, workers } = await snapshot();
       for (const job of jobs) {
         const versions = (await store.documents.history<StoredJob>(JOBS_COLLECTION, job.id)).map((v) => v.body!.job);
         const decided = versions.findIndex((v) => v.status === 'completed' || v.status === 'failed');
@@ -187,7 +215,22 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
         const mine = executions.filter((e) => e.node_id === worker.id);
         const agree = mine.filter((e) => e.verdict === 'agree');
         const disagree = mine.filter((e) => e.verdict === 'disagree').length;
-        const offline = (await store.documents.history<WorkerRecord>(WORKERS_COLLECTION, worker.id)).filter((v, i, all) => v.body!.status === 'offline' && all[i - 1]?.body!.status !== 'offline').length;
+        const workerHistory = await store.documents.history<WorkerRecord>(WORKERS_COLLECTION, worker.id);
+        const offline = workerHistory.filter((v, i, all) => v.body!.status === 'offline' && all[i - 1]?.body!.status !== 'offline').length;
+        const implied = REPUTATION.start + REPUTATION.agree * agree.length + REPUTATION.disagree * disagree + REPUTATION.offline * offline;
+        if (worker.reputation_score !== implied) {
+          // Which write moved the reputation, and what each of this worker's executions looked like then.
+          const lines = [`${worker.name}: reputation ${worker.reputation_score}, verdicts imply ${implied}; reputation changes:`];
+          workerHistory.forEach((v, i) => {
+            const before = workerHistory[i - 1]?.body?.reputation_score;
+            if (before !== undefined && before !== v.body!.reputation_score) lines.push(`  v${v.version} txTime ${v.txTime} validFrom ${v.validFrom}: ${before} → ${v.body!.reputation_score}`);
+          });
+          for (const execution of mine) {
+            const versions = await store.documents.history<JobExecution>(EXECUTIONS_COLLECTION, execution.id);
+            lines.push(`  execution ${execution.id} (job ${execution.job_id}): ` + versions.map((v) => `v${v.version}@${v.txTime}/${v.validFrom} ${v.body!.status} reported=${v.body!.reported_at !== null} verdict=${v.body!.verdict}`).join('; '));
+          }
+          console.log(lines.join('\n'));
+        }
         expect(worker.reputation_score, `${worker.name}'s reputation`).toBe(REPUTATION.start + REPUTATION.agree * agree.length + REPUTATION.disagree * disagree + REPUTATION.offline * offline);
         expect(worker.credits_earned, `${worker.name}'s credits`).toBe(agree.reduce((sum, e) => sum + credits.get(e.job_id)!, 0));
         expect(worker.successful_jobs_run, `${worker.name}'s successful jobs`).toBe(agree.length);
