@@ -53,7 +53,8 @@ export interface RetentionPolicy {
   readonly intervalMs: number;
   /**
    * About how many versions one batch (one transaction) examines. On SQLite a batch runs on the event
-   * loop: 500 is about 15 ms of it on the development machines.
+   * loop, and a day-old version costs about 0.15 ms of it on the development machines (its pages
+   * must be read back in), so 100 holds writers up by about 15 ms at most.
    */
   readonly batchRows: number;
 }
@@ -70,7 +71,7 @@ export const DEFAULT_RETENTION: RetentionPolicy = {
   ],
   horizonMs: 90 * DAY_MS,
   intervalMs: MINUTE_MS,
-  batchRows: 500,
+  batchRows: 100,
 };
 
 /** The open functions' `retention` option: undefined for the defaults, false for none, or overrides. */
@@ -167,7 +168,7 @@ export function startRetention(
 const HORIZON = 0;
 /** A window spans at most this many steps of its tier (and never more than a day), so one id's versions in it stay few. */
 const WINDOW_BUCKETS = 10;
-const FIRST_PAGE_IDS = 50;
+const FIRST_PAGE_IDS = 1;
 const MAX_PAGE_IDS = 1_000;
 
 const floorTo = (time: number, step: number): number => Math.floor(time / step) * step;
@@ -181,7 +182,8 @@ export class HistoryRetention {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<CompactionReport> | undefined;
   private stopped = false;
-  private pageIds = FIRST_PAGE_IDS;
+  /** Ids per batch, learnt per collection and tier: how many versions an id has in a window differs by both. */
+  private readonly pageIds = new Map<string, number>();
 
   constructor(engine: CompactionEngine, policy: RetentionPolicy, clock: Clock, logger: Logger | undefined, meter: QueryMeter = UNMETERED) {
     this.engine = engine;
@@ -284,7 +286,8 @@ export class HistoryRetention {
     let after: string | undefined;
     for (;;) {
       if (this.stopped) return false;
-      const ids = await this.engine.ids(window.collection, after, this.pageIds);
+      const key = `${window.collection}\u0000${window.horizon === null ? window.everyMs : HORIZON}`;
+      const ids = await this.engine.ids(window.collection, after, this.pageIds.get(key) ?? FIRST_PAGE_IDS);
       if (ids.length === 0) return true;
       const outcome = await this.meter.time('retention_compact', () => this.engine.compact({ ...window, ids }));
       if (outcome === undefined) {
@@ -296,7 +299,7 @@ export class HistoryRetention {
       report.batches += 1;
       // Aim the next page at batchRows versions, from what this one held.
       const scaled = outcome.examined === 0 ? ids.length * 2 : Math.floor((ids.length * this.policy.batchRows) / outcome.examined);
-      this.pageIds = Math.max(1, Math.min(MAX_PAGE_IDS, scaled));
+      this.pageIds.set(key, Math.max(1, Math.min(MAX_PAGE_IDS, scaled)));
       after = ids.at(-1);
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -14,12 +14,13 @@ const CANDIDATES = `
   FROM json_each(?2) j
   CROSS JOIN documents r INDEXED BY documents_tx ON r.collection = ?1 AND r.id = j.value AND r.tx_time > ?3 AND r.tx_time <= ?4`;
 
+// Not the latest version of its id (a seek past its own version: max() would walk every version of the id).
 // Times at or before the epoch are left alone: integer division truncates there, which would misplace them.
 const COMPACT = `
   DELETE FROM documents WHERE seq IN (
     SELECT r.seq ${CANDIDATES}
     WHERE r.valid_from > 0 AND r.tx_time > 0
-      AND r.version < (SELECT max(m.version) FROM documents m WHERE m.collection = ?1 AND m.id = r.id)
+      AND EXISTS (SELECT 1 FROM documents m WHERE m.collection = ?1 AND m.id = r.id AND m.version > r.version)
       AND EXISTS (
         SELECT 1 FROM documents s
         WHERE s.collection = ?1 AND s.id = r.id

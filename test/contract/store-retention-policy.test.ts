@@ -14,7 +14,7 @@ describe('retention policy', () => {
       ],
       horizonMs: 90 * DAY_MS,
       intervalMs: MINUTE_MS,
-      batchRows: 500,
+      batchRows: 100,
     });
     expect(resolveRetention(false)).toBeUndefined();
     expect(resolveRetention({ collections: ['nodes'], horizonMs: null })).toEqual({ ...DEFAULT_RETENTION, collections: ['nodes'], horizonMs: null });

@@ -264,23 +264,23 @@ export function retentionContract(name: string, open: OpenWithRetention): void {
       );
     }, 90_000);
 
-    it('keeps the number of versions bounded by the policy under sustained telemetry (1 s reports for 24 h)', async () => {
+    it('keeps the number of versions bounded by the policy under sustained telemetry (1 s reports for 12 h)', async () => {
       const base = Date.UTC(2026, 0, 1);
       const clock = new ManualClock(base);
       // The default policy's shape at a smaller scale: every version for 10 minutes, one a minute to
-      // 6 h, one per ten minutes to 12 h, then the state at the horizon. A flush every 30 s (the
-      // aggregator batches telemetry), a pass every 5 minutes.
-      const policy = { collections: ['nodes'], tiers: [{ olderThanMs: 10 * MINUTE, everyMs: MINUTE }, { olderThanMs: 6 * HOUR, everyMs: 10 * MINUTE }], horizonMs: 12 * HOUR };
+      // 3 h, one per ten minutes to 6 h, then the state at the horizon. A flush every 30 s (the
+      // aggregator batches telemetry), a pass every 5 minutes; the last 6 hours run past the horizon.
+      const policy = { collections: ['nodes'], tiers: [{ olderThanMs: 10 * MINUTE, everyMs: MINUTE }, { olderThanMs: 3 * HOUR, everyMs: 10 * MINUTE }], horizonMs: 6 * HOUR };
       const { documents, compactHistory } = await start(clock, policy);
       const nodes = ['n1', 'n2', 'n3'];
       // Right after a pass, per node: the 600 versions of the last 10 minutes, one per minute of the
-      // 350 from there to 6 h, one per ten minutes of the 36 to 12 h, one at the horizon, and one more
+      // 170 from there to 3 h, one per ten minutes of the 18 to 6 h, one at the horizon, and one more
       // at each of the three boundaries.
-      const bound = nodes.length * (600 + 350 + 36 + 1 + 3);
+      const bound = nodes.length * (600 + 170 + 18 + 1 + 3);
       let inserted = 0;
       let largest = 0;
       let last = 0;
-      for (let flushAt = base + 30 * SECOND; flushAt <= base + 24 * HOUR; flushAt += 30 * SECOND) {
+      for (let flushAt = base + 30 * SECOND; flushAt <= base + 12 * HOUR; flushAt += 30 * SECOND) {
         clock.set(flushAt);
         const puts = [];
         for (let taken = flushAt - 29 * SECOND; taken <= flushAt; taken += SECOND) {
@@ -294,11 +294,11 @@ export function retentionContract(name: string, open: OpenWithRetention): void {
           largest = Math.max(largest, last);
         }
       }
-      expect(inserted).toBe(nodes.length * 24 * 3600);
+      expect(inserted).toBe(nodes.length * 12 * 3600);
       expect(largest).toBeLessThanOrEqual(bound);
       // Compaction thins, it does not lose what the policy keeps.
-      expect(last).toBeGreaterThan(nodes.length * (600 + 350 + 30));
-      console.info(`[retention] ${name}: ${inserted} versions written over 24 h, ${last} kept at the end (largest ${largest}, bound ${bound})`);
+      expect(last).toBeGreaterThan(nodes.length * (600 + 170 + 15));
+      console.info(`[retention] ${name}: ${inserted} versions written over 12 h, ${last} kept at the end (largest ${largest}, bound ${bound})`);
     }, 120_000);
   });
 }
