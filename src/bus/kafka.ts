@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { Admin, compatibilityPartitioner, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
 import type { Message, MessageToProduce } from '@platformatic/kafka';
+import type { Registry } from 'prom-client';
 import { backoffDelay } from '../core/clock.ts';
 import { ArcError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
@@ -32,6 +33,7 @@ import {
 } from './kafka-config.ts';
 import type { KafkaConnectionOptions } from './kafka-config.ts';
 import { KafkaGroupMember } from './kafka-member.ts';
+import { produceTimer, type ProduceTimer } from './kafka-metrics.ts';
 import type { MemberSettings } from './kafka-member.ts';
 import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig, TransactionalConsumeOptions } from './ports.ts';
 
@@ -60,6 +62,8 @@ export interface KafkaBusOptions extends KafkaConnectionOptions {
   readonly defaultRetentionMs?: number;
   /** Replication factor of created topics; -1 (default) is the broker's default.replication.factor. */
   readonly replicationFactor?: number;
+  /** Where `arcnet_kafka_produce_duration_ms{topic}` is registered (the process's metrics); none, no timing. */
+  readonly registry?: Registry;
 }
 
 /** What one transaction carries: records to append and, optionally, the consumed record whose offset commits with them. */
@@ -90,6 +94,7 @@ export class KafkaBus implements BusAdapter {
   private readonly logger: Logger;
   private readonly admin: Admin;
   private readonly producer: BusProducer;
+  private readonly timeProduce: ProduceTimer;
   /** Topic → partition count, for topics known to exist with leaders. */
   private readonly known = new Map<string, number>();
   private readonly creating = new Map<string, Promise<void>>();
@@ -107,6 +112,7 @@ export class KafkaBus implements BusAdapter {
     const timeouts = { connectTimeoutMs: options.connectTimeoutMs, requestTimeoutMs: options.requestTimeoutMs };
     this.admin = new Admin(baseClientOptions(options, 'admin', timeouts));
     this.producer = this.newProducer('producer');
+    this.timeProduce = produceTimer(options.registry);
     this.memberSettings = {
       connection: options,
       logger: this.logger,
@@ -150,6 +156,7 @@ export class KafkaBus implements BusAdapter {
     this.assertOpen(`produce to ${topic}`);
     if (records.length === 0) return;
     const messages: BusMessage[] = records.map((record) => ({ topic, key: record.key, value: toBuffer(record.value), headers: { ...record.headers } }));
+    const startedAt = performance.now();
     let sending = 0;
     let mayHaveLanded = false;
     try {
@@ -171,6 +178,8 @@ export class KafkaBus implements BusAdapter {
       // `sending` counts a send the deadline left running: it may still land.
       if (error instanceof ArcError && (sending > 0 || mayHaveLanded)) throw new ProduceOutcomeUnknownError(error);
       throw error;
+    } finally {
+      this.timeProduce([topic], startedAt);
     }
   }
 
@@ -307,7 +316,12 @@ export class KafkaBus implements BusAdapter {
       return this.withinOperationTimeout(this.transaction(producer, send), send.transactionalId, producer, `transaction ${send.transactionalId}`);
     });
     current.queue = run.catch(() => undefined);
-    await run;
+    const startedAt = performance.now();
+    try {
+      await run;
+    } finally {
+      this.timeProduce(send.produce.filter((p) => p.records.length > 0).map((p) => p.topic), startedAt);
+    }
   }
 
   /**

@@ -48,12 +48,15 @@ export interface BusEngineOptions {
   readonly clock?: Clock;
   /** Counts what the typed bus produces, consumes and dead-letters (the process's metrics). */
   readonly observer?: BusObserver;
+  /**
+   * Where the adapters register their timings (the process's metrics): Kafka's
+   * `arcnet_kafka_produce_duration_ms`, the store's `arcnet_store_query_duration_ms`; none, no timing.
+   */
+  readonly registry?: Registry;
 }
 
 export interface EngineOptions extends BusEngineOptions {
   readonly store: StoreChoice;
-  /** Where the store registers `arcnet_store_query_duration_ms` (the process's metrics); none, no timing. */
-  readonly registry?: Registry;
 }
 
 /** The bus alone, for a process that keeps no state (the simulator). */
@@ -86,6 +89,7 @@ async function connectBus(instanceId: string, logger: Logger, options: BusEngine
         ...kafka,
         clientId: `${kafka.clientId}-${instanceId}`,
         logger: logger.child({ component: 'kafka' }),
+        ...(options.registry ? { registry: options.registry } : {}),
         ...(kafka.sessionTimeoutMs ? { sessionTimeoutMs: kafka.sessionTimeoutMs, heartbeatIntervalMs: Math.max(100, Math.floor(kafka.sessionTimeoutMs / 10)) } : {}),
       })
     : new MemoryBus();

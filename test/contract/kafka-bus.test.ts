@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { tracingChannel } from 'node:diagnostics_channel';
 import { createServer } from 'node:net';
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
+import { Registry } from 'prom-client';
 import { pino } from 'pino';
 import { busContract } from './bus.contract.ts';
 import { KafkaBus } from '../../src/bus/kafka.ts';
@@ -92,6 +93,27 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
     async function partitionCount(topic: string): Promise<number | undefined> {
       return (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
     }
+
+    it('times every produce and transaction in arcnet_kafka_produce_duration_ms by topic (seed 000), on the registry it is given', async () => {
+      const registry = new Registry();
+      const timed = new TrackingKafkaBus(testOptions({ registry }));
+      const plain = `kafka.timed.${randomUUID().slice(0, 8)}`;
+      const inTransaction = `kafka.timed.tx.${randomUUID().slice(0, 8)}`;
+      try {
+        await timed.produce(plain, [{ key: 'k', value: new TextEncoder().encode('one'), headers: {} }]);
+        await timed.produce(plain, [{ key: 'k', value: new TextEncoder().encode('two'), headers: {} }]);
+        await timed.ensureTopics([{ topic: inTransaction, partitions: 1, retentionMs: 3_600_000 }]);
+        await timed.produceTransactional({ transactionalId: `timed-${randomUUID().slice(0, 8)}`, produce: [{ topic: inTransaction, records: [{ key: 'k', value: new TextEncoder().encode('tx'), headers: {} }] }] });
+      } finally {
+        await timed.close();
+      }
+      const { values } = await registry.getSingleMetric('arcnet_kafka_produce_duration_ms')!.get();
+      const count = (topic: string): number | undefined => (values as { metricName?: string; labels: Record<string, unknown>; value: number }[]).find((v) => v.metricName === 'arcnet_kafka_produce_duration_ms_count' && v.labels['topic'] === topic)?.value;
+      const sum = (topic: string): number | undefined => (values as { metricName?: string; labels: Record<string, unknown>; value: number }[]).find((v) => v.metricName === 'arcnet_kafka_produce_duration_ms_sum' && v.labels['topic'] === topic)?.value;
+      expect(count(plain)).toBe(2);
+      expect(count(inTransaction)).toBe(1);
+      expect(sum(plain)).toBeGreaterThan(0);
+    });
 
     it('creates topics with their partition count and retention.ms, and leaves existing ones as they are', async () => {
       const topic = `kafka.created.${randomUUID().slice(0, 8)}`;
