@@ -59,6 +59,20 @@ const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions 
   ...overrides,
 });
 
+/** Every record of a topic's first `partitions` partitions, read page by page from offset 0. */
+async function readAll(bus: KafkaBus, topic: string, partitions: number): Promise<ConsumedRecord[]> {
+  const records: ConsumedRecord[] = [];
+  for (let p = 0; p < partitions; p++) {
+    for (let from = 0; ; ) {
+      const page = await bus.read(topic, p, from, 1_000);
+      if (page.length === 0) break;
+      records.push(...page);
+      from = page[page.length - 1]!.offset + 1;
+    }
+  }
+  return records;
+}
+
 describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
   afterAll(async () => {
     const admin = new Admin({ clientId: 'arcnet-test-cleanup', bootstrapBrokers: kafkaServers() });
@@ -327,19 +341,7 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
         producing = false;
         await producer;
       }
-      const readAll = async (topic: string, partitions: number): Promise<ConsumedRecord[]> => {
-        const records: ConsumedRecord[] = [];
-        for (let p = 0; p < partitions; p++) {
-          for (let from = 0; ; ) {
-            const page = await bus.read(topic, p, from, 1_000);
-            if (page.length === 0) break;
-            records.push(...page);
-            from = page[page.length - 1]!.offset + 1;
-          }
-        }
-        return records;
-      };
-      const inputs = await readAll(input, 2);
+      const inputs = await readAll(bus, input, 2);
       expect(inputs.length).toBe(produced);
       const expected = new Set(inputs.map((r) => `${r.partition}@${r.offset}`));
       // The group's offsets reach the end of the input once the first member is through it.
@@ -347,7 +349,7 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
       await until(async () => (await bus.committed(group, input, 0)) >= ends[0]! && (await bus.committed(group, input, 1)) >= ends[1]!, 'the group offsets at the end of the input', 60_000, { intervalMs: 200 });
       await a.close();
       const outputs = new Map<string, number>();
-      for (const r of await readAll(output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
+      for (const r of await readAll(bus, output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
       const missing = [...expected].filter((id) => !outputs.has(id));
       expect(missing.length, `input records never processed (a gap), e.g. ${missing.slice(0, 10).join(', ')}`).toBe(0);
       expect([...outputs].filter(([, n]) => n > 1), 'input records processed twice').toEqual([]);
@@ -480,27 +482,15 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka bus across a broker restart
     producing = false;
     await producer;
 
-    const readAll = async (topic: string, partitions: number): Promise<ConsumedRecord[]> => {
-      const records: ConsumedRecord[] = [];
-      for (let p = 0; p < partitions; p++) {
-        for (let from = 0; ; ) {
-          const page = await bus.read(topic, p, from, 1_000);
-          if (page.length === 0) break;
-          records.push(...page);
-          from = page[page.length - 1]!.offset + 1;
-        }
-      }
-      return records;
-    };
     // Every record of the input, by where it is: what the step must have processed exactly once.
-    const inputs = await readAll(input, 3);
+    const inputs = await readAll(bus, input, 3);
     const inputKeys = new Set(inputs.map((r) => r.key));
     const expected = new Set(inputs.map((r) => `${r.partition}@${r.offset}`));
     let outputs = new Map<string, number>();
     await until(
       async () => {
         outputs = new Map();
-        for (const r of await readAll(output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
+        for (const r of await readAll(bus, output, 1)) outputs.set(text(r), (outputs.get(text(r)) ?? 0) + 1);
         return [...expected].every((id) => outputs.has(id));
       },
       'every input record to come out of the transactional step',
