@@ -150,6 +150,11 @@ export class Sqlite {
     if (!rewound) this.commitsSinceWalCheck = 63;
   }
 
+  /** Runs a statement not worth caching (schema changes). */
+  run(sql: string): void {
+    this.db.exec(sql);
+  }
+
   /** Inside a write transaction: the brief's rule is an exact token match, so both older and never-granted tokens fail. */
   checkFence(fence: Fence | undefined): void {
     if (fence === undefined) return;

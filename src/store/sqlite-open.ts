@@ -46,7 +46,7 @@ export function openSqliteStores(options: SqliteStoreOptions): OpenedStores {
     documents: new SqliteDocumentStore(sqlite),
     kv,
     leases: new SqliteLeaseStore(sqlite),
-    compaction: new SqliteCompaction(sqlite),
+    compaction: new SqliteCompaction(sqlite, policy?.collections ?? []),
     close: async () => {
       kv.close();
       sqlite.close();

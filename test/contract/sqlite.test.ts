@@ -10,6 +10,7 @@ import { ManualClock } from '../../src/core/clock.ts';
 import { ArcError, StaleFencingTokenError } from '../../src/core/errors.ts';
 import { openSqliteStores } from '../../src/store/sqlite.ts';
 import { MIGRATIONS } from '../../src/store/sqlite-schema.ts';
+import { DAY_MS } from '../../src/store/retention.ts';
 import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
@@ -86,6 +87,42 @@ describe('SQLite adapter', () => {
       } finally {
         raw.close();
       }
+    });
+
+    it('indexes history by transaction time only for retained collections, widening the index when a store on the file retains more', async () => {
+      const clock = new ManualClock(Date.parse('2026-01-01T00:00:00Z'));
+      const path = freshPath();
+      const indexed = (): unknown => {
+        const raw = new DatabaseSync(path);
+        try {
+          return raw.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'documents_retained_tx'").get()?.['sql'];
+        } finally {
+          raw.close();
+        }
+      };
+      await openSqliteStores({ path, clock, retention: false }).close();
+      expect(indexed()).toBeUndefined();
+
+      const nodesOnly = openSqliteStores({ path, clock, retention: { collections: ['nodes'], intervalMs: DAY_MS } });
+      expect(indexed()).toMatch(/WHERE collection IN \('nodes'\)$/);
+      // A second store retaining more widens the index; the first keeps compacting through the wider one.
+      const wider = openSqliteStores({ path, clock, retention: { collections: ['nodes', "it's-jobs"], intervalMs: DAY_MS } });
+      expect(indexed()).toMatch(/WHERE collection IN \('it''s-jobs', 'nodes'\)$/);
+      // Reports every 10 s for a day and a half: the day-old half is compacted to one a minute.
+      for (let report = 0; report < 1.5 * 8_640; report += 1) {
+        await nodesOnly.documents.put('nodes', 'n1', { report });
+        await nodesOnly.documents.put("it's-jobs", 'j1', { report });
+        clock.advance(10_000);
+      }
+      const first = await nodesOnly.compactHistory();
+      const second = await wider.compactHistory();
+      expect(first.deleted).toBeGreaterThan(0);
+      expect(second.deleted).toBeGreaterThan(0);
+      // Reopening with the narrower policy never narrows the index the wider store relies on.
+      await nodesOnly.close();
+      await openSqliteStores({ path, clock, retention: { collections: ['nodes'], intervalMs: DAY_MS } }).close();
+      expect(indexed()).toMatch(/'it''s-jobs', 'nodes'/);
+      await wider.close();
     });
 
     it('refuses a database written by a newer schema', async () => {
