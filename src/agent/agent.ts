@@ -10,6 +10,7 @@ import { backoffDelay } from '../core/clock.ts';
 import { ArcError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { silentLogger } from '../core/logging.ts';
+import { defaultHttpClient, type HttpClient } from '../core/http-client.ts';
 import type { InferenceBackend, InferenceRun } from './ports.ts';
 import { AGENT_PATH, type AgentIdentity, type AgentToServer } from './protocol.ts';
 import { resultOfRun } from './result.ts';
@@ -44,6 +45,8 @@ export interface AgentOptions {
   /** Ping period for noticing a dead connection the OS has not reported (default 15 s). */
   readonly pingIntervalMs?: number;
   readonly random?: () => number;
+  /** How the session connects (`wss://` with a CA and client certificate: src/core/http-client.ts); default plain, system CAs. */
+  readonly http?: HttpClient;
 }
 
 export interface AgentExit {
@@ -163,7 +166,7 @@ export class Agent {
   private connect(): void {
     if (this.stopping) return;
     this.status({ state: 'connecting' });
-    const socket = new WebSocket(this.url, { handshakeTimeout: this.options.helloTimeoutMs ?? 10_000 });
+    const socket = (this.options.http ?? defaultHttpClient).webSocket(this.url, { handshakeTimeout: this.options.helloTimeoutMs ?? 10_000 });
     this.socket = socket;
     this.welcomed = false;
     let alive = true;

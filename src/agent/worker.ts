@@ -18,6 +18,7 @@ import { backoffDelay } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { silentLogger } from '../core/logging.ts';
+import { defaultHttpClient, type HttpClient } from '../core/http-client.ts';
 import type { ExecutionAssignment, ResultEncoding, WorkerResult } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH, type ServerToWorker, type WorkerToServer } from '../jobs/protocol.ts';
 import type { ContainerOutcome, ContainerRuntime } from './ports.ts';
@@ -41,6 +42,8 @@ export interface WorkerOptions {
   readonly random?: () => number;
   /** How long a call or a session's opening may take before that server counts as unreachable (default 10 s). */
   readonly requestTimeoutMs?: number;
+  /** How calls and the push session connect (`https://` with a CA and client certificate: src/core/http-client.ts). */
+  readonly http?: HttpClient;
 }
 
 interface WorkerState {
@@ -115,6 +118,7 @@ export class Worker {
   private flushing: Promise<void> | undefined;
   private readonly tasks = new Set<Promise<void>>();
   private readonly servers: readonly string[];
+  private readonly http: HttpClient;
   /** The server calls go to now. */
   private current = 0;
   /** The server the push session is with. */
@@ -130,6 +134,7 @@ export class Worker {
     this.servers = options.serverUrl.split(',').map((url) => url.trim()).filter((url) => url.length > 0);
     if (this.servers.length === 0) throw new Error('a worker needs a server URL');
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.http = options.http ?? defaultHttpClient;
   }
 
   /** The server calls go to now. */
@@ -211,7 +216,7 @@ export class Worker {
     for (let tried = 0; tried < this.servers.length; tried++) {
       const at = this.current;
       try {
-        const response = await fetch(new URL(path, this.servers[at]), { method, headers, signal: AbortSignal.timeout(this.requestTimeoutMs), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+        const response = await this.http.fetch(new URL(path, this.servers[at]), { method, headers, signal: AbortSignal.timeout(this.requestTimeoutMs), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
         const text = await response.text();
         let parsed: Record<string, unknown> = {};
         try {
@@ -286,7 +291,7 @@ export class Worker {
     const url = new URL(WORKER_STREAM_PATH, this.servers[at]);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('node_id', this.state.id);
-    const socket = new WebSocket(url, { headers: { authorization: `Bearer ${this.state.credential}` }, handshakeTimeout: this.requestTimeoutMs });
+    const socket = this.http.webSocket(url, { headers: { authorization: `Bearer ${this.state.credential}` }, handshakeTimeout: this.requestTimeoutMs });
     this.socket = socket;
     this.sessionServer = at;
     let opened = false;

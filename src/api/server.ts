@@ -5,12 +5,15 @@
  * jobs API where the jobs module runs, and any family's own routes. Every bad input is a 400 naming
  * the field; nothing a client sends can take the server down.
  */
+import { createServer as createHttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify';
 import fastifyWebsocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../core/clock.ts';
 import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
+import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
+import { requireClientCertificates } from '../access/client-certificate.ts';
 import { topics } from '../contracts/topics.ts';
 import { Priority, type InferenceRequest } from '../contracts/messages.ts';
 import type { MessageBus } from '../bus/typed-bus.ts';
@@ -86,6 +89,8 @@ export interface ServerDeps extends ServerContributions {
   /** Undecided submissions over HTTP beyond which new ones get 503 (load shedding). */
   readonly maxAwaitingDecisions?: number;
   readonly version: string;
+  /** HTTPS and WSS only, TLS 1.3; with a CA, the routes only nodes call need a verified client certificate. */
+  readonly tls?: ServerTls;
 }
 
 const NO_NODES: NodeView = { get: () => undefined, all: () => [] };
@@ -129,7 +134,10 @@ function parseInstant(field: string, value: string | undefined): number | undefi
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Per-request logs would drown the status line at thousands of requests a second; the metrics count them instead.
   // A misspelt field is an error, not silently dropped (Fastify's validator removes unknown properties by default).
+  const tls = deps.tls;
   const app = Fastify({
+    // An https.Server in place of the http one: every route and WebSocket is then served over TLS only.
+    ...(tls ? { serverFactory: (handler: Parameters<typeof createHttpsServer>[1]) => createHttpsServer(serverTlsOptions(tls), handler) } : {}),
     loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger,
     bodyLimit: 1 << 20,
     ajv: { customOptions: { removeAdditional: false } },
@@ -143,6 +151,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
           .join('; '),
       ),
   });
+  // First of all hooks: a node route without a verified client certificate goes no further.
+  if (tls?.ca !== undefined) requireClientCertificates(app);
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;

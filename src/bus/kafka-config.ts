@@ -6,6 +6,7 @@ import { findErrorBy, GenericError } from '@platformatic/kafka';
 import type { BaseOptions, SASLOptions } from '@platformatic/kafka';
 import { ArcError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
+import { readPem } from '../core/tls.ts';
 
 export type KafkaSaslMechanism = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
 export type KafkaSecurityProtocol = 'PLAINTEXT' | 'SSL' | 'SASL_PLAINTEXT' | 'SASL_SSL';
@@ -21,8 +22,10 @@ export interface KafkaConnectionOptions {
   readonly bootstrapServers: readonly string[];
   readonly clientId: string;
   readonly sasl?: KafkaSasl;
-  /** TLS with the system's CAs (SSL and SASL_SSL). */
+  /** TLS (SSL and SASL_SSL): with the system's CAs, or `tlsCa`'s. */
   readonly tls?: boolean;
+  /** PEM CA bundle the brokers' certificates must chain to (KAFKA_SSL_CA_LOCATION). */
+  readonly tlsCa?: string;
   readonly logger?: Logger;
 }
 
@@ -32,7 +35,8 @@ const SASL_MECHANISMS: readonly KafkaSaslMechanism[] = ['PLAIN', 'SCRAM-SHA-256'
 /**
  * The seed's variables: KAFKA_BOOTSTRAP_SERVERS (comma-separated host:port), KAFKA_SECURITY_PROTOCOL
  * (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL; default PLAINTEXT) and, for the SASL ones,
- * KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD. Throws INVALID_INPUT naming the variable at fault.
+ * KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD; for the SSL ones, KAFKA_SSL_CA_LOCATION
+ * (a PEM file; default the system's CAs). Throws INVALID_INPUT naming the variable at fault.
  */
 export function kafkaOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): KafkaConnectionOptions {
   const servers = parseBootstrapServers(env['KAFKA_BOOTSTRAP_SERVERS'] ?? '');
@@ -41,7 +45,11 @@ export function kafkaOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Kafka
     throw invalid(`KAFKA_SECURITY_PROTOCOL "${protocol}" is not one of ${SECURITY_PROTOCOLS.join(', ')}`);
   }
   const tls = protocol === 'SSL' || protocol === 'SASL_SSL';
-  if (!protocol.startsWith('SASL_')) return { bootstrapServers: servers, clientId: 'arcnet', tls };
+  const caPath = env['KAFKA_SSL_CA_LOCATION']?.trim() || undefined;
+  // A CA without TLS would leave the user believing the connection is verified when it is plaintext.
+  if (caPath !== undefined && !tls) throw invalid(`KAFKA_SSL_CA_LOCATION is set but KAFKA_SECURITY_PROTOCOL is ${protocol}: use SSL or SASL_SSL`);
+  const tlsCa = caPath === undefined ? {} : { tlsCa: readPem(caPath, 'KAFKA_SSL_CA_LOCATION', 'CA') };
+  if (!protocol.startsWith('SASL_')) return { bootstrapServers: servers, clientId: 'arcnet', tls, ...tlsCa };
   const mechanism = env['KAFKA_SASL_MECHANISM']?.trim().toUpperCase() ?? '';
   if (!(SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
     throw invalid(`KAFKA_SECURITY_PROTOCOL ${protocol} needs KAFKA_SASL_MECHANISM set to one of ${SASL_MECHANISMS.join(', ')} (got "${mechanism}")`);
@@ -49,7 +57,7 @@ export function kafkaOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Kafka
   const username = env['KAFKA_SASL_USERNAME'] ?? '';
   const password = env['KAFKA_SASL_PASSWORD'] ?? '';
   if (!username || !password) throw invalid(`KAFKA_SECURITY_PROTOCOL ${protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
-  return { bootstrapServers: servers, clientId: 'arcnet', tls, sasl: { mechanism: mechanism as KafkaSaslMechanism, username, password } };
+  return { bootstrapServers: servers, clientId: 'arcnet', tls, ...tlsCa, sasl: { mechanism: mechanism as KafkaSaslMechanism, username, password } };
 }
 
 export function parseBootstrapServers(value: string): string[] {
@@ -91,7 +99,7 @@ export function baseClientOptions(
     retries: extra.transactional ? 16 : 2,
     retryDelay: (_client, _operation, attempt, _retries, error) => (hasApiError(error, 'CONCURRENT_TRANSACTIONS') ? concurrentTransactionDelay(attempt) : 250),
     ...(sasl ? { sasl } : {}),
-    ...(options.tls ? { tls: {} } : {}),
+    ...(options.tls ? { tls: options.tlsCa === undefined ? {} : { ca: options.tlsCa } } : {}),
   };
 }
 

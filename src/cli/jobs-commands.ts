@@ -9,6 +9,8 @@ import type { Command } from 'commander';
 import { errorMessage } from '../core/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
 import { ago, colour, oneLine, table, truncateId, type Colour } from './format.ts';
+import { cliHttp, withClientTlsOptions } from './tls-options.ts';
+import type { Response } from '../core/http-client.ts';
 
 type UsageErrorFactory = (message: string) => Error;
 
@@ -44,7 +46,7 @@ async function send(server: string, path: string, init?: { method: string; body:
   }
   let response: Response;
   try {
-    response = await fetch(url, init ? { method: init.method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) } : undefined);
+    response = await cliHttp().fetch(url, init ? { method: init.method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) } : undefined);
   } catch (error) {
     throw new ServerUnreachable(`cannot reach ${server}: ${errorMessage((error as Error).cause ?? error)} (is "arcnet up" running?)`);
   }
@@ -260,8 +262,7 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
     return expectOk(server, path, answer) as unknown as JobView;
   };
 
-  program
-    .command('submit')
+  withClientTlsOptions(program.command('submit'))
     .description('submit a verified batch job: run on several workers, accepted when enough results agree')
     .option('--server <url>', 'ArcNet server', DEFAULT_SERVER)
     .option('--name <name>', 'job name (required)')
@@ -335,8 +336,7 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
       print(`${verb} ${job.id} (${colour(job.status, jobColour(job.status))}): ${job.redundancy} executions, ${job.consensus} must agree${waiting}\n`);
     });
 
-  program
-    .command('list')
+  withClientTlsOptions(program.command('list'))
     .description('list verified batch jobs, newest first')
     .option('--server <url>', 'ArcNet server', DEFAULT_SERVER)
     .option('--status <status>', `only jobs in this status (${JOB_STATUSES.join(', ')})`)
@@ -366,8 +366,7 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
       print(`${table(headers, rows)}\n${body.count} ${body.count === 1 ? 'job' : 'jobs'} (of ${body.total})\n`);
     });
 
-  program
-    .command('get')
+  withClientTlsOptions(program.command('get'))
     .description('show a job and its executions; --watch follows it until it completes or fails')
     .argument('<id>', 'job id, or enough of its start to be unique (as `arcnet list` shows it)')
     .option('--server <url>', 'ArcNet server', DEFAULT_SERVER)

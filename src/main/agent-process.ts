@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { errorMessage } from '../core/errors.ts';
 import { seededUuid } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
+import { httpClient } from '../core/http-client.ts';
+import type { ClientTls } from '../core/tls.ts';
 import type { EnergySource } from '../contracts/messages.ts';
 import type { InferenceBackend } from '../agent/ports.ts';
 import type { AgentExit } from '../agent/agent.ts';
@@ -49,6 +51,8 @@ export interface AgentProcessOptions {
   /** Run an inference session (false: a batch worker only). */
   readonly inference: boolean;
   readonly worker?: WorkerSettings;
+  /** For `https://` servers: the CA to trust, and the client certificate a server with `--tls-ca` asks for (subject CN = the node name). */
+  readonly tls?: ClientTls;
   readonly logger: Logger;
 }
 
@@ -61,6 +65,8 @@ export interface AgentProcess {
 
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
   const { logger } = options;
+  // One client for the session and the worker's calls and stream: the same TLS, one connection pool.
+  const http = httpClient(options.tls);
   const [{ Agent }, { SimulatedBackend }, { OpenAiBackend }, { localTelemetry }] = await Promise.all([
     import('../agent/agent.ts'),
     import('../agent/simulated-backend.ts'),
@@ -94,6 +100,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       stateFile: settings.stateFile ?? join('.arcnet', `worker-${options.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.json`),
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       pollIntervalMs: settings.pollIntervalMs,
+      http,
       logger,
     });
     try {
@@ -110,6 +117,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
         backend,
         telemetry: localTelemetry({ identity, backend, modelsLoaded: [...options.models], energySource: options.energySource, batteryLevel: options.batteryLevel, gpuMemoryGb: options.gpuMemoryGb }),
         telemetryIntervalMs: options.telemetryIntervalMs,
+        http,
         logger,
       })
     : undefined;
@@ -124,6 +132,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   const finished = (agent ? agent.finished : stopped.then((): AgentExit => ({ reason: 'stopped' }))).then(async (exit) => {
     await worker?.stop();
     await backend.close?.();
+    await http.close();
     return exit;
   });
   return {

@@ -3,11 +3,15 @@ import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../infer
 import { DEFAULT_SCHEDULER_CONFIG } from '../inference/scheduler.ts';
 import { DEFAULT_COORDINATOR_CONFIG, type CoordinatorConfig } from '../jobs/coordinator.ts';
 import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';
+import type { ServerTls } from '../core/tls.ts';
+import type { PostgresChoice } from './engines.ts';
 
 export interface EmbeddedConfig {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /** HTTPS and WSS only on the API port (`--tls-cert`/`--tls-key`), with `ca` mTLS for agents and workers (`--tls-ca`). */
+  readonly tls?: ServerTls;
   /** Where the SQLite store lives; null keeps state in memory only. */
   readonly dataDir: string | null;
   readonly geozones: readonly string[];
@@ -31,7 +35,7 @@ export interface EmbeddedConfig {
    */
   readonly external?: {
     readonly kafka?: KafkaConnectionOptions;
-    readonly postgres?: { readonly url: string; readonly schema?: string };
+    readonly postgres?: PostgresChoice;
   };
   readonly simulation: {
     readonly nodes: number;

@@ -103,6 +103,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     metrics,
     decisionTimeoutMs: config.api.decisionTimeoutMs,
     maxAwaitingDecisions: config.api.maxAwaitingDecisions,
+    ...(config.tls ? { tls: config.tls } : {}),
   });
   const { simulation } = config;
   const simulator =

@@ -19,6 +19,7 @@ import type { Registry } from 'prom-client';
 import type { StateStores } from '../store/ports.ts';
 import { openSqliteStores } from '../store/sqlite.ts';
 import { openPostgresStores } from '../store/postgres.ts';
+import type { PostgresSslMode } from '../store/postgres-ssl.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 
 export type BusKind = 'memory' | 'kafka';
@@ -36,8 +37,17 @@ export interface KafkaChoice extends KafkaConnectionOptions {
   readonly sessionTimeoutMs?: number;
 }
 
+/** PostgreSQL's connection: URL, schema, and TLS (`sslmode`, `sslCa`: src/store/postgres-ssl.ts). */
+export interface PostgresChoice {
+  readonly url: string;
+  readonly schema?: string;
+  readonly sslmode?: PostgresSslMode;
+  /** PEM, for `verify-full`. */
+  readonly sslCa?: string;
+}
+
 /** Where state lives: PostgreSQL, SQLite in a data directory, or (dataDir null) SQLite in memory. */
-export type StoreChoice = { readonly postgres: { readonly url: string; readonly schema?: string } } | { readonly dataDir: string | null };
+export type StoreChoice = { readonly postgres: PostgresChoice } | { readonly dataDir: string | null };
 
 export interface BusEngineOptions {
   /** Prefix of the instance id (`aggregator-1a2b3c4d`); every group and transactional id of the process derives from it. */
@@ -143,8 +153,9 @@ interface StoreCommon {
 
 async function openStore(choice: StoreChoice, common: StoreCommon): Promise<{ stores: StateStores; store: StoreKind; unlock: () => void }> {
   if ('postgres' in choice) {
-    const { url, schema } = choice.postgres;
-    return { stores: await openPostgresStores({ url, ...(schema ? { schema } : {}), ...common }), store: 'postgres', unlock: () => undefined };
+    const { url, schema, sslmode, sslCa } = choice.postgres;
+    const ssl = { ...(sslmode ? { sslmode } : {}), ...(sslCa ? { sslCa } : {}) };
+    return { stores: await openPostgresStores({ url, ...(schema ? { schema } : {}), ...ssl, ...common }), store: 'postgres', unlock: () => undefined };
   }
   if (choice.dataDir === null) return { stores: openSqliteStores({ path: ':memory:', ...common }), store: 'sqlite-memory', unlock: () => undefined };
   mkdirSync(choice.dataDir, { recursive: true });

@@ -6,13 +6,20 @@
  * - GET /health: 200 while the process runs, with what it is doing (liveness, and for people).
  * - GET /ready: 200 once every module has started and can do its work, 503 with the reason before.
  * - GET /metrics: the role's Prometheus metrics.
+ *
+ * With `tls` it serves HTTPS only (TLS 1.3); with `tls.ca` as well, `/metrics` needs a client
+ * certificate that CA verified (the scraper is a component of the mesh), while `/health` and `/ready`
+ * stay open to probes, which carry none.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import type { HealthReport } from '../api/server.ts';
+import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
+import { clientCertificateOf } from '../access/client-certificate.ts';
 
 export interface RoleHttpOptions {
   readonly host: string;
@@ -22,6 +29,7 @@ export interface RoleHttpOptions {
   readonly report: () => HealthReport;
   readonly metrics: Registry;
   readonly logger: Logger;
+  readonly tls?: ServerTls;
 }
 
 export interface RoleHttp {
@@ -42,6 +50,10 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
       return;
     }
     if (path === '/metrics') {
+      if (options.tls?.ca !== undefined && clientCertificateOf(request) === undefined) {
+        json(response, 401, { error: `${path} needs a client certificate signed by this ${options.role}'s CA (--tls-ca)` });
+        return;
+      }
       const text = await options.metrics.metrics();
       response.writeHead(200, { 'content-type': options.metrics.contentType });
       response.end(text);
@@ -54,13 +66,14 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
     }
     json(response, 404, { error: `no such path ${path}; this ${options.role} serves /health, /ready and /metrics` });
   };
-  const server = createServer((request, response) => {
+  const listener: RequestListener = (request, response) => {
     handle(request, response).catch((error: unknown) => {
       options.logger.error({ err: errorMessage(error), url: request.url }, 'role HTTP request failed');
       if (!response.headersSent) json(response, 500, { error: errorMessage(error) });
       else response.destroy();
     });
-  });
+  };
+  const server = options.tls ? createHttpsServer(serverTlsOptions(options.tls), listener) : createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -70,7 +83,7 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
   });
   const { port } = server.address() as AddressInfo;
   return {
-    url: httpUrl(options.host, port),
+    url: httpUrl(options.host, port, options.tls !== undefined),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -79,7 +92,7 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
   };
 }
 
-/** `http://host:port`, with an IPv6 host in brackets. */
-export function httpUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** `http://host:port` (`https://` when `secure`), with an IPv6 host in brackets. */
+export function httpUrl(host: string, port: number, secure = false): string {
+  return `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -16,12 +16,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../core/logging.ts';
+import type { ServerTls } from '../core/tls.ts';
 import { ArcMetrics } from '../api/metrics.ts';
 import type { CoordinatorConfig } from '../jobs/coordinator.ts';
 import { schedulerGroup } from '../inference/scheduler.ts';
 import type { EmbeddedConfig } from './config.ts';
 import { openConfiguredEngines } from './embedded.ts';
-import { openBusEngines, openEngines, type Engines, type KafkaChoice } from './engines.ts';
+import { openBusEngines, openEngines, type Engines, type KafkaChoice, type PostgresChoice } from './engines.ts';
 import { System } from './system.ts';
 import type { ModuleHandle } from './modules/module.ts';
 import { serveApi, serveHealthPort } from './serve.ts';
@@ -34,7 +35,7 @@ import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } fro
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
   readonly kafka: KafkaChoice;
-  readonly postgres: { readonly url: string; readonly schema?: string };
+  readonly postgres: PostgresChoice;
 }
 
 interface ProcessOptions {
@@ -63,6 +64,8 @@ export interface RoleProcess {
 export interface HealthPortSettings {
   readonly host: string;
   readonly port: number;
+  /** HTTPS only; with `ca`, `/metrics` needs a verified client certificate. */
+  readonly tls?: ServerTls;
 }
 
 function openDistributed(role: string, geozones: readonly string[], engines: DistributedEngines, options: ProcessOptions, metrics?: ArcMetrics): Promise<Engines> {
@@ -139,6 +142,8 @@ export interface ServerProcessOptions extends ProcessOptions {
   readonly telemetryIntervalMs?: number;
   readonly offlineAfterMs?: number;
   readonly decisionTimeoutMs?: number;
+  /** HTTPS and WSS only; with `ca`, mTLS for agents. */
+  readonly tls?: ServerTls;
 }
 
 /** API, console feed, agent sessions and metrics; its node list is a read-only view fed by telemetry. */
@@ -150,7 +155,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const inference = await system.start(() => startInferenceModule(engines, { geozones, metrics, ...(options.telemetryIntervalMs ? { telemetryIntervalMs: options.telemetryIntervalMs } : {}) }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'view', geozones, metrics, ...(options.offlineAfterMs ? { offlineAfterMs: options.offlineAfterMs } : {}) }));
   inference.attachMesh(mesh);
-  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}) });
+  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}) });
   return { ...roleProcess(system, `server at ${api.url} (API, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
 }
 
@@ -162,6 +167,8 @@ export interface CoordinatorProcessOptions extends ProcessOptions {
   readonly dataDir: string | null;
   readonly external?: EmbeddedConfig['external'];
   readonly jobs: CoordinatorConfig;
+  /** HTTPS and WSS only; with `ca`, mTLS for workers. */
+  readonly tls?: ServerTls;
 }
 
 /** The verified-jobs coordinator and its API alone: workers join with `arcnet agent --worker`. */
@@ -170,7 +177,7 @@ export async function startCoordinatorProcess(options: CoordinatorProcessOptions
   const engines = await openConfiguredEngines('coordinator', options, metrics, options);
   const system = new System('coordinator', engines);
   const jobs = await system.start(() => startJobsModule(engines, { config: options.jobs, metrics }));
-  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics });
+  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}) });
   return { ...roleProcess(system, `coordinator at ${api.url}`, api.url, false), jobs };
 }
 

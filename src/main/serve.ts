@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { ArcMetrics } from '../api/metrics.ts';
+import type { ServerTls } from '../core/tls.ts';
 import { buildServer } from '../api/server.ts';
 import { modeOf, type Engines } from './engines.ts';
 import { httpUrl, startRoleHttp, type RoleHttp } from './role-http.ts';
@@ -19,6 +20,8 @@ export interface ApiOptions {
   readonly metrics: ArcMetrics;
   readonly decisionTimeoutMs?: number;
   readonly maxAwaitingDecisions?: number;
+  /** HTTPS and WSS only (`--tls-cert`/`--tls-key`); with `ca`, mTLS for the routes nodes call. */
+  readonly tls?: ServerTls;
 }
 
 export interface Api {
@@ -44,6 +47,7 @@ export function serveApi(system: System, engines: Engines, options: ApiOptions):
       ...(options.decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs: options.decisionTimeoutMs }),
       ...(options.maxAwaitingDecisions === undefined ? {} : { maxAwaitingDecisions: options.maxAwaitingDecisions }),
       version: VERSION,
+      ...(options.tls ? { tls: options.tls } : {}),
     });
     try {
       await server.listen({ host: options.host, port: options.port });
@@ -52,7 +56,7 @@ export function serveApi(system: System, engines: Engines, options: ApiOptions):
       throw error;
     }
     const address = server.server.address();
-    const url = httpUrl(options.host, typeof address === 'object' && address ? address.port : options.port);
+    const url = httpUrl(options.host, typeof address === 'object' && address ? address.port : options.port, options.tls !== undefined);
     return { server, url, close: () => server.close() };
   });
 }
@@ -61,11 +65,12 @@ export interface HealthPortOptions {
   readonly host: string;
   readonly port: number;
   readonly metrics: ArcMetrics;
+  readonly tls?: ServerTls;
 }
 
 /** `/health`, `/ready` and `/metrics` for an aggregator or a scheduler process. */
 export function serveHealthPort(system: System, options: HealthPortOptions): Promise<RoleHttp> {
   return system.serve(() =>
-    startRoleHttp({ host: options.host, port: options.port, role: system.role, report: () => system.report(), metrics: options.metrics.registry, logger: system.engines.logger }),
+    startRoleHttp({ host: options.host, port: options.port, role: system.role, report: () => system.report(), metrics: options.metrics.registry, logger: system.engines.logger, ...(options.tls ? { tls: options.tls } : {}) }),
   );
 }

@@ -12,6 +12,9 @@
 import { readFileSync } from 'node:fs';
 import { ArcError, errorMessage } from '../core/errors.ts';
 import { kafkaOptionsFromEnv, parseBootstrapServers, type KafkaConnectionOptions } from '../bus/kafka-config.ts';
+import { readPem, type TlsPaths } from '../core/tls.ts';
+import { POSTGRES_SSL_MODES, isPostgresSslMode, sslModeOfUrl } from '../store/postgres-ssl.ts';
+import type { PostgresChoice } from './engines.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -38,10 +41,13 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'kafka.sasl-mechanism', variable: 'KAFKA_SASL_MECHANISM', kind: 'text' },
   { key: 'kafka.sasl-username', variable: 'KAFKA_SASL_USERNAME', kind: 'text' },
   { key: 'kafka.sasl-password', variable: 'KAFKA_SASL_PASSWORD', kind: 'text' },
+  { key: 'kafka.ssl-ca-location', variable: 'KAFKA_SSL_CA_LOCATION', kind: 'text' },
   { key: 'xtdb.data-dir', variable: 'XTDB_DATA_DIR', kind: 'text' },
   { key: 'xtdb.geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
   { key: 'postgres.url', variable: 'ARCNET_POSTGRES_URL', kind: 'text' },
   { key: 'postgres.schema', variable: 'ARCNET_POSTGRES_SCHEMA', kind: 'text' },
+  { key: 'postgres.sslmode', variable: 'ARCNET_POSTGRES_SSLMODE', kind: 'text' },
+  { key: 'postgres.ssl-ca', variable: 'ARCNET_POSTGRES_SSL_CA', kind: 'text' },
   { key: 'scheduler.poll-interval-ms', kind: 'count', notUsedYet: 'requests are pushed to the scheduler, never polled' },
   { key: 'scheduler.reservation-timeout-ms', variable: 'ARCNET_RESERVATION_TIMEOUT_MS', kind: 'count' },
   { key: 'scheduler.max-retries', variable: 'ARCNET_MAX_RETRIES', kind: 'count' },
@@ -50,6 +56,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'observability.prometheus-port', variable: 'PROMETHEUS_PORT', kind: 'count' },
   { key: 'observability.otel-endpoint', variable: 'OTEL_EXPORTER_ENDPOINT', kind: 'text', notUsedYet: 'no trace exporter yet' },
   { key: 'observability.log-level', variable: 'LOG_LEVEL', kind: 'level' },
+  // TLS of the process's own listener (API or health port): PEM files (docs/security.md, "Transport").
+  { key: 'tls.cert', variable: 'ARCNET_TLS_CERT', kind: 'text' },
+  { key: 'tls.key', variable: 'ARCNET_TLS_KEY', kind: 'text' },
+  { key: 'tls.ca', variable: 'ARCNET_TLS_CA', kind: 'text' },
   // The shape before the seed's sections were read, still accepted.
   { key: 'geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
   { key: 'log-level', variable: 'LOG_LEVEL', kind: 'level' },
@@ -167,6 +177,8 @@ export interface AppliedSettings {
   readonly maxRetries?: number;
   /** PROMETHEUS_PORT / observability.prometheus-port: an aggregator's or scheduler's /health, /ready and /metrics port. */
   readonly prometheusPort?: number;
+  /** ARCNET_TLS_CERT, ARCNET_TLS_KEY, ARCNET_TLS_CA / tls.*: the listener's PEM files (flags `--tls-*` win). */
+  readonly tls?: TlsPaths;
   /** LOG_LEVEL / observability.log-level. */
   readonly logLevel?: string;
 }
@@ -191,6 +203,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
   const prometheusPort = count('PROMETHEUS_PORT');
   if (prometheusPort !== undefined && prometheusPort > 65_535) throw invalid(`PROMETHEUS_PORT ${prometheusPort} is not a port`);
   const logLevel = read('LOG_LEVEL');
+  const tls = { cert: read('ARCNET_TLS_CERT'), key: read('ARCNET_TLS_KEY'), ca: read('ARCNET_TLS_CA') };
   return {
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(zones && zones.length > 0 ? { geozones: zones } : {}),
@@ -198,6 +211,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
     ...(maxRetries === undefined ? {} : { maxRetries }),
     ...(prometheusPort === undefined ? {} : { prometheusPort }),
     ...(logLevel === undefined ? {} : { logLevel }),
+    ...(tls.cert === undefined && tls.key === undefined && tls.ca === undefined ? {} : { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) }),
   };
 }
 
@@ -211,7 +225,7 @@ export interface EngineFlags {
 
 export interface ResolvedEngines {
   readonly kafka?: KafkaConnectionOptions;
-  readonly postgres?: { readonly url: string; readonly schema?: string };
+  readonly postgres?: PostgresChoice;
 }
 
 /**
@@ -223,7 +237,7 @@ export function resolveEngines(flags: EngineFlags, options: { required: boolean 
   const { env: merged, file } = settings;
   const wantKafka = flags.kafka !== undefined || options.required || file['KAFKA_BOOTSTRAP_SERVERS'] !== undefined;
   const wantPostgres = flags.postgres !== undefined || options.required || file['ARCNET_POSTGRES_URL'] !== undefined;
-  const out: { kafka?: KafkaConnectionOptions; postgres?: { url: string; schema?: string } } = {};
+  const out: { kafka?: KafkaConnectionOptions; postgres?: PostgresChoice } = {};
   if (wantKafka) {
     try {
       const servers = typeof flags.kafka === 'string' ? flags.kafka : merged['KAFKA_BOOTSTRAP_SERVERS'];
@@ -238,7 +252,24 @@ export function resolveEngines(flags: EngineFlags, options: { required: boolean 
     const url = typeof flags.postgres === 'string' ? flags.postgres : merged['ARCNET_POSTGRES_URL'];
     if (!url) throw invalid('--postgres: no URL: pass --postgres postgres://…, set ARCNET_POSTGRES_URL, or postgres.url in the config file');
     const schema = flags.postgresSchema ?? merged['ARCNET_POSTGRES_SCHEMA'];
-    out.postgres = { url, ...(schema ? { schema } : {}) };
+    out.postgres = { url, ...(schema ? { schema } : {}), ...postgresSsl(merged, url) };
   }
   return out;
+}
+
+/**
+ * ARCNET_POSTGRES_SSLMODE / postgres.sslmode (disable, require, verify-full) and ARCNET_POSTGRES_SSL_CA /
+ * postgres.ssl-ca (a PEM file, for verify-full). A URL's own `?sslmode=` still works alone; given
+ * both, they must agree, so the one a reader sees is the one in force.
+ */
+function postgresSsl(env: Env, url: string): Pick<PostgresChoice, 'sslmode' | 'sslCa'> {
+  const mode = env['ARCNET_POSTGRES_SSLMODE']?.trim().toLowerCase();
+  const caPath = env['ARCNET_POSTGRES_SSL_CA']?.trim() || undefined;
+  if (mode !== undefined && !isPostgresSslMode(mode)) throw invalid(`ARCNET_POSTGRES_SSLMODE / postgres.sslmode "${mode}" is not one of ${POSTGRES_SSL_MODES.join(', ')}`);
+  const inUrl = sslModeOfUrl(url);
+  if (mode !== undefined && inUrl !== undefined && inUrl !== mode) throw invalid(`ARCNET_POSTGRES_SSLMODE / postgres.sslmode ${mode} disagrees with sslmode=${inUrl} in the PostgreSQL URL: give one`);
+  if (caPath !== undefined && (mode ?? inUrl) !== 'verify-full') {
+    throw invalid(`ARCNET_POSTGRES_SSL_CA / postgres.ssl-ca is used only with sslmode verify-full (sslmode is ${mode ?? inUrl ?? 'not set'}): without verification a CA checks nothing`);
+  }
+  return { ...(mode === undefined ? {} : { sslmode: mode }), ...(caPath === undefined ? {} : { sslCa: readPem(caPath, 'ARCNET_POSTGRES_SSL_CA / postgres.ssl-ca', 'CA') }) };
 }

@@ -4,6 +4,8 @@
  * sent to the server's API as a client would. Everything travels over HTTP; no engine is opened here.
  */
 import type { Logger } from '../core/logging.ts';
+import { httpClient } from '../core/http-client.ts';
+import type { ClientTls } from '../core/tls.ts';
 import type { LoadGenerator } from '../sim/load.ts';
 import { startLoad } from './modules/simulator.ts';
 
@@ -16,6 +18,8 @@ export interface SimulatedAgentsOptions {
   readonly seed: number;
   readonly telemetryIntervalMs: number;
   readonly logger: Logger;
+  /** For an `https://` server: the CA to trust and the client certificate its agent sessions need under `--tls-ca`. */
+  readonly tls?: ClientTls;
 }
 
 export interface SimulatedAgents {
@@ -32,6 +36,8 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
     import('../sim/random.ts'),
   ]);
   const random = seededRandom(options.seed);
+  // Every session and the load share one client: one TLS configuration, one connection pool.
+  const http = httpClient(options.tls);
   const agents = Array.from({ length: options.nodes }, (_, index) => {
     const node = new SimulatedNode({ index: 1000 + index, geozone: options.geozone, random, now: Date.now() });
     const backend = new SimulatedBackend({ slots: node.slots, random });
@@ -42,6 +48,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
       backend,
       telemetryIntervalMs: options.telemetryIntervalMs,
       logger,
+      http,
       telemetry: () => {
         const now = Date.now();
         node.advance(now - last, backend.active, now);
@@ -60,7 +67,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
           random,
           logger,
           submit: async (request) => {
-            const response = await fetch(new URL('/api/v1/inference', server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+            const response = await http.fetch(new URL('/api/v1/inference', server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
             // 503 is the server saying no node fits or it is shedding load: expected under a simulation. Anything else 4xx/5xx is a bug worth seeing.
             if (response.status >= 400 && response.status !== 503) {
               refused++;
@@ -76,6 +83,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
     stop: async () => {
       await load?.stop();
       await Promise.all(agents.map((a) => a.stop()));
+      await http.close();
     },
   };
 }

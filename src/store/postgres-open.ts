@@ -12,6 +12,7 @@ import { PgLeaseStore } from './postgres-leases.ts';
 import { PgCompaction } from './postgres-retention.ts';
 import { resolveRetention, type OpenedStores, type RetentionOption } from './retention.ts';
 import { migrate, quoteIdent, requireSchemaName } from './postgres-schema.ts';
+import { acceptsSsl, postgresSslOption, sslModeOfUrl, sslNotSupported, type PostgresSslMode } from './postgres-ssl.ts';
 
 /** PostgreSQL's default retention batch (DEFAULT_RETENTION's is sized for SQLite's event loop). */
 export const POSTGRES_BATCH_ROWS = 1_000;
@@ -44,6 +45,16 @@ export interface PostgresStoreOptions {
    * it; they take turns.
    */
   readonly retention?: RetentionOption;
+  /** TLS to the server (src/store/postgres-ssl.ts); unset, the URL's `?sslmode=` or PGSSLMODE decide, as in postgres.js. */
+  readonly sslmode?: PostgresSslMode;
+  /** PEM CA bundle the server's certificate must chain to, with `sslmode: 'verify-full'`. */
+  readonly sslCa?: string;
+}
+
+/** The URL's first host and port, IPv6 without its brackets (a multi-host URL is not a WHATWG URL, so by pattern). */
+function urlEndpoint(url: string): { host: string; port: number } {
+  const match = /^[a-z]+:\/\/(?:[^@/]*@)?(\[[^\]]*\]|[^:/,?]*)(?::(\d+))?/i.exec(url);
+  return { host: match?.[1]?.replace(/^\[(.*)\]$/, '$1') || 'localhost', port: Number(match?.[2] ?? 5432) };
 }
 
 /** Connects, applies pending migrations (creating the schema if missing) and returns the three ports. */
@@ -62,6 +73,7 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
     // Every connection, including the LISTEN one, resolves unqualified names in the store's schema.
     connection: { search_path: quoteIdent(schema), application_name: 'arcnet' },
     onnotice: (notice) => logger?.debug({ notice: notice['message'] }, 'PostgreSQL notice'),
+    ...(options.sslmode === undefined ? {} : { ssl: postgresSslOption(options.sslmode, urlEndpoint(options.url).host, options.sslCa) }),
   };
   const clock = options.clock ?? systemClock;
   const pg = new Pg(options.url, clientOptions, clock, schema, logger);
@@ -71,6 +83,12 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
     await migrate(pg.sql, schema);
   } catch (error) {
     await pg.sql.end({ timeout: 0 }).catch(() => undefined);
+    // TLS asked for and the server has SSL off shows as a reset socket: say which setting it is.
+    const mode = options.sslmode ?? sslModeOfUrl(options.url);
+    if (mode !== undefined && mode !== 'disable' && mode !== 'allow' && mode !== 'prefer') {
+      const { host, port } = urlEndpoint(options.url);
+      if ((await acceptsSsl(host, port)) === false) throw sslNotSupported(pg.endpoint, mode);
+    }
     throw pg.translate(error);
   }
   const meter = queryMeter('postgres', options.registry);

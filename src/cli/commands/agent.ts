@@ -5,8 +5,9 @@ import { createLogger } from '../../core/logging.ts';
 import { isGeohash } from '../../core/geohash.ts';
 import type { EnergySource } from '../../contracts/messages.ts';
 import { fraction, int, list, logLevelOption, usage } from '../options.ts';
+import { clientTlsConfig, withClientTlsOptions, type TlsFlags } from '../tls-options.ts';
 
-interface AgentFlags {
+interface AgentFlags extends TlsFlags {
   server: string;
   name: string;
   id?: string;
@@ -34,10 +35,9 @@ interface AgentFlags {
 }
 
 export function registerAgent(program: Command): void {
-  program
-    .command('agent')
+  withClientTlsOptions(program.command('agent'))
     .description('run a node agent: connect to a server, report telemetry, run the dispatches it is sent')
-    .requiredOption('--server <url>', 'ArcNet server, e.g. http://127.0.0.1:8080')
+    .requiredOption('--server <url>', 'ArcNet server, e.g. http://127.0.0.1:8080 (https:// for a server with --tls-cert)')
     .option('--name <name>', 'node name', `${hostname()}`)
     .option('--id <uuid>', 'node id (default: derived from host and name, stable across restarts)')
     .option('--geozone <zone>', 'geozone of this node', 'CAISO')
@@ -83,6 +83,7 @@ export function registerAgent(program: Command): void {
         speed: opts.speed,
         telemetryIntervalMs: opts.telemetryInterval,
         inference: opts.inference,
+        ...clientTlsConfig(opts),
         ...(opts.worker
           ? {
               worker: {

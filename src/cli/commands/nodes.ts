@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { colour, percent, statusColour, table, truncateId } from '../format.ts';
 import { getJson } from '../get-json.ts';
+import { withClientTlsOptions } from '../tls-options.ts';
 
 export function registerNodes(program: Command): void {
-  program
-    .command('nodes')
+  withClientTlsOptions(program.command('nodes'))
     .description('list the nodes of a running server')
     .option('--server <url>', 'ArcNet server', 'http://127.0.0.1:8080')
     .option('--geozone <zone>', 'only this geozone')

@@ -8,11 +8,13 @@ import type { Command } from 'commander';
 import { createLogger, type Logger } from '../../core/logging.ts';
 import type { AppliedSettings, EngineFlags, Settings } from '../../main/settings.ts';
 import type { DistributedEngines, RoleProcess } from '../../main/roles.ts';
+import type { ServerTls } from '../../core/tls.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { int, list, logLevelOption, usage } from '../options.ts';
 import { commandSettings } from '../settings.ts';
+import { serverTlsConfig, serverTlsOf, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 
-export interface RoleFlags extends EngineFlags {
+export interface RoleFlags extends EngineFlags, TlsFlags {
   geozone?: string[];
   logLevel?: string;
 }
@@ -50,7 +52,7 @@ export function runRole(role: string, started: RoleProcess): void {
   stopOnSignal(`arcnet ${role}`, started, { stoppedLine: 'stopped.' });
 }
 
-interface HttpFlags {
+interface HttpFlags extends TlsFlags {
   httpHost: string;
   httpPort?: number;
 }
@@ -58,13 +60,21 @@ interface HttpFlags {
 function withHttpOptions(command: Command): Command {
   return command
     .option('--http-port <port>', 'serve /health, /ready and /metrics on this port (0 picks a free one; default $PROMETHEUS_PORT or observability.prometheus-port, else off)', int('--http-port'))
-    .option('--http-host <host>', 'address for --http-port', '127.0.0.1');
+    .option('--http-host <host>', 'address for --http-port', '127.0.0.1')
+    .option('--tls-cert <pem>', 'serve --http-port over HTTPS only (TLS 1.3 minimum) with this PEM certificate chain; needs --tls-key (default $ARCNET_TLS_CERT or tls.cert)')
+    .option('--tls-key <pem>', "the certificate's PEM private key (default $ARCNET_TLS_KEY or tls.key)")
+    .option('--tls-ca <pem>', '/metrics then needs a client certificate verified by this PEM CA; /health and /ready stay open to probes (default $ARCNET_TLS_CA or tls.ca)');
 }
 
-/** The health port: --http-port, else the seed's PROMETHEUS_PORT, else none. */
-const healthPort = (flags: HttpFlags, applied: AppliedSettings): { http?: { host: string; port: number } } => {
+/** The health port: --http-port, else the seed's PROMETHEUS_PORT, else none; HTTPS with --tls-* (or their settings). */
+const healthPort = (flags: HttpFlags, applied: AppliedSettings): { http?: { host: string; port: number; tls?: ServerTls } } => {
   const port = flags.httpPort ?? applied.prometheusPort;
-  return port === undefined ? {} : { http: { host: flags.httpHost, port } };
+  if (port === undefined) {
+    if (flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsCa !== undefined) throw usage('--tls-cert, --tls-key and --tls-ca are for the health port: add --http-port (or set PROMETHEUS_PORT)');
+    return {};
+  }
+  const tls = serverTlsOf(flags, applied.tls);
+  return { http: { host: flags.httpHost, port, ...(tls ? { tls } : {}) } };
 };
 
 /** Kafka and PostgreSQL from flags, environment or config file. */
@@ -114,7 +124,7 @@ export function registerRoleCommands(program: Command): void {
       runRole('scheduler', role);
     });
 
-  withEngineOptions(program.command('server'))
+  withServerTlsOptions(withEngineOptions(program.command('server')))
     .description('API, console feed, agent sessions and metrics on Kafka and PostgreSQL; run as many replicas as wanted')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
@@ -124,7 +134,7 @@ export function registerRoleCommands(program: Command): void {
       const resolved = await resolveRole(flags, 'server');
       const [{ startServerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
       const role = await startOrExplain(portInUse('port', flags.port, flags.host), () =>
-        startServerProcess({ engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }),
+        startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }),
       );
       runRole('server', role);
     });

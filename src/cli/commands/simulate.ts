@@ -8,8 +8,9 @@ import { createLogger } from '../../core/logging.ts';
 import { stopOnSignal } from '../lifecycle.ts';
 import { int, list, logLevelOption, usage } from '../options.ts';
 import { resolveRole, runRole } from './roles.ts';
+import { clientTlsConfig, withClientTlsOptions, type TlsFlags } from '../tls-options.ts';
 
-interface SimulateFlags {
+interface SimulateFlags extends TlsFlags {
   server?: string;
   kafka?: string | true;
   config?: string;
@@ -22,8 +23,7 @@ interface SimulateFlags {
 }
 
 export function registerSimulate(program: Command): void {
-  program
-    .command('simulate')
+  withClientTlsOptions(program.command('simulate'))
     .description('simulate nodes as agents of a running server (--server), or on the Kafka bus directly (--kafka), with an inference load')
     .option('--server <url>', 'ArcNet server, e.g. http://127.0.0.1:8080: nodes connect as agents, requests go to its API')
     .option('--kafka [servers]', 'instead of --server: telemetry and requests straight onto Kafka, dispatches read from it (default $KAFKA_BOOTSTRAP_SERVERS)')
@@ -36,6 +36,7 @@ export function registerSimulate(program: Command): void {
     .addOption(logLevelOption('warn', 'log level'))
     .action(async (opts: SimulateFlags) => {
       if (opts.kafka !== undefined) {
+        if (opts.tlsCa !== undefined || opts.tlsCert !== undefined || opts.tlsKey !== undefined) throw usage('--tls-ca, --tls-cert and --tls-key are for --server; on Kafka TLS is KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL with KAFKA_SSL_CA_LOCATION');
         const resolved = await resolveRole({ ...opts, geozone: list(opts.geozone) }, 'simulate');
         const [{ resolveEngines }, { startSimulatorProcess }] = await Promise.all([import('../../main/settings.ts'), import('../../main/roles.ts')]);
         const { kafka } = resolveEngines({ kafka: opts.kafka }, { required: false }, resolved.settings);
@@ -48,7 +49,7 @@ export function registerSimulate(program: Command): void {
       if (!server) throw usage('simulate: pass --server <url> (nodes as agents of a server) or --kafka (nodes on the bus)');
       const logger = createLogger({ level: opts.logLevel, name: 'arcnet-simulate' });
       const { startSimulatedAgents } = await import('../../main/simulate-agents.ts');
-      const simulation = await startSimulatedAgents({ server, nodes: opts.nodes, geozone: opts.geozone, rate: opts.rate, seed: opts.seed, telemetryIntervalMs: opts.telemetryInterval, logger });
+      const simulation = await startSimulatedAgents({ ...clientTlsConfig(opts), server, nodes: opts.nodes, geozone: opts.geozone, rate: opts.rate, seed: opts.seed, telemetryIntervalMs: opts.telemetryInterval, logger });
       process.stdout.write(`simulating ${simulation.agents} nodes in ${opts.geozone} against ${server}${opts.rate > 0 ? ` with ${opts.rate} req/s` : ''}; Ctrl-C stops\n`);
       stopOnSignal('arcnet simulate', simulation, { stoppedLine: 'stopped.' });
     });

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { colour, table } from '../format.ts';
 import { getJson } from '../get-json.ts';
+import { withClientTlsOptions } from '../tls-options.ts';
 
 interface StatsBody {
   /** What older servers say instead of `engines`. */
@@ -18,8 +19,7 @@ interface StatsBody {
 const cell = (v: number | null | undefined): string => (v === null || v === undefined ? '-' : String(v));
 
 export function registerStats(program: Command): void {
-  program
-    .command('stats')
+  withClientTlsOptions(program.command('stats'))
     .description('system statistics of a running server')
     .option('--server <url>', 'ArcNet server', 'http://127.0.0.1:8080')
     .option('--json', 'raw JSON', false)

@@ -8,6 +8,7 @@ import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
 import { commandSettings } from '../settings.ts';
+import { serverTlsConfig, tlsBanner, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 
 /** External engines for `up` and `coordinator`: only an explicit flag or a config file switches modes, never a stray environment variable. */
 export async function externalEngines(opts: Pick<ServerFlags, 'kafka' | 'postgres' | 'postgresSchema' | 'config'>, settings: Settings): Promise<EmbeddedConfig['external']> {
@@ -29,7 +30,7 @@ export function dataDirOf(opts: Pick<ServerFlags, 'memory' | 'dataDir'>, dataDir
   return opts.memory ? null : (opts.dataDir ?? dataDir ?? DEFAULT_CONFIG.dataDir);
 }
 
-interface UpFlags extends JobFlags, ServerFlags {
+interface UpFlags extends JobFlags, ServerFlags, TlsFlags {
   geozones?: string[];
   reservationTimeout?: number;
   maxRetries?: number;
@@ -46,7 +47,7 @@ interface UpFlags extends JobFlags, ServerFlags {
 
 export function registerUp(program: Command): void {
   withJobOptions(
-    withServerOptions(program.command('up'))
+    withServerTlsOptions(withServerOptions(program.command('up')))
       .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
       .option('--geozones <list>', `geozones, comma-separated (default $GEOZONE_ID, xtdb.geozone-id, or ${DEFAULT_GEOZONES.join(',')})`, list)
       .option('--nodes <n>', 'simulated nodes, spread over the geozones', int('--nodes'), 60)
@@ -79,6 +80,7 @@ export function registerUp(program: Command): void {
       jobs: jobConfig(opts),
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
       external: await externalEngines(opts, settings),
+      ...serverTlsConfig(opts, applied.tls),
     });
     // Modules are loaded only by the commands that run them, so `arcnet list` and friends start fast.
     const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../../main/embedded.ts'), import('../status-line.ts')]);
@@ -86,6 +88,7 @@ export function registerUp(program: Command): void {
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
         `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
+        tlsBanner(config.tls) +
         `  Ctrl-C stops cleanly.\n`,
     );
     const stopStatus = opts.status ? startStatusLine(system) : undefined;
