@@ -11,6 +11,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../core/clock.ts';
 import { newId } from '../core/ids.ts';
+import { parseInstant as parseInstantText } from '../core/instants.ts';
 import type { Logger } from '../core/logging.ts';
 import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
 import { requireClientCertificates } from '../access/client-certificate.ts';
@@ -123,12 +124,12 @@ class BadRequest extends Error {
   readonly statusCode = 400;
 }
 
-/** Accepts an ISO-8601 instant or epoch milliseconds. */
+/** Accepts an ISO-8601 instant or epoch milliseconds, within the range every store and Date can hold (src/core/instants.ts). */
 function parseInstant(field: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (Number.isNaN(ms)) throw new BadRequest(`querystring/${field}: "${value}" is not an ISO-8601 instant or epoch milliseconds`);
-  return ms;
+  const parsed = parseInstantText(value, { epochMs: true });
+  if (!parsed.ok) throw new BadRequest(`querystring/${field}: ${parsed.problem}`);
+  return parsed.ms;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {

@@ -1,0 +1,49 @@
+/**
+ * The instants ArcNet accepts from outside: `asOf`/`knownAt` on the API, and every timestamp a node,
+ * worker or producer puts in a message. One range for all of them, 1970-01-01T00:00:00.000Z to
+ * 9999-12-31T23:59:59.999Z, because every place an instant goes can hold it: a JavaScript Date
+ * (±8.64e15 ms, so `toISOString()` never throws), an SQLite integer, a PostgreSQL `timestamptz`
+ * (4713 BC to 294276 AD) and a four-digit ISO-8601 year. Outside it an instant is refused with a
+ * message naming the range, never stored and never a crash.
+ */
+
+export const MIN_INSTANT_MS = 0;
+export const MAX_INSTANT_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+export const INSTANT_RANGE = '1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z';
+
+// Date.parse takes almost anything in V8 ("1" is the year 2001), so a text must look like ISO-8601 first.
+const ISO_8601 = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
+const EPOCH_MS = /^\d{1,20}$/;
+
+export function inInstantRange(ms: number): boolean {
+  return Number.isInteger(ms) && ms >= MIN_INSTANT_MS && ms <= MAX_INSTANT_MS;
+}
+
+export type ParsedInstant = { readonly ok: true; readonly ms: number } | { readonly ok: false; readonly problem: string };
+
+/** An ISO-8601 instant, or epoch milliseconds when `epochMs` (a query's `asOf=1700000000000`). */
+export function parseInstant(text: string, options: { readonly epochMs?: boolean } = {}): ParsedInstant {
+  let ms: number;
+  if (options.epochMs === true && EPOCH_MS.test(text)) ms = Number(text);
+  else if (ISO_8601.test(text)) ms = Date.parse(text);
+  else return { ok: false, problem: `"${clip(text)}" is not an ISO-8601 instant${options.epochMs === true ? ' or epoch milliseconds' : ''} (from ${INSTANT_RANGE})` };
+  // An extended year past Date's ±275760 parses to NaN: out of range too, not a typo.
+  if (Number.isNaN(ms) && /^[+-]\d{6}/.test(text)) return { ok: false, problem: `"${clip(text)}" is outside the supported range ${INSTANT_RANGE}` };
+  if (Number.isNaN(ms)) return { ok: false, problem: `"${clip(text)}" is not a valid date (from ${INSTANT_RANGE})` };
+  if (!inInstantRange(ms)) return { ok: false, problem: `"${clip(text)}" is outside the supported range ${INSTANT_RANGE}` };
+  // Date.parse rolls February 30th over into March; a day past its month's end is not a date.
+  if (!dayExists(text)) return { ok: false, problem: `"${clip(text)}" is not a valid date (from ${INSTANT_RANGE})` };
+  return { ok: true, ms };
+}
+
+function dayExists(text: string): boolean {
+  const match = /^([+-]?\d{4,6})-(\d{2})-(\d{2})/.exec(text);
+  if (match === null) return true;
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  return day >= 1 && day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
+
+/** Echoing a client's text back is fine; echoing a megabyte of it is not. */
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}
