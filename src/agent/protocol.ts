@@ -15,11 +15,12 @@ import { NodeCapacity, type InferenceDispatch, type InferenceResult, type NodeTe
 export const AgentIdentity = Type.Object({
   id: Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' }),
   name: Type.String({ minLength: 1, maxLength: 255 }),
-  geozone: Type.String({ minLength: 1, maxLength: 64 }),
-  geohash: Type.String({ minLength: 6, maxLength: 6 }),
+  geozone: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+  geohash: Type.String({ minLength: 6, maxLength: 6, pattern: '^[0-9bcdefghjkmnpqrstuvwxyz]{6}$' }),
+  // Bounded as telemetry's own fields are (src/contracts/messages.ts): the hello's become the node's.
   capacity: NodeCapacity,
-  tags: Type.Array(Type.String()),
-  backend: Type.String(),
+  tags: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { maxItems: 256 }),
+  backend: Type.String({ maxLength: 256 }),
 });
 export type AgentIdentity = Static<typeof AgentIdentity>;
 

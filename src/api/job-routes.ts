@@ -13,6 +13,7 @@ import { authenticateReregistration, authenticateWorker, type AuthenticatedWorke
 import { JobsError } from '../jobs/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH } from '../jobs/protocol.ts';
+import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
 import { publicWorker } from '../jobs/workers.ts';
 import { sendApiError } from './errors.ts';
 import type { WorkerGateway } from './worker-gateway.ts';
@@ -23,7 +24,13 @@ export interface JobRoutesDeps {
 }
 
 const Uuid = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' });
-const NonNegative = Type.Number({ minimum: 0 });
+// Sane maxima for every number a client sends (issue 11): far above any real job or machine, far below what breaks arithmetic.
+// The coordinator's own limits (maxRedundancy, maxTimeoutSeconds, maxResultBytes) are tighter and name themselves.
+const MAX_TIMEOUT_SECONDS = 30 * 86_400;
+const MAX_EXECUTIONS = 1_000;
+const MAX_CREDITS = 1_000_000_000;
+/** The result route's body limit: what `result` and `logs` can be at most, said in their schema too. */
+const RESULT_BODY_LIMIT = 16 << 20;
 
 const JobBody = Type.Object(
   {
@@ -33,18 +40,18 @@ const JobBody = Type.Object(
     docker_image: Type.String({ minLength: 1, maxLength: 255 }),
     command: Type.Array(Type.String({ maxLength: 100_000 }), { minItems: 1, maxItems: 1_000 }),
     // Keys are checked by the coordinator: Fastify's validator would silently drop a bad key here.
-    environment: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 100_000 }))),
+    environment: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 100_000 }), { maxProperties: 1_000 })),
     input_data: Type.Optional(Type.String({ maxLength: 1 << 20 })),
-    required_cpu: Type.Optional(NonNegative),
-    required_memory: Type.Optional(NonNegative),
+    required_cpu: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_CPU_CORES })),
+    required_memory: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_MEMORY_GB })),
     required_gpu: Type.Optional(Type.Boolean()),
-    redundancy: Type.Optional(Type.Integer({ minimum: 1 })),
-    consensus: Type.Optional(Type.Integer({ minimum: 1 })),
-    max_executions: Type.Optional(Type.Integer({ minimum: 1 })),
-    timeout_seconds: Type.Optional(Type.Integer({ minimum: 1 })),
+    redundancy: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_EXECUTIONS })),
+    consensus: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_EXECUTIONS })),
+    max_executions: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_EXECUTIONS })),
+    timeout_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TIMEOUT_SECONDS })),
     network: Type.Optional(Type.Boolean()),
     submitted_by: Type.Optional(Type.String({ maxLength: 255 })),
-    credits_required: Type.Optional(Type.Integer({ minimum: 0 })),
+    credits_required: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CREDITS })),
   },
   { additionalProperties: false },
 );
@@ -54,8 +61,8 @@ const RegisterBody = Type.Object(
     id: Type.Optional(Uuid),
     name: Type.String({ minLength: 1, maxLength: 255 }),
     region: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    cpu_cores: Type.Number({ exclusiveMinimum: 0 }),
-    memory_gb: Type.Number({ exclusiveMinimum: 0 }),
+    cpu_cores: Type.Number({ exclusiveMinimum: 0, maximum: MAX_CPU_CORES }),
+    memory_gb: Type.Number({ exclusiveMinimum: 0, maximum: MAX_MEMORY_GB }),
     gpu_enabled: Type.Optional(Type.Boolean()),
     gpu_model: Type.Optional(Type.String({ maxLength: 255 })),
   },
@@ -66,7 +73,7 @@ const HeartbeatBody = Type.Object(
   {
     cpu_usage: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     memory_usage: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-    active_jobs: Type.Optional(Type.Array(Type.String(), { maxItems: 10_000 })),
+    active_jobs: Type.Optional(Type.Array(Type.String({ maxLength: 128 }), { maxItems: 10_000 })),
   },
   { additionalProperties: false },
 );
@@ -76,13 +83,14 @@ const ResultBody = Type.Object(
     node_id: Uuid,
     execution_id: Uuid,
     status: Type.Union([Type.Literal('completed'), Type.Literal('failed'), Type.Literal('timed_out')]),
-    result: Type.Optional(Type.String()),
+    result: Type.Optional(Type.String({ maxLength: RESULT_BODY_LIMIT })),
     result_encoding: Type.Optional(Type.Union([Type.Literal('utf8'), Type.Literal('base64')])),
     result_hash: Type.Optional(Type.String({ maxLength: 128 })),
-    exit_code: Type.Optional(Type.Integer()),
-    duration_ms: Type.Optional(Type.Number({ minimum: 0 })),
+    // Signed 32-bit on Linux, unsigned on Windows.
+    exit_code: Type.Optional(Type.Integer({ minimum: -2_147_483_648, maximum: 4_294_967_295 })),
+    duration_ms: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_TIMEOUT_SECONDS * 1_000 })),
     error_message: Type.Optional(Type.String({ maxLength: 10_000 })),
-    logs: Type.Optional(Type.String()),
+    logs: Type.Optional(Type.String({ maxLength: RESULT_BODY_LIMIT })),
   },
   { additionalProperties: false },
 );
@@ -190,7 +198,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
     scope.post<{ Body: Static<typeof ResultBody> }>(
       '/api/v1/worker/result',
-      { schema: { body: ResultBody }, bodyLimit: 16 << 20, ...workerCall<FastifyRequest<{ Body: Static<typeof ResultBody> }>>((r) => r.body.node_id) },
+      { schema: { body: ResultBody }, bodyLimit: RESULT_BODY_LIMIT, ...workerCall<FastifyRequest<{ Body: Static<typeof ResultBody> }>>((r) => r.body.node_id) },
       async (request, reply) => {
         const { node_id: _nodeId, ...result } = request.body;
         const outcome = await coordinator.submitResult(workerOf(request), result);

@@ -16,7 +16,7 @@ import type { Logger } from '../core/logging.ts';
 import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
 import { requireClientCertificates } from '../access/client-certificate.ts';
 import { topics } from '../contracts/topics.ts';
-import { Priority, type InferenceRequest } from '../contracts/messages.ts';
+import { MAX_LATENCY_MS, Priority, type InferenceRequest } from '../contracts/messages.ts';
 import type { MessageBus } from '../bus/typed-bus.ts';
 import type { DocumentStore } from '../store/ports.ts';
 import type { NodeState } from '../mesh/node.ts';
@@ -26,6 +26,7 @@ import type { Reservation } from '../placement/candidate-index.ts';
 import { AGENT_PATH } from '../agent/protocol.ts';
 import type { ArcMetrics } from './metrics.ts';
 import { sendApiError } from './errors.ts';
+import { installRequestValidation } from './validator.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { AgentGateway } from './agent-gateway.ts';
 import type { JobRoutesDeps } from './job-routes.ts';
@@ -104,7 +105,7 @@ const InferenceBody = Type.Object(
     modelId: Type.String({ minLength: 1, maxLength: 256 }),
     contextWindowTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     priority: Type.Optional(Priority),
-    maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LATENCY_MS })),
     requesterGeozone: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
   },
   { additionalProperties: false },
@@ -112,9 +113,9 @@ const InferenceBody = Type.Object(
 
 const TimeQuery = Type.Object(
   {
-    asOf: Type.Optional(Type.String({ minLength: 1 })),
-    knownAt: Type.Optional(Type.String({ minLength: 1 })),
-    geozone: Type.Optional(Type.String({ minLength: 1 })),
+    asOf: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    knownAt: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    geozone: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     status: Type.Optional(Type.Union([Type.Literal('online'), Type.Literal('busy'), Type.Literal('draining'), Type.Literal('offline')])),
   },
   { additionalProperties: false },
@@ -134,14 +135,13 @@ function parseInstant(field: string, value: string | undefined): number | undefi
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Per-request logs would drown the status line at thousands of requests a second; the metrics count them instead.
-  // A misspelt field is an error, not silently dropped (Fastify's validator removes unknown properties by default).
+  // Validation (types exact in bodies, a misspelt field an error) is ./validator.ts, installed below for every route.
   const tls = deps.tls;
   const app = Fastify({
     // An https.Server in place of the http one: every route and WebSocket is then served over TLS only.
     ...(tls ? { serverFactory: (handler: Parameters<typeof createHttpsServer>[1]) => createHttpsServer(serverTlsOptions(tls), handler) } : {}),
     loggerInstance: deps.logger.child({ component: 'api' }, { level: deps.logger.levelVal > 40 ? deps.logger.level : 'warn' }) as FastifyBaseLogger,
     bodyLimit: 1 << 20,
-    ajv: { customOptions: { removeAdditional: false } },
     schemaErrorFormatter: (errors, dataVar) =>
       new Error(
         errors
@@ -154,6 +154,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
   // First of all hooks: a node route without a verified client certificate goes no further.
   if (tls?.ca !== undefined) requireClientCertificates(app);
+  installRequestValidation(app);
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 } });
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;

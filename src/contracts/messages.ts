@@ -11,6 +11,25 @@ const Instant = Type.String({ format: 'date-time', minLength: 20 });
 const Fraction = Type.Number({ minimum: 0, maximum: 1 });
 const Geozone = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
 
+/**
+ * Bounds on what a node, a worker or a client may claim. TypeBox and Ajv already refuse NaN and
+ * Infinity (JSON's `1e400` parses to Infinity); these keep the finite numbers sane, so no claim can
+ * win every placement (a worker with 1e308 cores) or overflow a sum. Generous: far above any machine
+ * or request there is, far below what breaks arithmetic. The API's bodies use the same ones.
+ */
+export const MAX_CPU_CORES = 4_096;
+export const MAX_MEMORY_GB = 65_536;
+export const MAX_GPUS = 1_024;
+/** A request's latency budget: ten minutes. */
+export const MAX_LATENCY_MS = 600_000;
+/** A measured latency or duration: one day. */
+export const MAX_MEASURED_MS = 86_400_000;
+export const MAX_CONTEXT_TOKENS = 10_000_000;
+/** Fencing tokens and byte counts stay exact integers. */
+const Counter = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Name = Type.String({ minLength: 1, maxLength: 256 });
+const Uri = Type.String({ minLength: 1, maxLength: 4_096 });
+
 export const EnergySource = Type.Union([Type.Literal('cogen'), Type.Literal('grid'), Type.Literal('battery')]);
 export type EnergySource = Static<typeof EnergySource>;
 
@@ -18,10 +37,10 @@ export const Priority = Type.Union([Type.Literal('critical'), Type.Literal('norm
 export type Priority = Static<typeof Priority>;
 
 export const NodeCapacity = Type.Object({
-  cpuCores: Type.Number({ minimum: 0 }),
-  memoryGb: Type.Number({ minimum: 0 }),
-  gpus: Type.Integer({ minimum: 0 }),
-  gpuMemoryGb: Type.Optional(Type.Number({ minimum: 0 })),
+  cpuCores: Type.Number({ minimum: 0, maximum: MAX_CPU_CORES }),
+  memoryGb: Type.Number({ minimum: 0, maximum: MAX_MEMORY_GB }),
+  gpus: Type.Integer({ minimum: 0, maximum: MAX_GPUS }),
+  gpuMemoryGb: Type.Optional(Type.Number({ minimum: 0, maximum: MAX_MEMORY_GB })),
 });
 export type NodeCapacity = Static<typeof NodeCapacity>;
 
@@ -33,26 +52,26 @@ export const NodeTelemetryV2 = Type.Object({
   energySource: EnergySource,
   batteryLevel: Fraction,
   gpuUtilization: Fraction,
-  gpuMemoryFreeGb: Type.Number({ minimum: 0 }),
-  modelsLoaded: Type.Array(Type.String({ minLength: 1 })),
+  gpuMemoryFreeGb: Type.Number({ minimum: 0, maximum: MAX_MEMORY_GB }),
+  modelsLoaded: Type.Array(Name, { maxItems: 1_024 }),
   timestamp: Instant,
   // ArcNet additions: optional so a seed-conformant node still validates.
   geozone: Type.Optional(Geozone),
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   cpuLoad: Type.Optional(Fraction),
-  tags: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  tags: Type.Optional(Type.Array(Name, { maxItems: 256 })),
   capacity: Type.Optional(NodeCapacity),
-  datasetsHot: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  datasetsHot: Type.Optional(Type.Array(Uri, { maxItems: 4_096 })),
 });
 export type NodeTelemetry = Static<typeof NodeTelemetryV2>;
 
 export const InferenceRequestV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   id: Uuid,
-  modelId: Type.String({ minLength: 1, maxLength: 256 }),
-  contextWindowTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
+  modelId: Name,
+  contextWindowTokens: Type.Integer({ minimum: 1, maximum: MAX_CONTEXT_TOKENS }),
   priority: Priority,
-  maxLatencyMs: Type.Integer({ minimum: 1 }),
+  maxLatencyMs: Type.Integer({ minimum: 1, maximum: MAX_LATENCY_MS }),
   requesterGeozone: Geozone,
 });
 export type InferenceRequest = Static<typeof InferenceRequestV1>;
@@ -61,17 +80,18 @@ export const InferenceDispatchV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   requestId: Uuid,
   nodeId: Uuid,
-  modelId: Type.String({ minLength: 1 }),
-  contextWindowTokens: Type.Integer({ minimum: 1 }),
+  modelId: Name,
+  contextWindowTokens: Type.Integer({ minimum: 1, maximum: MAX_CONTEXT_TOKENS }),
   dispatchedAt: Instant,
   // ArcNet additions: the reservation's fencing token travels with the dispatch so the node's
   // result can be matched to the lease it was given under.
-  fencingToken: Type.Optional(Type.Integer({ minimum: 1 })),
+  fencingToken: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
   geozone: Type.Optional(Geozone),
   requesterGeozone: Type.Optional(Geozone),
+  // The scheduler's own figure (weights are configuration); finite, as every TypeBox number is.
   score: Type.Optional(Type.Number()),
   priority: Type.Optional(Priority),
-  maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  maxLatencyMs: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LATENCY_MS })),
 });
 export type InferenceDispatch = Static<typeof InferenceDispatchV1>;
 
@@ -80,12 +100,12 @@ export const InferenceResultV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   requestId: Uuid,
   nodeId: Uuid,
-  latencyMs: Type.Number({ minimum: 0 }),
+  latencyMs: Type.Number({ minimum: 0, maximum: MAX_MEASURED_MS }),
   status: Type.Union([Type.Literal('completed'), Type.Literal('failed')]),
   completedAt: Instant,
-  fencingToken: Type.Optional(Type.Integer({ minimum: 1 })),
-  error: Type.Optional(Type.String()),
-  outputTokens: Type.Optional(Type.Integer({ minimum: 0 })),
+  fencingToken: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  error: Type.Optional(Type.String({ maxLength: 10_000 })),
+  outputTokens: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CONTEXT_TOKENS })),
   output: Type.Optional(Type.String({ maxLength: 65_536 })),
 });
 export type InferenceResult = Static<typeof InferenceResultV1>;
@@ -93,12 +113,13 @@ export type InferenceResult = Static<typeof InferenceResultV1>;
 export const TrainingJobV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   id: Uuid,
-  datasetUri: Type.String({ minLength: 1 }),
-  datasetSizeGb: Type.Number({ minimum: 0 }),
-  estimatedFlops: Type.Number({ minimum: 0 }),
-  checkpointUri: Type.Optional(Type.String({ minLength: 1 })),
+  datasetUri: Uri,
+  // A petabyte-scale dataset is 1e6 GB; an exaflop-day is ~1e23 FLOPs.
+  datasetSizeGb: Type.Number({ minimum: 0, maximum: 1e9 }),
+  estimatedFlops: Type.Number({ minimum: 0, maximum: 1e30 }),
+  checkpointUri: Type.Optional(Uri),
   target: Type.Union([Type.Literal('hpc'), Type.Literal('federated')]),
-  routingReason: Type.String(),
+  routingReason: Type.String({ maxLength: 10_000 }),
   urgency: Type.Optional(Type.Union([Type.Literal('critical'), Type.Literal('normal'), Type.Literal('low')])),
 });
 export type TrainingJob = Static<typeof TrainingJobV1>;
@@ -108,9 +129,9 @@ export const HpcJobV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   id: Uuid,
   trainingJobId: Uuid,
-  datasetUri: Type.String({ minLength: 1 }),
-  datasetSizeGb: Type.Number({ minimum: 0 }),
-  destination: Type.String({ minLength: 1 }),
+  datasetUri: Uri,
+  datasetSizeGb: Type.Number({ minimum: 0, maximum: 1e9 }),
+  destination: Uri,
   status: Type.Union([
     Type.Literal('pending'),
     Type.Literal('transferring'),
@@ -119,10 +140,10 @@ export const HpcJobV1 = Type.Object({
     Type.Literal('completed'),
     Type.Literal('failed'),
   ]),
-  bytesTransferred: Type.Integer({ minimum: 0 }),
+  bytesTransferred: Counter,
   submittedAt: Instant,
   sourceNodeId: Type.Optional(Uuid),
-  schedulerJobId: Type.Optional(Type.String()),
+  schedulerJobId: Type.Optional(Type.String({ maxLength: 256 })),
 });
 export type HpcJob = Static<typeof HpcJobV1>;
 
@@ -131,11 +152,11 @@ export const FederatedTaskV1 = Type.Object({
   schemaVersion: Type.Literal(1),
   id: Uuid,
   trainingJobId: Uuid,
-  round: Type.Integer({ minimum: 0 }),
+  round: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
   nodeId: Uuid,
-  datasetUri: Type.String({ minLength: 1 }),
-  partition: Type.Object({ index: Type.Integer({ minimum: 0 }), count: Type.Integer({ minimum: 1 }) }),
-  checkpointUri: Type.Optional(Type.String()),
+  datasetUri: Uri,
+  partition: Type.Object({ index: Type.Integer({ minimum: 0, maximum: 1_000_000 }), count: Type.Integer({ minimum: 1, maximum: 1_000_000 }) }),
+  checkpointUri: Type.Optional(Type.String({ maxLength: 4_096 })),
   issuedAt: Instant,
 });
 export type FederatedTask = Static<typeof FederatedTaskV1>;

@@ -5,6 +5,7 @@
  */
 import type { Job } from './model.ts';
 import { rulesProblem } from './verification.ts';
+import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
 
 export interface JobSubmission {
   readonly id?: string;
@@ -60,7 +61,10 @@ export function submissionProblem(s: JobSubmission, limits: SubmissionLimits): s
   if (problem) return problem;
   for (const [field, value] of [['required_cpu', s.required_cpu], ['required_memory', s.required_memory], ['credits_required', s.credits_required]] as const) {
     if (value !== undefined && !(value >= 0)) return `${field} must not be negative, got ${value}`;
+    if (value !== undefined && !Number.isFinite(value)) return `${field} must be a finite number, got ${value}`;
   }
+  if (s.required_cpu !== undefined && s.required_cpu > MAX_CPU_CORES) return `required_cpu must be at most ${MAX_CPU_CORES}, got ${s.required_cpu}`;
+  if (s.required_memory !== undefined && s.required_memory > MAX_MEMORY_GB) return `required_memory must be at most ${MAX_MEMORY_GB} GB, got ${s.required_memory}`;
   if (s.required_cpu === 0) return 'required_cpu must be more than 0';
   if (s.required_memory === 0) return 'required_memory must be more than 0 GB';
   const timeout = s.timeout_seconds;

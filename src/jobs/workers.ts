@@ -4,6 +4,7 @@
  * placement reads. Records change only through the pure functions here; the registry holds the
  * current ones in memory and the coordinator persists them. No I/O.
  */
+import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
 import { REPUTATION, type WorkerRecord } from './model.ts';
 import type { WorkerCandidate } from './profile.ts';
 
@@ -42,6 +43,9 @@ const clamp01 = (value: number): number => (Number.isFinite(value) ? Math.min(1,
 export function registrationProblem(registration: WorkerRegistration): string | undefined {
   if (!(registration.cpu_cores > 0)) return `cpu_cores must be more than 0, got ${registration.cpu_cores}`;
   if (!(registration.memory_gb > 0)) return `memory_gb must be more than 0, got ${registration.memory_gb}`;
+  // A claim of unbounded capacity would win every placement (three such workers filled a quorum, issue 11).
+  if (!(registration.cpu_cores <= MAX_CPU_CORES)) return `cpu_cores must be at most ${MAX_CPU_CORES}, got ${registration.cpu_cores}`;
+  if (!(registration.memory_gb <= MAX_MEMORY_GB)) return `memory_gb must be at most ${MAX_MEMORY_GB}, got ${registration.memory_gb}`;
   return undefined;
 }
 
