@@ -11,6 +11,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../core/clock.ts';
 import { newId } from '../core/ids.ts';
+import { ArcError, errorMessage } from '../core/errors.ts';
 import { parseInstant as parseInstantText } from '../core/instants.ts';
 import type { Logger } from '../core/logging.ts';
 import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
@@ -263,8 +264,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
         maxLatencyMs: body.maxLatencyMs ?? 2_000,
         requesterGeozone: body.requesterGeozone,
       };
+      // A zone no scheduler here serves is never decided: refused, rather than accepted and left pending.
+      if (!deps.geozones.includes(inference.requesterGeozone)) throw new BadRequest(`body/requesterGeozone: "${inference.requesterGeozone}" is not a geozone served here (known: ${deps.geozones.join(', ')})`);
       const existing = inferenceApi.tracker.get(inference.id);
-      if (existing && existing.status !== 'pending') return reply.status(200).send(presentRequest(existing, deps));
+      if (existing && existing.status !== 'pending' && existing.unpublished !== true) return reply.status(200).send(presentRequest(existing, deps));
       // Shed load rather than queue without bound: past this many undecided requests the scheduler is
       // behind, and a client retrying later does better than one waiting out a timeout.
       if (inferenceApi.tracker.awaitingDecision >= maxAwaiting) {
@@ -273,7 +276,14 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       }
       inferenceApi.tracker.submitted(inference, deps.clock.now());
       const decision = inferenceApi.tracker.waitForDecision(inference.id, decisionTimeoutMs);
-      await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);
+      try {
+        await deps.bus.publish(topics.inferenceRequest, 'InferenceRequest', inference);
+      } catch (error) {
+        // Nothing will ever decide a request that is not on the bus: fail it with the reason (the same id may be sent again).
+        inferenceApi.tracker.notPublished(inference.id, `not published to ${topics.inferenceRequest}: ${errorMessage(error)}`, deps.clock.now());
+        if (error instanceof ArcError && error.code === 'INVALID_INPUT') throw error;
+        throw new ArcError('UNAVAILABLE', `inference request ${inference.id} was not accepted: the bus refused it (${errorMessage(error)}); nothing was scheduled, retry later`, { retryable: true, cause: error });
+      }
       const outcome = await decision;
       if (outcome.kind === 'timeout') {
         return reply.status(202).send({ id: inference.id, status: 'pending', message: `accepted, but no scheduler decided within ${decisionTimeoutMs} ms; poll GET /api/v1/inference/${inference.id}` });

@@ -33,10 +33,12 @@ export function withServerTlsOptions(command: Command): Command {
 /** The listener's TLS: flags over the settings; undefined when neither names a certificate. */
 export function serverTlsOf(flags: TlsFlags, settings: TlsPaths | undefined): ServerTls | undefined {
   const paths = { cert: flags.tlsCert ?? settings?.cert, key: flags.tlsKey ?? settings?.key, ca: flags.tlsCa ?? settings?.ca };
+  // Each is named as it was given: by its setting only when the setting gave it, else as the flag to pass.
+  const named = (flag: string | undefined, setting: string | undefined, flagName: string, settingName: string): string => (flag === undefined && setting !== undefined ? settingName : flagName);
   const names = {
-    cert: flags.tlsCert !== undefined ? '--tls-cert' : 'ARCNET_TLS_CERT (tls.cert)',
-    key: flags.tlsKey !== undefined ? '--tls-key' : 'ARCNET_TLS_KEY (tls.key)',
-    ca: flags.tlsCa !== undefined ? '--tls-ca' : 'ARCNET_TLS_CA (tls.ca)',
+    cert: named(flags.tlsCert, settings?.cert, '--tls-cert', 'ARCNET_TLS_CERT (tls.cert)'),
+    key: named(flags.tlsKey, settings?.key, '--tls-key', 'ARCNET_TLS_KEY (tls.key)'),
+    ca: named(flags.tlsCa, settings?.ca, '--tls-ca', 'ARCNET_TLS_CA (tls.ca)'),
   };
   try {
     return serverTlsFrom(stripUndefined(paths), names);

@@ -28,6 +28,8 @@ export interface RequestRecord {
   reason?: string;
   rejectedBy?: Record<string, number>;
   outputTokens?: number;
+  /** It never reached the bus (the publish threw): failed with the reason, and the same id may be submitted again. */
+  unpublished?: boolean;
 }
 
 export type Decision =
@@ -93,10 +95,33 @@ export class InferenceTracker {
 
   submitted(request: InferenceRequest, at: number): void {
     const record = this.record(request.id);
+    if (record.unpublished === true) {
+      // A retry of a request whose publish failed: nothing was scheduled, so it starts again.
+      record.status = 'pending';
+      delete record.unpublished;
+      delete record.reason;
+      delete record.completedAt;
+    }
     record.modelId = request.modelId;
     record.requesterGeozone = request.requesterGeozone;
     record.priority = request.priority;
     record.submittedAt = at;
+  }
+
+  /**
+   * The publish of a submitted request threw, so no scheduler will ever decide it: it is failed with
+   * the reason rather than left pending, and whoever waits for its decision is answered now.
+   */
+  notPublished(id: string, reason: string, at: number): RequestRecord {
+    const record = this.record(id);
+    if (record.status === 'pending') {
+      record.status = 'failed';
+      record.reason = reason;
+      record.completedAt = at;
+      record.unpublished = true;
+    }
+    this.decide(id, { kind: 'rejected', record });
+    return record;
   }
 
   /** Requests whose submitter is waiting for a decision right now. */

@@ -5,6 +5,7 @@
  * an API for inference runs it: `arcnet up` and `arcnet server`. It starts before the mesh and the
  * scheduler publish anything, since its readers begin at the newest record.
  */
+import { errorMessage } from '../../core/errors.ts';
 import type { InferenceRequest } from '../../contracts/messages.ts';
 import { topics } from '../../contracts/topics.ts';
 import { InferenceTracker } from '../../inference/tracker.ts';
@@ -69,7 +70,13 @@ export async function startInferenceModule(engines: BusEngines, options: Inferen
     api: { inference: { tracker, hub, gateway } },
     submit: async (request) => {
       tracker.submitted(request, clock.now());
-      await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
+      try {
+        await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
+      } catch (error) {
+        // Not on the bus, so never decided: failed with the reason rather than pending forever.
+        tracker.notPublished(request.id, `not published to ${topics.inferenceRequest}: ${errorMessage(error)}`, clock.now());
+        throw error;
+      }
     },
     attachMesh: (mesh) => {
       nodes = mesh.nodes;
