@@ -9,6 +9,7 @@ import type { Logger } from '../core/logging.ts';
 import type { ExecutionAssignment } from '../jobs/model.ts';
 import type { WorkerChannel } from '../jobs/ports.ts';
 import type { ServerToWorker } from '../jobs/protocol.ts';
+import { ClientErrorLog } from './client-errors.ts';
 
 export interface WorkerSessionHooks {
   /** A session for this worker opened (after authentication). */
@@ -60,15 +61,20 @@ export class WorkerGateway implements WorkerChannel {
     reply({ type: 'welcome', node_id: nodeId });
     this.logger.info({ node: nodeId }, 'worker session opened');
     this.hooks?.connected(nodeId);
+    // The worker is told what was wrong; the log hears of it at most every 10 s per session (./client-errors.ts).
+    const clientErrors = new ClientErrorLog(this.logger, { node: nodeId });
     socket.on('message', (raw: RawData) => {
       let frame: { type?: unknown; execution_id?: unknown };
       try {
         frame = JSON.parse(raw.toString()) as typeof frame;
       } catch {
+        clientErrors.note('frame is not valid JSON');
         return reply({ type: 'error', message: 'frame is not valid JSON' });
       }
-      if (frame?.type !== 'ack' || typeof frame.execution_id !== 'string') {
-        return reply({ type: 'error', message: `unknown frame ${JSON.stringify(frame?.type)}: a worker sends only {"type":"ack","execution_id":…}; results go to POST /api/v1/worker/result` });
+      if (frame?.type !== 'ack' || typeof frame.execution_id !== 'string' || frame.execution_id.length > 128) {
+        const message = `unknown frame ${JSON.stringify(frame?.type)?.slice(0, 64)}: a worker sends only {"type":"ack","execution_id":…} (an id of at most 128 characters); results go to POST /api/v1/worker/result`;
+        clientErrors.note(message);
+        return reply({ type: 'error', message });
       }
       this.hooks?.acknowledged(nodeId, frame.execution_id).catch((error: unknown) => this.logger.warn({ node: nodeId, err: errorMessage(error) }, 'could not record an acknowledgement'));
     });
