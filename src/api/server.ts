@@ -28,6 +28,7 @@ import { AGENT_PATH } from '../agent/protocol.ts';
 import type { ArcMetrics } from './metrics.ts';
 import { sendApiError } from './errors.ts';
 import { installRequestValidation } from './validator.ts';
+import { recordRoutes } from './route-table.ts';
 import { websocketErrorHandler } from './client-errors.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { AgentGateway } from './agent-gateway.ts';
@@ -157,6 +158,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // First of all hooks: a node route without a verified client certificate goes no further.
   if (tls?.ca !== undefined) requireClientCertificates(app);
   installRequestValidation(app);
+  recordRoutes(app);
   // A client's broken frame or dropped connection is its problem, not the server's: warned, rate-limited (./client-errors.ts).
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
   const started = Date.now();
