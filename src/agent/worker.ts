@@ -8,6 +8,11 @@
  * Given several coordinator replicas (`--server a,b`), it talks to one at a time and moves to the
  * next when the one it uses cannot be reached, does not answer in time, or answers 503 NOT_LEADER;
  * its push session follows (ADR 0011). Results it holds go to whichever replica leads.
+ *
+ * Given trusted signer keys or told to require signatures (`--trusted-signers`, `--require-signed-jobs`),
+ * it verifies each assignment's signature itself before it creates a container (`src/jobs/signing.ts`):
+ * the coordinator is not trusted to have checked, nor the path from it. A refused assignment is
+ * reported as a failed execution saying why, and nothing runs.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -21,6 +26,7 @@ import { silentLogger } from '../core/logging.ts';
 import { defaultHttpClient, type HttpClient } from '../core/http-client.ts';
 import type { ExecutionAssignment, ResultEncoding, WorkerResult } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH, type ServerToWorker, type WorkerToServer } from '../jobs/protocol.ts';
+import { checkSignature, signedSpecOfAssignment, type SigningPolicy } from '../jobs/signing.ts';
 import type { ContainerOutcome, ContainerRuntime } from './ports.ts';
 
 export interface WorkerOptions {
@@ -44,6 +50,11 @@ export interface WorkerOptions {
   readonly requestTimeoutMs?: number;
   /** How calls and the push session connect (`https://` with a CA and client certificate: src/core/http-client.ts). */
   readonly http?: HttpClient;
+  /**
+   * Submitter keys this worker trusts, and whether it refuses unsigned jobs. Without either (no keys,
+   * not required) it runs what its coordinator sends, as before signing existed.
+   */
+  readonly signing?: SigningPolicy;
 }
 
 interface WorkerState {
@@ -68,6 +79,21 @@ function encodeBytes(bytes: Uint8Array): { text: string; encoding: ResultEncodin
 function logText(bytes: Uint8Array): string {
   const tail = bytes.length > MAX_LOG_BYTES ? bytes.subarray(bytes.length - MAX_LOG_BYTES) : bytes;
   return Buffer.from(tail).toString('utf8');
+}
+
+/**
+ * Why this worker must not run an assignment, or undefined when it may: with a policy that trusts
+ * keys or requires signatures, the signature must verify by a trusted key over the signed fields the
+ * assignment carries (the job id among them, so it cannot be another job's signature).
+ */
+export function signatureRefusal(assignment: ExecutionAssignment, policy: SigningPolicy | undefined): string | undefined {
+  if (!policy || (policy.trusted.size === 0 && !policy.required)) return undefined;
+  if (!assignment.signature) return policy.required ? `job ${String(assignment.job_id).slice(0, 100)} is not signed, and this worker requires signed jobs: refused to run` : undefined;
+  const spec = signedSpecOfAssignment(assignment);
+  // Bounded: the ids in the sentence are the coordinator's word, and the result must fit the result route's limit.
+  if (!spec) return `signature by key "${String(assignment.signature.key_id).slice(0, 100)}" cannot be checked: the assignment lacks the signed fields name, redundancy, consensus and max_executions: refused to run`;
+  const check = checkSignature(spec, assignment.signature, policy);
+  return check.ok ? undefined : `${check.reason.slice(0, 2000)}: refused to run`;
 }
 
 /** What the coordinator is told about one container run; undefined when there is nothing to tell (cancelled). */
@@ -375,6 +401,13 @@ export class Worker {
   }
 
   private async execute(assignment: ExecutionAssignment, signal: AbortSignal): Promise<void> {
+    const refusal = signatureRefusal(assignment, this.options.signing);
+    if (refusal) {
+      this.logger.warn({ execution: assignment.execution_id, job: assignment.job_id, reason: refusal }, 'execution refused: its signature does not hold');
+      this.outbox.set(assignment.execution_id, { execution_id: assignment.execution_id, status: 'failed', error_message: refusal });
+      await this.flush();
+      return;
+    }
     const outcome = await this.options.runtime.run({
       image: assignment.docker_image,
       command: assignment.command,

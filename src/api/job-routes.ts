@@ -13,6 +13,7 @@ import { authenticateReregistration, authenticateWorker, type AuthenticatedWorke
 import { JobsError } from '../jobs/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH } from '../jobs/protocol.ts';
+import { KEY_ID_PATTERN } from '../jobs/signing.ts';
 import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
 import { publicWorker } from '../jobs/workers.ts';
 import { sendApiError } from './errors.ts';
@@ -52,6 +53,13 @@ const JobBody = Type.Object(
     network: Type.Optional(Type.Boolean()),
     submitted_by: Type.Optional(Type.String({ maxLength: 255 })),
     credits_required: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CREDITS })),
+    // The submitter's Ed25519 signature over the signed fields (src/jobs/signing.ts); the coordinator verifies it.
+    signature: Type.Optional(
+      Type.Object(
+        { key_id: Type.String({ pattern: KEY_ID_PATTERN }), value: Type.String({ minLength: 1, maxLength: 200 }) },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -114,7 +122,8 @@ function presentExecution(execution: JobExecution, withLogs: boolean): Record<st
 export function presentJob(job: Job, executions: readonly JobExecution[], withExecutions: boolean): Record<string, unknown> {
   const summary: Record<string, number> = {};
   for (const execution of executions) summary[execution.status] = (summary[execution.status] ?? 0) + 1;
-  return { ...job, execution_counts: summary, ...(withExecutions ? { executions: executions.map((e) => presentExecution(e, false)) } : {}) };
+  // Jobs stored before signing existed carry neither field: shown as unsigned.
+  return { ...job, signature: job.signature ?? null, signed_by: job.signed_by ?? null, execution_counts: summary, ...(withExecutions ? { executions: executions.map((e) => presentExecution(e, false)) } : {}) };
 }
 
 const jobNotKnown = (id: string): JobsError => new JobsError('NOT_FOUND', `job ${id} is not known`);

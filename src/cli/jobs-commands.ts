@@ -1,13 +1,18 @@
 /**
- * Seed 004's verified batch jobs from the command line: `arcnet submit`, `arcnet list` and
- * `arcnet get [--watch]`, all over the server's HTTP API (`src/api/job-routes.ts`). Kept out of
+ * Seed 004's verified batch jobs from the command line: `arcnet submit` (signed with `--sign-key`),
+ * `arcnet list` and `arcnet get [--watch]`, all over the server's HTTP API (`src/api/job-routes.ts`),
+ * and `arcnet jobs keygen`, which makes a submitter's signing key pair (`src/jobs/signing.ts`). Kept out of
  * main.ts so the jobs commands can grow without touching the other roles; main.ts passes its own
  * UsageError factory so refusals end the same way everywhere (exit 2, one line on stderr).
  */
-import { readFileSync } from 'node:fs';
+import { randomUUID, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../core/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
+import { generateSigningKeyPair, isKeyId, parsePrivateKey, signJob, type SignedSpec } from '../jobs/signing.ts';
+import { PRIVATE_KEY_SUFFIX, PUBLIC_KEY_SUFFIX } from '../main/job-signers.ts';
 import { ago, colour, oneLine, table, truncateId, type Colour } from './format.ts';
 import { cliHttp, withClientTlsOptions } from './tls-options.ts';
 import type { Response } from '../core/http-client.ts';
@@ -152,6 +157,7 @@ function details(job: JobView): string {
   if (env.length > 0) rows.push(['environment', env.map(([k, v]) => `${k}=${oneLine(v, 60)}`).join(' ')]);
   if (job.input_data !== null) rows.push(['input', `${Buffer.byteLength(job.input_data)} bytes`]);
   if (job.submitted_by) rows.push(['submitted by', oneLine(job.submitted_by)]);
+  if (job.signed_by) rows.push(['signed by', `${oneLine(job.signed_by)} (signature verified on submission)`]);
   rows.push(['submitted', when(job.submitted_at)], ['started', when(job.started_at)], ['completed', when(job.completed_at)]);
   rows.push(['result', resultText(job)], ['result hash', job.result_hash ?? '-']);
   if (job.error_message) rows.push(['error', colour(oneLine(job.error_message, 500), 'red')]);
@@ -225,6 +231,33 @@ interface SubmitOptions {
   network?: boolean;
   credits?: string;
   id?: string;
+  signKey?: string;
+  keyId?: string;
+}
+
+/** Seed 004's defaults, written out: a signature covers every signed field, so a signed body states each one rather than leave it to the server. */
+const SIGNED_DEFAULTS = { environment: {}, required_cpu: 1, required_memory: 0.5, required_gpu: false, timeout_seconds: 300, network: false } as const;
+
+/** The body with every signed field stated, its id (given or new) and its signature by the key in `keyFile`. */
+function signedBody(body: Record<string, unknown> & { name: string; docker_image: string; command: string[] }, keyFile: string, keyId: string, usageError: UsageErrorFactory): Record<string, unknown> {
+  if (!isKeyId(keyId)) throw usageError(`--key-id must be letters, digits, ".", "_" or "-" (at most 64), got "${keyId}"`);
+  let key: KeyObject;
+  try {
+    key = parsePrivateKey(readFileSync(keyFile, 'utf8'));
+  } catch (error) {
+    throw usageError(`--sign-key ${keyFile}: ${errorMessage(error)}`);
+  }
+  const redundancy = (body['redundancy'] as number | undefined) ?? 3;
+  const stated = {
+    ...SIGNED_DEFAULTS,
+    redundancy,
+    consensus: Math.floor(redundancy / 2) + 1,
+    max_executions: 2 * redundancy,
+    ...body,
+    id: (body['id'] as string | undefined) ?? randomUUID(),
+  } as Record<string, unknown> & Omit<SignedSpec, 'input_data'> & { input_data?: string };
+  const signature = signJob({ ...stated, input_data: stated.input_data ?? null }, keyId, key);
+  return { ...stated, signature };
 }
 
 export function registerJobCommands(program: Command, usageError: UsageErrorFactory): void {
@@ -281,6 +314,8 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
     .option('--network', 'let the container use the network (off by default)')
     .option('--credits <n>', 'credits the job costs (server default 1)')
     .option('--id <uuid>', 'job id, making the submission idempotent: submitting the same id again returns the stored job')
+    .option('--sign-key <private.pem>', 'sign the job with this Ed25519 private key (arcnet jobs keygen makes one); every signed field is then sent explicitly, and a new --id is chosen if none is given')
+    .option('--key-id <id>', 'the key id the coordinator and workers know the --sign-key public key by (its <key_id>.pub file name)')
     .option('--json', 'print the job as JSON', false)
     .addHelpText('after', '\nExample:\n  arcnet submit --name Test --image alpine:3 --cmd echo --cmd hello --redundancy 3 --consensus 2')
     .action(async (opts: SubmitOptions) => {
@@ -300,6 +335,7 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
         if (opts.cpu.trim() === '' || !Number.isFinite(requiredCpu) || requiredCpu <= 0) throw usageError(`--cpu must be a number of cores above 0, got "${opts.cpu}"`);
       }
       if (opts.id !== undefined && !UUID.test(opts.id)) throw usageError(`--id must be a UUID, got "${opts.id}"`);
+      if ((opts.signKey === undefined) !== (opts.keyId === undefined)) throw usageError('--sign-key and --key-id go together: the private key signs, the key id names its public key on the server');
       let inputData: string | undefined;
       if (opts.inputFile !== undefined) {
         try {
@@ -326,14 +362,51 @@ export function registerJobCommands(program: Command, usageError: UsageErrorFact
         ...(opts.network ? { network: true } : {}),
         ...(opts.credits !== undefined ? { credits_required: integer(usageError, '--credits', opts.credits, 0) } : {}),
       };
-      const answer = await api(opts.server, '/api/v1/jobs', { method: 'POST', body });
-      // 400 is the schema or the coordinator's rules (consensus, caps), 409 a reused --id with another image or command.
-      if (answer.status === 400 || answer.status === 409 || answer.status === 413) throw usageError(`the server refused the job: ${messageOf(answer)}`);
+      const sent = opts.signKey === undefined ? body : signedBody(body, opts.signKey, opts.keyId!, usageError);
+      const answer = await api(opts.server, '/api/v1/jobs', { method: 'POST', body: sent });
+      // 400 is the schema or the coordinator's rules (consensus, caps), 403 a signature refused (or missing where required), 409 a reused --id with another image or command.
+      if (answer.status === 400 || answer.status === 403 || answer.status === 409 || answer.status === 413) throw usageError(`the server refused the job: ${messageOf(answer)}`);
       const job = expectOk(opts.server, '/api/v1/jobs', answer) as unknown as Job;
       if (opts.json) return printJson(job);
       const verb = answer.status === 201 ? 'submitted job' : 'job already submitted:';
       const waiting = job.status === 'pending' ? '; waiting for workers with room for it' : '';
-      print(`${verb} ${job.id} (${colour(job.status, jobColour(job.status))}): ${job.redundancy} executions, ${job.consensus} must agree${waiting}\n`);
+      const signed = job.signed_by ? `, signed by ${job.signed_by}` : '';
+      print(`${verb} ${job.id} (${colour(job.status, jobColour(job.status))}): ${job.redundancy} executions, ${job.consensus} must agree${signed}${waiting}\n`);
+    });
+
+  const jobs = program.command('jobs').description('verified-jobs tools: keygen');
+  jobs
+    .command('keygen')
+    .description('make an Ed25519 key pair for signing jobs: <name>.key (private, 0600) and <name>.pub in --out')
+    .option('--out <dir>', 'directory to write the key pair into (created if missing)')
+    .option('--name <key_id>', 'the key id: letters, digits, ".", "_", "-"; the coordinator and workers know the public key by it')
+    .addHelpText(
+      'after',
+      '\nThen: copy <name>.pub into the coordinator\'s jobs.signers directory (--job-signers) and the workers\'\n' +
+        '--trusted-signers directory, and submit with arcnet submit --sign-key <dir>/<name>.key --key-id <name>.',
+    )
+    .action((opts: { out?: string; name?: string }) => {
+      if (!opts.out) throw usageError('--out is required: the directory to write the key pair into');
+      if (!opts.name) throw usageError('--name is required: the key id, e.g. --name alice');
+      if (!isKeyId(opts.name)) throw usageError(`--name must be letters, digits, ".", "_" or "-" (at most 64, starting with a letter or digit), got "${opts.name}"`);
+      const privatePath = join(opts.out, `${opts.name}${PRIVATE_KEY_SUFFIX}`);
+      const publicPath = join(opts.out, `${opts.name}${PUBLIC_KEY_SUFFIX}`);
+      for (const path of [privatePath, publicPath]) if (existsSync(path)) throw usageError(`${path} already exists: refusing to overwrite a key (choose another --name or --out)`);
+      const pair = generateSigningKeyPair();
+      try {
+        mkdirSync(opts.out, { recursive: true });
+        // 'wx': never replace a key that appeared meanwhile; the mode is set again in case a umask narrowed or an ACL widened it.
+        writeFileSync(privatePath, pair.privateKey, { mode: 0o600, flag: 'wx' });
+        chmodSync(privatePath, 0o600);
+        writeFileSync(publicPath, pair.publicKey, { mode: 0o644, flag: 'wx' });
+      } catch (error) {
+        throw usageError(`cannot write the key pair into ${opts.out}: ${errorMessage(error)}`);
+      }
+      print(
+        `wrote Ed25519 key pair "${opts.name}":\n` +
+          `  private key  ${privatePath}  (0600; sign with: arcnet submit --sign-key ${privatePath} --key-id ${opts.name} …)\n` +
+          `  public key   ${publicPath}  (copy into the coordinator's --job-signers and the workers' --trusted-signers directories)\n`,
+      );
     });
 
   withClientTlsOptions(program.command('list'))

@@ -4,6 +4,8 @@
  * `src/main/`; nothing in `src/cli/` chooses an adapter.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { signingPolicy } from '../main/job-signers.ts';
+import type { AppliedSettings } from '../main/settings.ts';
 
 /** A refusal the user can fix: one line on stderr, exit status 2. */
 export class UsageError extends Error {}
@@ -79,7 +81,9 @@ export function withJobOptions(command: Command): Command {
     .option('--execution-grace <ms>', 'allowance beyond a job timeout before the coordinator gives up on an execution', int('--execution-grace'), 30_000)
     .option('--scheduling-timeout <ms>', 'how long a wanted execution may wait for an eligible worker', int('--scheduling-timeout', 100), 600_000)
     .option('--max-redundancy <n>', 'largest redundancy a job may ask for', int('--max-redundancy', 1), 15)
-    .option('--job-timeout <s>', 'container timeout of jobs that do not set timeout_seconds', int('--job-timeout', 1), 300);
+    .option('--job-timeout <s>', 'container timeout of jobs that do not set timeout_seconds', int('--job-timeout', 1), 300)
+    .option('--job-signers <dir>', "trusted job signers: a directory of <key_id>.pub Ed25519 public keys (default jobs.signers or $ARCNET_JOB_SIGNERS)")
+    .option('--require-signed-jobs', 'refuse jobs without a signature by a trusted signer (default jobs.require-signatures or $ARCNET_REQUIRE_SIGNED_JOBS)');
 }
 
 export interface JobFlags {
@@ -88,9 +92,22 @@ export interface JobFlags {
   executionGrace: number;
   schedulingTimeout: number;
   maxRedundancy: number;
+  jobSigners?: string;
+  requireSignedJobs?: boolean;
 }
 
-export const jobConfig = (opts: JobFlags) => ({
+/** The flags over the settings; a signer directory that cannot be read, or requiring signatures with no signer, is a usage error. */
+function jobSigning(opts: JobFlags, applied: Pick<AppliedSettings, 'jobSigners' | 'requireSignedJobs'>) {
+  const signersDir = opts.jobSigners ?? applied.jobSigners;
+  try {
+    return signingPolicy({ ...(signersDir === undefined ? {} : { signersDir }), required: opts.requireSignedJobs ?? applied.requireSignedJobs ?? false, what: 'this coordinator (--require-signed-jobs / jobs.require-signatures)' });
+  } catch (error) {
+    throw usage((error as Error).message);
+  }
+}
+
+export const jobConfig = (opts: JobFlags, applied: Pick<AppliedSettings, 'jobSigners' | 'requireSignedJobs'> = {}) => ({
+  signing: jobSigning(opts, applied),
   staleAfterMs: opts.workerStaleAfter,
   executionGraceMs: opts.executionGrace,
   schedulingTimeoutMs: opts.schedulingTimeout,

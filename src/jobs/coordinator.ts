@@ -17,11 +17,12 @@ import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
 import { LeaseLeadership, SOLE_WRITER, type Leadership } from '../leases/leadership.ts';
 import type { DocumentPut, DocumentStore, LeaseStore } from '../store/ports.ts';
-import { ACTIVE_EXECUTION_STATUSES, FINAL_JOB_STATUSES, assignmentOf, type ExecutionAssignment, type Job, type JobExecution, type JobStatus, type WorkerRecord, type WorkerResult } from './model.ts';
+import { ACTIVE_EXECUTION_STATUSES, FINAL_JOB_STATUSES, assignmentOf, type ExecutionAssignment, type Job, type JobExecution, type JobSignature, type JobStatus, type WorkerRecord, type WorkerResult } from './model.ts';
 import { jobProfile, DEFAULT_JOB_PROFILE, type JobProfileConfig } from './profile.ts';
 import type { CoordinatorObserver, JobCounts, WorkerChannel } from './ports.ts';
 import { JobsError } from './errors.ts';
-import { newJob, resubmissionConflict, submissionProblem, type JobSubmission, type SubmissionLimits } from './submission.ts';
+import { defaultedSignedFields, newJob, resubmissionConflict, submissionProblem, type JobSubmission, type SubmissionLimits } from './submission.ts';
+import { checkSignature, NO_SIGNING, signedSpecOf, type SigningPolicy } from './signing.ts';
 import { applyWorkerChange, heartbeatOf, registeredWorker, registrationProblem, silentWorkers, wentOffline, WorkerRegistry, type Heartbeat, type WorkerRegistration } from './workers.ts';
 import { hashCredential, issueCredential, type AuthenticatedWorker } from './credentials.ts';
 import { planJob, type JobPlan, type JobState, type PlanRules, type StoredJob } from './job-plan.ts';
@@ -58,6 +59,8 @@ export interface CoordinatorConfig extends SubmissionLimits {
   readonly leaseTtlMs: number;
   /** Where replicas compete: how often a standby reloads its view from the store. */
   readonly standbyRefreshMs: number;
+  /** Trusted submitter keys and whether unsigned jobs are refused (settings `jobs.signers`, `jobs.require-signatures`). */
+  readonly signing: SigningPolicy;
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: CoordinatorConfig = {
@@ -75,6 +78,7 @@ export const DEFAULT_COORDINATOR_CONFIG: CoordinatorConfig = {
   profile: DEFAULT_JOB_PROFILE,
   leaseTtlMs: 3_000,
   standbyRefreshMs: 5_000,
+  signing: NO_SIGNING,
 };
 
 export type ResultOutcome =
@@ -315,6 +319,7 @@ export class Coordinator {
   async submit(submission: JobSubmission): Promise<{ job: Job; created: boolean }> {
     const problem = submissionProblem(submission, this.config);
     if (problem) throw new JobsError('INVALID_INPUT', problem);
+    const signature = this.verifiedSignature(submission);
     return this.serial(async () => {
       this.assertLeading();
       const id = submission.id ?? this.newId();
@@ -325,12 +330,32 @@ export class Coordinator {
         return { job: existing, created: false };
       }
       const now = this.clock.now();
-      const job = newJob(submission, id, now, this.config);
+      const job = newJob(submission, id, now, this.config, signature);
       const plan = this.plan({ job, unplaced: job.redundancy, abandoned: 0, waitingSince: now, executions: [] });
       await this.apply(plan, { created: true });
       this.observer.jobSubmitted?.(plan.next.job);
       return { job: plan.next.job, created: true };
     });
+  }
+
+  /**
+   * The submission's signature once it verifies over the job as it would be stored (defaults filled
+   * in), or null for an unsigned job where signatures are not required; else the refusal: 400 for
+   * something that is not a signature, 403 for a signer not trusted or a job that is not what it signed.
+   */
+  private verifiedSignature(submission: JobSubmission): JobSignature | null {
+    const { signing } = this.config;
+    if (!submission.signature) {
+      if (!signing.required) return null;
+      throw new JobsError('FORBIDDEN', 'the job is not signed, and this coordinator requires signed jobs: sign it with its submitter\'s key (arcnet submit --sign-key <private.pem> --key-id <id>)');
+    }
+    // submissionProblem has made sure a signed submission carries its id.
+    const check = checkSignature(signedSpecOf(newJob(submission, submission.id!, 0, this.config)), submission.signature, signing);
+    if (check.ok) return check.signature;
+    if (check.kind === 'malformed') throw new JobsError('INVALID_INPUT', check.reason);
+    const defaulted = check.kind === 'does-not-verify' ? defaultedSignedFields(submission) : [];
+    const hint = defaulted.length > 0 ? `; this coordinator filled in its defaults for ${defaulted.join(', ')}: a signed job should state every signed field` : '';
+    throw new JobsError('FORBIDDEN', `${check.reason}: refused${hint}`);
   }
 
   /**

@@ -45,6 +45,16 @@ export interface Job {
   readonly result_hash: string | null;
   readonly error_message: string | null;
   readonly credits_required: number;
+  /** The submitter's verified signature (`signing.ts`), kept so every worker can verify it again; absent on jobs stored before signing existed. */
+  readonly signature?: JobSignature | null;
+  /** The key id whose signature verified on submission; null for an unsigned job. */
+  readonly signed_by?: string | null;
+}
+
+/** A submitter's signature over a job's signed fields (`signing.ts`): the signer's key id and the Ed25519 signature, base64. */
+export interface JobSignature {
+  readonly key_id: string;
+  readonly value: string;
 }
 
 export type ResultEncoding = 'utf8' | 'base64';
@@ -99,11 +109,16 @@ export interface WorkerRecord {
   readonly credential_hash: string;
 }
 
-/** What a worker receives for one execution, pushed or polled. */
+/**
+ * What a worker receives for one execution, pushed or polled. A signed job's assignment also carries
+ * the signature and the signed fields an execution does not otherwise need, so the worker can verify
+ * it before it runs anything (`signing.ts`); an unsigned job's has neither.
+ */
 export type ExecutionAssignment = { readonly execution_id: string; readonly job_id: string } & Pick<
   Job,
   'docker_image' | 'command' | 'environment' | 'input_data' | 'required_cpu' | 'required_memory' | 'required_gpu' | 'network' | 'timeout_seconds'
->;
+> &
+  Partial<Pick<Job, 'name' | 'redundancy' | 'consensus' | 'max_executions'>> & { readonly signature?: JobSignature };
 
 /** What a worker reports for one execution (`POST /api/v1/worker/result`, less the node id). */
 export interface WorkerResult {
@@ -134,5 +149,6 @@ export function assignmentOf(job: Job, execution: JobExecution): ExecutionAssign
     required_gpu: job.required_gpu,
     network: job.network,
     timeout_seconds: job.timeout_seconds,
+    ...(job.signature ? { name: job.name, redundancy: job.redundancy, consensus: job.consensus, max_executions: job.max_executions, signature: job.signature } : {}),
   };
 }

@@ -3,7 +3,7 @@
  * satisfy, the defaults it gets, and when re-submitting an id is the same job or a conflict. Pure:
  * the coordinator calls these before it touches any state, and refuses with the sentence returned.
  */
-import type { Job } from './model.ts';
+import type { Job, JobSignature } from './model.ts';
 import { rulesProblem } from './verification.ts';
 import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
 
@@ -25,6 +25,8 @@ export interface JobSubmission {
   readonly network?: boolean;
   readonly submitted_by?: string;
   readonly credits_required?: number;
+  /** The submitter's signature over the signed fields (`signing.ts`), checked before anything is stored. */
+  readonly signature?: JobSignature;
 }
 
 /** The coordinator's limits that a submission is checked against. */
@@ -52,6 +54,7 @@ export function rulesOf(s: Pick<JobSubmission, 'redundancy' | 'consensus' | 'max
 export function submissionProblem(s: JobSubmission, limits: SubmissionLimits): string | undefined {
   if (!s.docker_image.trim()) return 'docker_image must name an image';
   if (s.command.length === 0) return 'command must have at least one element';
+  if (s.signature && s.id === undefined) return 'id is required on a signed job: the signature covers the id, so it cannot be moved onto another job';
   for (const key of Object.keys(s.environment ?? {})) {
     if (!ENV_NAME.test(key)) return `environment variable name "${key}" is not valid: use letters, digits and _, not starting with a digit`;
   }
@@ -72,8 +75,11 @@ export function submissionProblem(s: JobSubmission, limits: SubmissionLimits): s
   return undefined;
 }
 
-/** The job record for an accepted submission: seed 004's defaults (1 CPU, 512 MB, n = 3), pending. */
-export function newJob(s: JobSubmission, id: string, now: number, limits: SubmissionLimits): Job {
+/**
+ * The job record for an accepted submission: seed 004's defaults (1 CPU, 512 MB, n = 3), pending.
+ * `signature` is the submission's, once verified: the record is signed only by what was checked.
+ */
+export function newJob(s: JobSubmission, id: string, now: number, limits: SubmissionLimits, signature: JobSignature | null = null): Job {
   return {
     id,
     name: s.name,
@@ -98,7 +104,16 @@ export function newJob(s: JobSubmission, id: string, now: number, limits: Submis
     result_hash: null,
     error_message: null,
     credits_required: s.credits_required ?? 1,
+    signature,
+    signed_by: signature?.key_id ?? null,
   };
+}
+
+/** The signed fields a submission left to this coordinator's defaults: named when its signature does not verify, the likely reason. */
+export function defaultedSignedFields(s: JobSubmission): string[] {
+  // input_data is left out: a body cannot say "none" other than by leaving it out.
+  const fields = ['environment', 'required_cpu', 'required_memory', 'required_gpu', 'redundancy', 'consensus', 'max_executions', 'timeout_seconds', 'network'] as const;
+  return fields.filter((field) => s[field] === undefined);
 }
 
 /**

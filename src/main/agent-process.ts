@@ -15,6 +15,8 @@ import type { EnergySource } from '../contracts/messages.ts';
 import type { InferenceBackend } from '../agent/ports.ts';
 import type { AgentExit } from '../agent/agent.ts';
 import type { Worker } from '../agent/worker.ts';
+import type { SigningPolicy } from '../jobs/signing.ts';
+import { signingPolicy } from './job-signers.ts';
 
 /** The agent could not start: the server refused the worker, or its container engine is unreachable. */
 export class AgentNotStarted extends Error {}
@@ -28,6 +30,10 @@ export interface WorkerSettings {
   readonly stateFile?: string;
   readonly heartbeatIntervalMs: number;
   readonly pollIntervalMs: number;
+  /** A directory of trusted job signers' `<key_id>.pub` files: every signed assignment is verified against them before it runs. */
+  readonly trustedSignersDir?: string;
+  /** Refuse to run assignments of unsigned jobs (needs `trustedSignersDir`). */
+  readonly requireSignedJobs?: boolean;
 }
 
 export interface AgentProcessOptions {
@@ -89,6 +95,12 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   if (options.worker) {
     const [{ Worker, WorkerRefused }, { DockerRuntime, dockerEndpointFromEnv }] = await Promise.all([import('../agent/worker.ts'), import('../agent/docker-runtime.ts')]);
     const settings = options.worker;
+    let signing: SigningPolicy;
+    try {
+      signing = signingPolicy({ ...(settings.trustedSignersDir === undefined ? {} : { signersDir: settings.trustedSignersDir }), required: settings.requireSignedJobs ?? false, what: 'this worker (--require-signed-jobs)' });
+    } catch (error) {
+      throw new AgentNotStarted(errorMessage(error));
+    }
     worker = new Worker({
       serverUrl: options.server,
       id: identity.id,
@@ -101,6 +113,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       pollIntervalMs: settings.pollIntervalMs,
       http,
+      signing,
       logger,
     });
     try {
@@ -108,7 +121,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     } catch (error) {
       throw new AgentNotStarted(error instanceof WorkerRefused ? error.message : `worker cannot start: ${errorMessage(error)}`);
     }
-    logger.info({ nodeId: worker.id, server: options.server, cpus: settings.cpus, memoryGb: settings.memoryGb }, 'worker ready');
+    logger.info({ nodeId: worker.id, server: options.server, cpus: settings.cpus, memoryGb: settings.memoryGb, trustedSigners: [...signing.trusted.keys()], requireSignedJobs: signing.required }, 'worker ready');
   }
   const agent = options.inference
     ? new Agent({

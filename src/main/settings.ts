@@ -18,8 +18,8 @@ import type { PostgresChoice } from './engines.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** `text`: a non-empty string; `count`: a whole number ≥ 0 (a JSON number or its digits); `level`: a log level (EDN's `:info` too). */
-type Kind = 'text' | 'count' | 'level';
+/** `text`: a non-empty string; `count`: a whole number ≥ 0 (a JSON number or its digits); `level`: a log level (EDN's `:info` too); `switch`: true or false (a JSON boolean, or true/false/1/0). */
+type Kind = 'text' | 'count' | 'level' | 'switch';
 
 interface Setting {
   /** Where it stands in the config file: `section.key`, or a bare key at the top. */
@@ -56,6 +56,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'observability.prometheus-port', variable: 'PROMETHEUS_PORT', kind: 'count' },
   { key: 'observability.otel-endpoint', variable: 'OTEL_EXPORTER_ENDPOINT', kind: 'text', notUsedYet: 'no trace exporter yet' },
   { key: 'observability.log-level', variable: 'LOG_LEVEL', kind: 'level' },
+  // Signed jobs (issue 11): a directory of <key_id>.pub files (src/main/job-signers.ts), and whether unsigned jobs are refused.
+  { key: 'jobs.signers', variable: 'ARCNET_JOB_SIGNERS', kind: 'text' },
+  { key: 'jobs.require-signatures', variable: 'ARCNET_REQUIRE_SIGNED_JOBS', kind: 'switch' },
   // TLS of the process's own listener (API or health port): PEM files (docs/security.md, "Transport").
   { key: 'tls.cert', variable: 'ARCNET_TLS_CERT', kind: 'text' },
   { key: 'tls.key', variable: 'ARCNET_TLS_KEY', kind: 'text' },
@@ -76,6 +79,12 @@ function normalise(kind: Kind, value: unknown): string | { problem: string } {
   if (kind === 'count') {
     const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
     return Number.isSafeInteger(n) && n >= 0 ? String(n) : { problem: 'must be a whole number ≥ 0' };
+  }
+  if (kind === 'switch') {
+    const text = typeof value === 'boolean' ? String(value) : typeof value === 'string' ? value.trim().toLowerCase() : '';
+    if (text === 'true' || text === '1') return 'true';
+    if (text === 'false' || text === '0') return 'false';
+    return { problem: 'must be true or false' };
   }
   if (typeof value !== 'string' || value.trim() === '') return { problem: 'must be a non-empty string' };
   if (kind === 'level') {
@@ -181,6 +190,10 @@ export interface AppliedSettings {
   readonly tls?: TlsPaths;
   /** LOG_LEVEL / observability.log-level. */
   readonly logLevel?: string;
+  /** ARCNET_JOB_SIGNERS / jobs.signers: the directory of trusted job signers' `<key_id>.pub` files. */
+  readonly jobSigners?: string;
+  /** ARCNET_REQUIRE_SIGNED_JOBS / jobs.require-signatures: refuse unsigned jobs. */
+  readonly requireSignedJobs?: boolean;
 }
 
 export function appliedSettings(settings: Settings): AppliedSettings {
@@ -203,6 +216,8 @@ export function appliedSettings(settings: Settings): AppliedSettings {
   const prometheusPort = count('PROMETHEUS_PORT');
   if (prometheusPort !== undefined && prometheusPort > 65_535) throw invalid(`PROMETHEUS_PORT ${prometheusPort} is not a port`);
   const logLevel = read('LOG_LEVEL');
+  const jobSigners = read('ARCNET_JOB_SIGNERS');
+  const requireSignedJobs = read('ARCNET_REQUIRE_SIGNED_JOBS');
   const tls = { cert: read('ARCNET_TLS_CERT'), key: read('ARCNET_TLS_KEY'), ca: read('ARCNET_TLS_CA') };
   return {
     ...(dataDir === undefined ? {} : { dataDir }),
@@ -211,6 +226,8 @@ export function appliedSettings(settings: Settings): AppliedSettings {
     ...(maxRetries === undefined ? {} : { maxRetries }),
     ...(prometheusPort === undefined ? {} : { prometheusPort }),
     ...(logLevel === undefined ? {} : { logLevel }),
+    ...(jobSigners === undefined ? {} : { jobSigners }),
+    ...(requireSignedJobs === undefined ? {} : { requireSignedJobs: requireSignedJobs === 'true' }),
     ...(tls.cert === undefined && tls.key === undefined && tls.ca === undefined ? {} : { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) }),
   };
 }

@@ -31,6 +31,8 @@ interface AgentFlags extends TlsFlags {
   workerState?: string;
   heartbeatInterval: number;
   pollInterval: number;
+  trustedSigners?: string;
+  requireSignedJobs: boolean;
   logLevel: string;
 }
 
@@ -60,11 +62,15 @@ export function registerAgent(program: Command): void {
     .option('--worker-state <file>', 'where the worker keeps its id and credential (default .arcnet/worker-<name>.json)')
     .option('--heartbeat-interval <ms>', 'worker heartbeat period', int('--heartbeat-interval', 100), 30_000)
     .option('--poll-interval <ms>', 'pending-jobs polling period while the push session is down', int('--poll-interval', 100), 10_000)
+    .option('--trusted-signers <dir>', "with --worker: a directory of trusted job signers' <key_id>.pub keys; a signed job runs only if its signature verifies by one of them")
+    .option('--require-signed-jobs', 'with --worker: refuse to run jobs that carry no signature (needs --trusted-signers)', false)
     .addOption(logLevelOption('info', 'log level'))
     .action(async (opts: AgentFlags) => {
       if (opts.geohash.length !== 6 || !isGeohash(opts.geohash)) throw usage(`--geohash must be 6 geohash characters, got "${opts.geohash}"`);
       if (!opts.inference && !opts.worker) throw usage('--no-inference leaves nothing to run: add --worker');
       if (!(opts.cpus > 0) || !(opts.memoryGb > 0)) throw usage(`--cpus and --memory-gb must be positive numbers, got ${opts.cpus} and ${opts.memoryGb}`);
+      if (!opts.worker && (opts.trustedSigners !== undefined || opts.requireSignedJobs)) throw usage('--trusted-signers and --require-signed-jobs are for batch jobs: add --worker');
+      if (opts.requireSignedJobs && opts.trustedSigners === undefined) throw usage('--require-signed-jobs needs --trusted-signers <dir>: with no trusted signer every job would be refused');
       if (opts.backend === 'openai' && !opts.inferenceUrl) throw usage('--backend openai needs --inference-url (e.g. http://127.0.0.1:8000)');
       const logger = createLogger({ level: opts.logLevel, name: 'arcnet-agent' });
       const { startAgentProcess, AgentNotStarted } = await import('../../main/agent-process.ts');
@@ -93,6 +99,8 @@ export function registerAgent(program: Command): void {
                 ...(opts.workerState ? { stateFile: opts.workerState } : {}),
                 heartbeatIntervalMs: opts.heartbeatInterval,
                 pollIntervalMs: opts.pollInterval,
+                ...(opts.trustedSigners === undefined ? {} : { trustedSignersDir: opts.trustedSigners }),
+                requireSignedJobs: opts.requireSignedJobs,
               },
             }
           : {}),

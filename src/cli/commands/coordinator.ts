@@ -17,7 +17,7 @@ export function registerCoordinator(program: Command): void {
   ).action(async (opts: JobFlags & ServerFlags & TlsFlags & { logLevel?: string }) => {
     const { settings, applied } = await commandSettings(opts.config);
     const logger = createLogger({ level: opts.logLevel ?? applied.logLevel ?? 'info' });
-    const config = withDefaults({ ...serverTlsConfig(opts, applied.tls), host: opts.host, port: opts.port, dataDir: dataDirOf(opts, applied.dataDir), jobs: jobConfig(opts), external: await externalEngines(opts, settings) });
+    const config = withDefaults({ ...serverTlsConfig(opts, applied.tls), host: opts.host, port: opts.port, dataDir: dataDirOf(opts, applied.dataDir), jobs: jobConfig(opts, applied), external: await externalEngines(opts, settings) });
     const { startCoordinatorProcess } = await import('../../main/roles.ts');
     const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger }));
     process.stdout.write(

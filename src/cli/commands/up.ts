@@ -77,7 +77,7 @@ export function registerUp(program: Command): void {
       offlineAfterMs: opts.offlineAfter,
       summaryIntervalMs: opts.summaryInterval,
       placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
-      jobs: jobConfig(opts),
+      jobs: jobConfig(opts, applied),
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
       external: await externalEngines(opts, settings),
       ...serverTlsConfig(opts, applied.tls),
