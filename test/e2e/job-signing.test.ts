@@ -29,7 +29,8 @@ describe('arcnet jobs keygen and flags', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const cli = (args: string[]): Promise<Run> =>
     new Promise((resolve, reject) => {
-      execFile(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1' }, timeout: 20_000 }, (error, stdout, stderr) => {
+      // Generous: on a busy machine a CLI process can take several seconds just to start.
+      execFile(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1' }, timeout: 60_000 }, (error, stdout, stderr) => {
         if (error && typeof error.code !== 'number') return reject(error);
         resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
       });
@@ -52,15 +53,18 @@ describe('arcnet jobs keygen and flags', () => {
   });
 
   it('refuses bad flags with one line and exit 2', async () => {
-    const runs = await Promise.all([
-      cli(['jobs', 'keygen', '--out', dir, '--name', '../escape']),
-      cli(['jobs', 'keygen', '--name', 'x']),
-      cli(['submit', '--name', 'x', '--image', 'i', '--cmd', 'true', '--sign-key', join(dir, 'keys', 'alice.key')]),
-      cli(['submit', '--name', 'x', '--image', 'i', '--cmd', 'true', '--sign-key', join(dir, 'keys', 'alice.pub'), '--key-id', 'alice']),
-      cli(['agent', '--server', 'http://127.0.0.1:1', '--worker', '--no-inference', '--require-signed-jobs']),
-      cli(['agent', '--server', 'http://127.0.0.1:1', '--trusted-signers', dir]),
-      cli(['coordinator', '--memory', '--port', '0', '--require-signed-jobs']),
-    ]);
+    const argvs = [
+      ['jobs', 'keygen', '--out', dir, '--name', '../escape'],
+      ['jobs', 'keygen', '--name', 'x'],
+      ['submit', '--name', 'x', '--image', 'i', '--cmd', 'true', '--sign-key', join(dir, 'keys', 'alice.key')],
+      ['submit', '--name', 'x', '--image', 'i', '--cmd', 'true', '--sign-key', join(dir, 'keys', 'alice.pub'), '--key-id', 'alice'],
+      ['agent', '--server', 'http://127.0.0.1:1', '--worker', '--no-inference', '--require-signed-jobs'],
+      ['agent', '--server', 'http://127.0.0.1:1', '--trusted-signers', dir],
+      ['coordinator', '--memory', '--port', '0', '--require-signed-jobs'],
+    ];
+    // Two at a time: seven Node processes at once starve a two-core machine.
+    const runs: Run[] = [];
+    for (let i = 0; i < argvs.length; i += 2) runs.push(...(await Promise.all(argvs.slice(i, i + 2).map(cli))));
     const expected = [
       /--name must be letters, digits/,
       /--out is required/,
@@ -75,7 +79,7 @@ describe('arcnet jobs keygen and flags', () => {
       expect(run.stderr.trim().split('\n'), run.stderr).toHaveLength(1);
       expect(run.stderr).toMatch(expected[i]!);
     });
-  });
+  }, 120_000);
 });
 
 describe.skipIf(!engine.available)(engine.title('signed jobs through the CLI, a coordinator and a worker as processes'), () => {
