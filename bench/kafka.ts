@@ -21,7 +21,8 @@ import { percentileOfSorted } from '../src/core/stats.ts';
 import { sleep } from '../src/core/clock.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { seededUuid } from '../src/core/ids.ts';
@@ -547,7 +548,9 @@ async function telemetryLag(quick: boolean, schema: string, bootstrap: string): 
   let publisher: NodeJS.Timeout | undefined;
   try {
     await bus.ensureTopics([ZONE]);
-    server = startRole(['server', '--geozone', ZONE, '--kafka', bootstrap, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--port', '0', '--log-level', 'warn']);
+    const keyDir = mkdtempSync(join(tmpdir(), 'arcnet-bench-key-'));
+    const keyFile = join(keyDir, 'operator.key');
+    server = startRole(['server', '--geozone', ZONE, '--kafka', bootstrap, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--port', '0', '--operator-key-file', keyFile, '--log-level', 'warn']);
     const [, url] = await server.waitFor(/server at (http:\/\/\S+)/, 60_000);
     const ids = Array.from({ length: nodeCount }, (_, i) => nodeTelemetry(runTag, i, new Date(0).toISOString()).id);
     const known = new Set(ids);
@@ -555,7 +558,10 @@ async function telemetryLag(quick: boolean, schema: string, bootstrap: string): 
     let measureFrom = Number.POSITIVE_INFINITY;
     let seen = 0;
     const lags: number[] = [];
-    const ws = new WebSocket(`${url!.replace(/^http/, 'ws')}/telemetry`);
+    const key = readFileSync(keyFile, 'utf8').trim();
+    rmSync(keyDir, { recursive: true, force: true });
+    const auth = { authorization: `Bearer ${key}` };
+    const ws = new WebSocket(`${url!.replace(/^http/, 'ws')}/telemetry`, { headers: auth });
     socket = ws;
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -588,7 +594,7 @@ async function telemetryLag(quick: boolean, schema: string, bootstrap: string): 
       const deadline = stamp + 5_000;
       while (Date.now() < deadline) {
         try {
-          const response = await fetch(`${url}/api/v1/nodes/${id}`);
+          const response = await fetch(`${url}/api/v1/nodes/${id}`, { headers: auth });
           const body = (await response.json()) as { reportedAt?: string };
           if (body.reportedAt === stampIso) {
             pollLags.push(Date.now() - stamp);

@@ -212,14 +212,14 @@ async function endToEnd(nodesPerZone: number, offeredRate: number, seconds: numb
 }
 
 /** Sequential keep-alive GETs from a worker thread, so the client does not share the server's event loop. */
-function apiLatency(url: string, paths: readonly string[], seconds: number): Promise<{ count: number; p50: number; p99: number; errors: number }> {
+function apiLatency(url: string, paths: readonly string[], seconds: number, key: string | undefined): Promise<{ count: number; p50: number; p99: number; errors: number }> {
   const worker = new Worker(
     `const { workerData, parentPort } = require('node:worker_threads');
      const http = require('node:http');
      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
      const get = (path) => new Promise((resolve) => {
        const started = performance.now();
-       http.get(workerData.url + path, { agent }, (res) => { res.resume(); res.on('end', () => resolve([performance.now() - started, res.statusCode])); })
+       http.get(workerData.url + path, { agent, headers: workerData.key ? { authorization: 'Bearer ' + workerData.key } : {} }, (res) => { res.resume(); res.on('end', () => resolve([performance.now() - started, res.statusCode])); })
          .on('error', () => resolve([performance.now() - started, 0]));
      });
      (async () => {
@@ -232,7 +232,7 @@ function apiLatency(url: string, paths: readonly string[], seconds: number): Pro
        const at = (p) => samples[Math.min(samples.length - 1, Math.ceil(p / 100 * samples.length) - 1)];
        parentPort.postMessage({ count: samples.length, p50: at(50), p99: at(99), errors });
      })();`,
-    { eval: true, workerData: { url, paths, seconds } },
+    { eval: true, workerData: { url, paths, seconds, key } },
   );
   return new Promise((resolve, reject) => {
     worker.once('message', resolve);
@@ -249,7 +249,8 @@ async function apiUnderLoad(rate: number, seconds: number, dir: string): Promise
     const someNode = [...system.aggregator.registry.all()][0]!.id;
     const before = system.metrics.totals.dispatched + system.metrics.totals.rejected;
     const started = performance.now();
-    const api = await apiLatency(system.url, ['/stats', `/api/v1/nodes/${someNode}`, '/api/v1/inference?limit=20', '/health'], seconds);
+    // With the operator key, as a console or CLI would call: the access hook and the rate limiter are in the measured path.
+    const api = await apiLatency(system.url, ['/stats', `/api/v1/nodes/${someNode}`, '/api/v1/inference?limit=20', '/health'], seconds, system.operatorKey);
     const routed = (system.metrics.totals.dispatched + system.metrics.totals.rejected - before) / ((performance.now() - started) / 1000);
     return { routed, api };
   } finally {

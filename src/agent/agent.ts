@@ -47,6 +47,18 @@ export interface AgentOptions {
   readonly random?: () => number;
   /** How the session connects (`wss://` with a CA and client certificate: src/core/http-client.ts); default plain, system CAs. */
   readonly http?: HttpClient;
+  /**
+   * What the agent proves itself with (`Authorization: Bearer …` on the upgrade): the node's key,
+   * or an enrolment token (or operator key) the first time, which the server trades for the node's key.
+   */
+  readonly token?: string;
+  /**
+   * The enrolment token to fall back on when `token` (a kept node key) is refused: a server that lost
+   * its data no longer knows the key, and enrolling again is what the operator would do by hand.
+   */
+  readonly enrolmentToken?: string;
+  /** Called with the node key the server issues at enrolment, so it can be kept for later runs. */
+  readonly onCredential?: (key: string) => void;
 }
 
 export interface AgentExit {
@@ -72,6 +84,7 @@ export class Agent {
   readonly url: string;
   private readonly options: AgentOptions;
   private readonly logger: Logger;
+  private token: string | undefined;
   private readonly random: () => number;
   private socket: WebSocket | undefined;
   private welcomed = false;
@@ -104,6 +117,7 @@ export class Agent {
     this.url = agentSocketUrl(options.serverUrl);
     this.logger = (options.logger ?? silentLogger).child({ node: options.identity.name });
     this.random = options.random ?? Math.random;
+    this.token = options.token;
     this.finished = new Promise((resolve) => {
       this.finish = resolve;
     });
@@ -166,7 +180,10 @@ export class Agent {
   private connect(): void {
     if (this.stopping) return;
     this.status({ state: 'connecting' });
-    const socket = (this.options.http ?? defaultHttpClient).webSocket(this.url, { handshakeTimeout: this.options.helloTimeoutMs ?? 10_000 });
+    const socket = (this.options.http ?? defaultHttpClient).webSocket(this.url, {
+      handshakeTimeout: this.options.helloTimeoutMs ?? 10_000,
+      ...(this.token === undefined ? {} : { headers: { authorization: `Bearer ${this.token}` } }),
+    });
     this.socket = socket;
     this.welcomed = false;
     let alive = true;
@@ -179,6 +196,33 @@ export class Agent {
       }, this.options.helloTimeoutMs ?? 10_000);
     });
     socket.on('message', (data, isBinary) => this.onFrame(socket, data, isBinary));
+    socket.on('unexpected-response', (_request, response) => {
+      // 401/403 on the upgrade: the key is missing, wrong or revoked; asking again will not change that.
+      let body = '';
+      response.on('data', (chunk: Buffer) => {
+        if (body.length < 4096) body += chunk.toString();
+      });
+      response.on('end', () => {
+        const status = response.statusCode ?? 0;
+        let text = `HTTP ${status}`;
+        try {
+          text = `HTTP ${status}: ${(JSON.parse(body) as { message?: string }).message ?? body}`;
+        } catch {
+          if (body.length > 0) text = `HTTP ${status}: ${body}`;
+        }
+        const enrolment = this.options.enrolmentToken;
+        if (status === 401 && enrolment !== undefined && this.token !== enrolment) {
+          this.logger.warn({ url: this.url, error: text }, 'the kept node key was refused; enrolling again with the enrolment token');
+          this.token = enrolment;
+          lastError = text;
+          socket.terminate();
+        } else if (status === 401 || status === 403) this.onRefused(socket, text);
+        else {
+          lastError = text;
+          socket.terminate();
+        }
+      });
+    });
     socket.on('pong', () => {
       alive = true;
     });
@@ -252,6 +296,12 @@ export class Agent {
   private onWelcome(socket: WebSocket, message: Record<string, unknown>): void {
     if (this.welcomed) return;
     clearTimeout(this.helloTimer);
+    const credential = message['credential'];
+    if (typeof credential === 'string' && credential.length > 0) {
+      // Enrolled: from now on the node's own key is what proves it, on this run's reconnects and, kept, on later runs.
+      this.token = credential;
+      this.options.onCredential?.(credential);
+    }
     this.welcomed = true;
     this.attempt = 0;
     this.sessions++;

@@ -3,7 +3,8 @@
  * identity, then streams telemetry and results; the server pushes only this node's dispatches.
  *
  *   agent  → server  { type: 'hello', node: AgentIdentity }
- *   server → agent   { type: 'welcome', nodeId, telemetryIntervalMs } | { type: 'error', message }
+ *   server → agent   { type: 'welcome', nodeId, telemetryIntervalMs, credential? } | { type: 'error', message }
+ *                    (credential: the node key, once, when an enrolment token enrolled the node)
  *   agent  → server  { type: 'telemetry', telemetry: NodeTelemetry v2 }
  *   server → agent   { type: 'dispatch', dispatch: InferenceDispatch v1 }
  *   agent  → server  { type: 'result', result: InferenceResult v1 }
@@ -30,7 +31,7 @@ export type AgentToServer =
   | { type: 'result'; result: InferenceResult };
 
 export type ServerToAgent =
-  | { type: 'welcome'; nodeId: string; telemetryIntervalMs: number }
+  | { type: 'welcome'; nodeId: string; telemetryIntervalMs: number; credential?: string }
   | { type: 'dispatch'; dispatch: InferenceDispatch }
   | { type: 'error'; message: string };
 

@@ -41,6 +41,8 @@ export interface WorkerOptions {
   readonly runtime: ContainerRuntime;
   /** Where the id and credential are kept, so a restarted worker keeps its reputation. */
   readonly stateFile?: string;
+  /** Lets a new worker register (an enrolment token, or an operator key); unused once it holds its credential. */
+  readonly enrolmentToken?: string;
   readonly heartbeatIntervalMs?: number;
   /** Polling period for pending-jobs while the push session is down. */
   readonly pollIntervalMs?: number;
@@ -236,7 +238,9 @@ export class Worker {
    */
   private async call(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (this.state) headers['authorization'] = `Bearer ${this.state.credential}`;
+    // Its own credential once registered; before that, the enrolment token (or operator key) that lets it register.
+    const bearer = this.state?.credential ?? this.options.enrolmentToken;
+    if (bearer !== undefined) headers['authorization'] = `Bearer ${bearer}`;
     let answer: { status: number; body: Record<string, unknown> } | undefined;
     let failure: unknown;
     for (let tried = 0; tried < this.servers.length; tried++) {

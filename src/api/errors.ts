@@ -15,6 +15,7 @@
  *   NOT_FOUND            404 Not Found                  no
  *   CONFLICT             409 Conflict                   as the error says
  *   TOO_LARGE            413 Payload Too Large          no
+ *   RATE_LIMITED         429 Too Many Requests          yes, after the Retry-After it names
  *   NOT_LEADER           503 Service Unavailable        yes: another replica takes the call
  *   STALE_FENCING_TOKEN  503 Service Unavailable        yes, for the client: the leader takes it
  *   UNAVAILABLE, CLOSED  503 Service Unavailable        as the error says
@@ -46,6 +47,7 @@ export const STATUS_OF_CODE: Readonly<Record<ErrorCode, number>> = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   TOO_LARGE: 413,
+  RATE_LIMITED: 429,
   NOT_LEADER: 503,
   STALE_FENCING_TOKEN: 503,
   UNAVAILABLE: 503,
@@ -67,6 +69,8 @@ function codeOfStatus(status: number): ErrorCode {
       return 'CONFLICT';
     case 413:
       return 'TOO_LARGE';
+    case 429:
+      return 'RATE_LIMITED';
     case 503:
       return 'UNAVAILABLE';
     case 504:
@@ -99,8 +103,10 @@ export function apiError(error: unknown): ApiError {
   }
   if (status >= 500 && code === 'INTERNAL') message = `internal error: ${message}`;
   const headers: Record<string, string> = {};
-  if (status === 401) headers['www-authenticate'] = 'Bearer realm="arcnet-workers"';
-  if (retryable) headers['retry-after'] = '1';
+  if (status === 401) headers['www-authenticate'] = 'Bearer realm="arcnet"';
+  const retryAfter = (error as { retryAfterS?: unknown } | null)?.retryAfterS;
+  if (typeof retryAfter === 'number' && Number.isFinite(retryAfter)) headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfter)));
+  else if (retryable) headers['retry-after'] = '1';
   return { status, headers, body: { statusCode: status, error: STATUS_CODES[status] ?? 'Error', code, message, retryable } };
 }
 

@@ -13,10 +13,13 @@ import { authenticateReregistration, authenticateWorker, type AuthenticatedWorke
 import { JobsError } from '../jobs/errors.ts';
 import type { Job, JobExecution, JobStatus } from '../jobs/model.ts';
 import { WORKER_STREAM_PATH } from '../jobs/protocol.ts';
-import { KEY_ID_PATTERN } from '../jobs/signing.ts';
 import { MAX_CPU_CORES, MAX_MEMORY_GB } from '../contracts/messages.ts';
+import { KEY_ID_PATTERN } from '../jobs/signing.ts';
 import { publicWorker } from '../jobs/workers.ts';
 import { sendApiError } from './errors.ts';
+import { ACCESS, type AccessRule } from '../access/policy.ts';
+import { originOf, principalOf } from '../access/principal.ts';
+import type { Caller } from '../jobs/ports.ts';
 import type { WorkerGateway } from './worker-gateway.ts';
 
 export interface JobRoutesDeps {
@@ -51,6 +54,7 @@ const JobBody = Type.Object(
     max_executions: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_EXECUTIONS })),
     timeout_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TIMEOUT_SECONDS })),
     network: Type.Optional(Type.Boolean()),
+    distinct_enrolments: Type.Optional(Type.Boolean()),
     submitted_by: Type.Optional(Type.String({ maxLength: 255 })),
     credits_required: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CREDITS })),
     // The submitter's Ed25519 signature over the signed fields (src/jobs/signing.ts); the coordinator verifies it.
@@ -126,6 +130,12 @@ export function presentJob(job: Job, executions: readonly JobExecution[], withEx
   return { ...job, signature: job.signature ?? null, signed_by: job.signed_by ?? null, execution_counts: summary, ...(withExecutions ? { executions: executions.map((e) => presentExecution(e, false)) } : {}) };
 }
 
+/** Who is calling and from where, named in the audit records of what the call changes. */
+function callerOf(request: FastifyRequest): Caller {
+  const { principal, address } = originOf(request);
+  return { actor: principal.keyId, actorRole: principal.role, address };
+}
+
 const jobNotKnown = (id: string): JobsError => new JobsError('NOT_FOUND', `job ${id} is not known`);
 
 export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): void {
@@ -137,7 +147,8 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
 
   const authenticated = new WeakMap<FastifyRequest, AuthenticatedWorker>();
   /** The one guard of every worker call: this replica leads, and the credential is the node's own. */
-  const workerCall = <R extends FastifyRequest>(nodeIdOf: (request: R) => string): { preHandler: preHandlerAsyncHookHandler } => ({
+  const workerCall = <R extends FastifyRequest>(nodeIdOf: (request: R) => string): { preHandler: preHandlerAsyncHookHandler; config: { access: AccessRule } } => ({
+    config: { access: ACCESS.worker },
     preHandler: async (request) => {
       coordinator.assertLeading();
       const nodeId = nodeIdOf(request as R);
@@ -154,39 +165,48 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
   void app.register(async (scope) => {
     scope.setErrorHandler((error, request, reply) => sendApiError(request, reply, error));
 
-    scope.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody } }, async (request, reply) => {
-      const { job, created } = await coordinator.submit(request.body);
+    scope.post<{ Body: Static<typeof JobBody> }>('/api/v1/jobs', { schema: { body: JobBody }, config: { access: ACCESS.developer } }, async (request, reply) => {
+      const { job, created } = await coordinator.submit(request.body, callerOf(request));
       return reply.status(created ? 201 : 200).send(presentJob(job, coordinator.executionsOf(job.id), false));
     });
 
     scope.get<{ Querystring: { status?: JobStatus; limit?: number } }>(
       '/api/v1/jobs',
-      { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) } },
+      { schema: { querystring: Type.Object({ status: Type.Optional(JobStatusSchema), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }, { additionalProperties: false }) }, config: { access: ACCESS.viewer } },
       async (request) => {
         const jobs = coordinator.listJobs({ ...(request.query.status ? { status: request.query.status } : {}), limit: request.query.limit ?? 100 });
         return { count: jobs.length, total: coordinator.jobCounts().total, jobs: jobs.map(({ job, executions }) => presentJob(job, executions, false)) };
       },
     );
 
-    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) } }, async (request) => {
+    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id', { schema: { params: Type.Object({ id: Uuid }) }, config: { access: ACCESS.viewer } }, async (request) => {
       const found = await coordinator.findJob(request.params.id);
       if (!found) throw jobNotKnown(request.params.id);
       return presentJob(found.job, found.executions, true);
     });
 
-    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) } }, async (request) => {
+    scope.get<{ Params: { id: string } }>('/api/v1/jobs/:id/executions', { schema: { params: Type.Object({ id: Uuid }) }, config: { access: ACCESS.viewer } }, async (request) => {
       const found = await coordinator.findJob(request.params.id);
       if (!found) throw jobNotKnown(request.params.id);
       return { job_id: found.job.id, count: found.executions.length, executions: found.executions.map((e) => presentExecution(e, true)) };
     });
 
     /** Which replica this is and whether it leads (the standby keeps a warm view and answers reads). */
-    scope.get('/api/v1/coordinator', async () => coordinator.role());
+    scope.get('/api/v1/coordinator', { config: { access: ACCESS.viewer } }, async () => coordinator.role());
 
-    scope.post<{ Body: Static<typeof RegisterBody> }>('/api/v1/nodes/register', { schema: { body: RegisterBody } }, async (request, reply) => {
+    scope.post<{ Body: Static<typeof RegisterBody> }>('/api/v1/nodes/register', { schema: { body: RegisterBody }, config: { access: ACCESS.workerRegistration } }, async (request, reply) => {
       coordinator.assertLeading();
+      const caller = principalOf(request);
+      // A worker's own credential re-registers that worker only: it cannot enrol others (one registration, one party).
+      if (caller.role === 'node' && request.body.id !== caller.nodeId) {
+        throw new JobsError('FORBIDDEN', `a worker credential re-registers its own node (${caller.nodeId}) only; registering a new worker needs an enrolment token`);
+      }
+      if (caller.role === 'enrolment' && request.body.region !== undefined && request.body.region !== caller.geozone) {
+        throw new JobsError('FORBIDDEN', `body/region: enrolment token ${caller.keyId} enrols workers into ${caller.geozone}, not ${request.body.region}`);
+      }
+      const registration = caller.role === 'enrolment' && request.body.region === undefined && caller.geozone !== undefined ? { ...request.body, region: caller.geozone } : request.body;
       const as = request.body.id === undefined ? undefined : authenticateReregistration(coordinator.worker(request.body.id), bearer(request));
-      const { worker, credential, created } = await coordinator.register(request.body, as);
+      const { worker, credential, created } = await coordinator.register(registration, as, caller.role === 'node' ? null : caller.keyId, callerOf(request));
       return reply.status(created ? 201 : 200).send({ node: publicWorker(worker), credential, stream: WORKER_STREAM_PATH });
     });
 

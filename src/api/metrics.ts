@@ -26,6 +26,8 @@ export class ArcMetrics {
   readonly busConsumed: Counter<'topic'>;
   readonly deadLetters: Counter<'topic'>;
   readonly agentsConnected: Gauge;
+  /** Agent frames and sessions refused by the gateway, by reason (another node's result, identity change, …). */
+  readonly agentRefusals: Counter<'reason'>;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route'>;
   /** Recent routing decision times in ms, for p50/p99 on the status line. */
@@ -97,6 +99,7 @@ export class ArcMetrics {
     this.busConsumed = new Counter({ name: 'arcnet_bus_messages_consumed_total', help: 'Messages consumed by topic', labelNames: ['topic'], registers });
     this.deadLetters = new Counter({ name: 'arcnet_dead_letters_total', help: 'Messages sent to a dead-letter topic, by original topic', labelNames: ['topic'], registers });
     this.agentsConnected = new Gauge({ name: 'arcnet_agents_connected', help: 'Agent sessions connected to this server', registers });
+    this.agentRefusals = new Counter({ name: 'arcnet_agent_refusals_total', help: 'Agent frames and sessions refused by the gateway, by reason', labelNames: ['reason'], registers });
     this.httpRequests = new Counter({ name: 'arcnet_http_requests_total', help: 'HTTP requests', labelNames: ['method', 'route', 'status'], registers });
     this.httpDuration = new Histogram({
       name: 'arcnet_http_request_duration_seconds',

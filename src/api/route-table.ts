@@ -6,11 +6,14 @@
  * and a route added later is walked without editing the test.
  */
 import type { FastifyInstance } from 'fastify';
+import type { AccessRule } from '../access/policy.ts';
 
 export interface RouteEntry {
   readonly method: string;
   readonly url: string;
   readonly websocket: boolean;
+  /** Who may call it (`config.access`); the access hook refuses to register a route without one. */
+  readonly access: AccessRule | undefined;
   readonly schema: { readonly body?: unknown; readonly querystring?: unknown; readonly params?: unknown; readonly headers?: unknown };
 }
 
@@ -28,7 +31,7 @@ export function recordRoutes(app: FastifyInstance): void {
       ...(schema.params === undefined ? {} : { params: schema.params }),
       ...(schema.headers === undefined ? {} : { headers: schema.headers }),
     };
-    for (const method of [route.method].flat()) table.push({ method, url: route.url, websocket: route.websocket === true, schema: parts });
+    for (const method of [route.method].flat()) table.push({ method, url: route.url, websocket: route.websocket === true, access: route.config?.access, schema: parts });
   });
 }
 

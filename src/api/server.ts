@@ -25,7 +25,13 @@ import { NODES_COLLECTION } from '../mesh/aggregator.ts';
 import type { InferenceTracker, RequestRecord } from '../inference/tracker.ts';
 import type { Reservation } from '../placement/candidate-index.ts';
 import { AGENT_PATH } from '../agent/protocol.ts';
+import { principalOf } from '../access/principal.ts';
 import type { ArcMetrics } from './metrics.ts';
+import { installAccess, type AccessOptions } from './access-hook.ts';
+import { registerTokenRoutes } from './token-routes.ts';
+import { registerAuditRoutes } from './audit-routes.ts';
+import type { AuditLog } from '../access/audit.ts';
+import { ACCESS } from '../access/policy.ts';
 import { sendApiError } from './errors.ts';
 import { installRequestValidation } from './validator.ts';
 import { recordRoutes } from './route-table.ts';
@@ -56,6 +62,10 @@ export type RouteContribution = (app: FastifyInstance) => void;
  * routes that read it; a process without the inference module serves no `/api/v1/inference`.
  */
 export interface ServerContributions {
+  /** Who may call what: the access module's key ring (none under --insecure-no-auth) and rate limit. */
+  readonly access?: Omit<AccessOptions, 'logger' | 'workerOf'>;
+  /** The audit log (the access module's): `GET /api/v1/audit`, and the records of key changes. */
+  readonly audit?: AuditLog;
   /** Nodes known from telemetry: the mesh module's registry, or its read-only view. */
   readonly nodes?: NodeView;
   /** Inference submission and status, `/telemetry` and `/agent`. */
@@ -81,6 +91,8 @@ export interface EngineNames {
 
 export interface ServerDeps extends ServerContributions {
   readonly engines: EngineNames;
+  /** Who may call what (src/api/access-hook.ts); required: a server without it would be open. */
+  readonly access: Omit<AccessOptions, 'logger' | 'workerOf'>;
   /** The word older clients read: `embedded` only when both engines are embedded. */
   readonly mode: string;
   readonly health: () => HealthReport;
@@ -161,6 +173,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   recordRoutes(app);
   // A client's broken frame or dropped connection is its problem, not the server's: warned, rate-limited (./client-errors.ts).
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
+  // Before any route: a route added without an access rule makes buildServer throw.
+  await installAccess(app, { ...deps.access, logger: deps.logger, ...(deps.jobs ? { workerOf: (credential: string) => deps.jobs?.coordinator.workerByCredential(credential) } : {}) });
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
   const maxAwaiting = deps.maxAwaitingDecisions ?? 10_000;
@@ -180,20 +194,21 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   // Liveness and readiness, the same body in every process (src/main/system.ts): /health is 200 while it runs, /ready 503 until every module is ready.
-  app.get('/health', async () => deps.health().body);
-  app.get('/ready', async (_request, reply) => {
+  const probe = { config: { access: ACCESS.public('liveness and readiness probes (load balancers, orchestrators) carry no keys') } };
+  app.get('/health', probe, async () => deps.health().body);
+  app.get('/ready', probe, async (_request, reply) => {
     const report = deps.health();
     return reply.status(report.ready ? 200 : 503).send(report.body);
   });
 
-  app.get('/stats', async () => stats(deps, started));
+  app.get('/stats', { config: { access: ACCESS.viewer } }, async () => stats(deps, started));
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { access: ACCESS.viewer } }, async (_request, reply) => {
     void reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();
   });
 
-  app.get<{ Querystring: Static<typeof TimeQuery> }>('/api/v1/nodes', { schema: { querystring: TimeQuery } }, async (request) => {
+  app.get<{ Querystring: Static<typeof TimeQuery> }>('/api/v1/nodes', { schema: { querystring: TimeQuery }, config: { access: ACCESS.viewer } }, async (request) => {
     const { geozone, status } = request.query;
     const asOf = parseInstant('asOf', request.query.asOf);
     const knownAt = parseInstant('knownAt', request.query.knownAt);
@@ -214,7 +229,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   app.get<{ Params: { id: string }; Querystring: Static<typeof TimeQuery> & { history?: string } }>(
     '/api/v1/nodes/:id',
-    { schema: { querystring: Type.Composite([Type.Omit(TimeQuery, ['geozone', 'status']), Type.Object({ history: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) })], { additionalProperties: false }) } },
+    { schema: { querystring: Type.Composite([Type.Omit(TimeQuery, ['geozone', 'status']), Type.Object({ history: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])) })], { additionalProperties: false }) }, config: { access: ACCESS.viewer } },
     async (request, reply) => {
       const { id } = request.params;
       const asOf = parseInstant('asOf', request.query.asOf);
@@ -255,9 +270,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   );
 
+  if (deps.access.keys) registerTokenRoutes(app, deps.access.keys, deps.clock, deps.audit);
+  if (deps.audit) registerAuditRoutes(app, deps.audit);
+
   const inferenceApi = deps.inference;
   if (inferenceApi) {
-    app.post<{ Body: Static<typeof InferenceBody> }>('/api/v1/inference', { schema: { body: InferenceBody } }, async (request, reply) => {
+    app.post<{ Body: Static<typeof InferenceBody> }>('/api/v1/inference', { schema: { body: InferenceBody }, config: { access: ACCESS.developer } }, async (request, reply) => {
       const body = request.body;
       const inference: InferenceRequest = {
         schemaVersion: 1,
@@ -299,22 +317,22 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       return reply.status(201).send(presentRequest(outcome.record, deps));
     });
 
-    app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) } }, async (request, reply) => {
+    app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) }, config: { access: ACCESS.viewer } }, async (request, reply) => {
       const record = inferenceApi.tracker.get(request.params.id);
       if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only)` });
       return presentRequest(record, deps);
     });
 
-    app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) } }, async (request) => ({
+    app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) }, config: { access: ACCESS.viewer } }, async (request) => ({
       requests: inferenceApi.tracker.recent(request.query.limit ?? 50).map((r) => presentRequest(r, deps)),
     }));
 
-    app.get('/telemetry', { websocket: true }, (socket) => {
+    app.get('/telemetry', { websocket: true, config: { access: ACCESS.viewer } }, (socket) => {
       inferenceApi.hub.add(socket, nodesOf(deps).all());
     });
 
-    app.get(AGENT_PATH, { websocket: true }, (socket) => {
-      inferenceApi.gateway.handle(socket);
+    app.get(AGENT_PATH, { websocket: true, config: { access: ACCESS.agent } }, (socket, request) => {
+      inferenceApi.gateway.handle(socket, principalOf(request), request.ip);
     });
   }
 

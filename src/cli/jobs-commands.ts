@@ -16,6 +16,7 @@ import { PRIVATE_KEY_SUFFIX, PUBLIC_KEY_SUFFIX } from '../main/job-signers.ts';
 import { ago, colour, oneLine, table, truncateId, type Colour } from './format.ts';
 import { cliHttp, withClientTlsOptions } from './tls-options.ts';
 import type { Response } from '../core/http-client.ts';
+import { authHeaders } from './client-key.ts';
 
 type UsageErrorFactory = (message: string) => Error;
 
@@ -51,7 +52,7 @@ async function send(server: string, path: string, init?: { method: string; body:
   }
   let response: Response;
   try {
-    response = await cliHttp().fetch(url, init ? { method: init.method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) } : undefined);
+    response = await cliHttp().fetch(url, init ? { method: init.method, headers: { 'content-type': 'application/json', ...authHeaders() }, body: JSON.stringify(init.body) } : { headers: authHeaders() });
   } catch (error) {
     throw new ServerUnreachable(`cannot reach ${server}: ${errorMessage((error as Error).cause ?? error)} (is "arcnet up" running?)`);
   }

@@ -14,6 +14,8 @@ import { registerAgent } from './commands/agent.ts';
 import { registerSimulate } from './commands/simulate.ts';
 import { registerNodes } from './commands/nodes.ts';
 import { registerStats } from './commands/stats.ts';
+import { registerToken } from './commands/token.ts';
+import { registerAudit } from './commands/audit.ts';
 import { registerRoleCommands } from './commands/roles.ts';
 import { registerJobCommands } from './jobs-commands.ts';
 
@@ -26,6 +28,8 @@ registerAgent(program);
 registerSimulate(program);
 registerNodes(program);
 registerStats(program);
+registerToken(program);
+registerAudit(program);
 registerJobCommands(program, usage);
 registerRoleCommands(program);
 

@@ -60,7 +60,9 @@ export function withServerOptions(command: Command): Command {
     .option('--kafka [servers]', 'use Apache Kafka as the bus: host:port list, or without a value KAFKA_BOOTSTRAP_SERVERS and the other KAFKA_* variables')
     .option('--postgres [url]', 'keep state in PostgreSQL: a postgres:// URL, or without a value ARCNET_POSTGRES_URL')
     .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)')
-    .option('--config <file>', 'JSON config file shaped like the seed\'s config.edn (see docs/configuration.md); default $ARCNET_CONFIG');
+    .option('--config <file>', 'JSON config file shaped like the seed\'s config.edn (see docs/configuration.md); default $ARCNET_CONFIG')
+    .option('--rate-limit <n>', 'API requests a minute per key, worker or source address (0: no limit)', int('--rate-limit'), 100_000)
+    .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false);
 }
 
 export interface ServerFlags {
@@ -72,6 +74,8 @@ export interface ServerFlags {
   postgres?: string | true;
   postgresSchema?: string;
   config?: string;
+  rateLimit: number;
+  insecureNoAuth: boolean;
 }
 
 /** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */

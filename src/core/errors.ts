@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'CONFLICT'
   /** The input is over a size limit. */
   | 'TOO_LARGE'
+  /** The caller sent more than its share; it may retry after the time the answer names. */
+  | 'RATE_LIMITED'
   | 'STALE_FENCING_TOKEN'
   /** This replica does not hold the writer's lease: another replica does, or soon will. */
   | 'NOT_LEADER'
@@ -24,7 +26,7 @@ export type ErrorCode =
   | 'CLOSED'
   | 'INTERNAL';
 
-const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'TIMEOUT', 'CONFLICT', 'NOT_LEADER']);
+const RETRYABLE_BY_DEFAULT: ReadonlySet<ErrorCode> = new Set(['UNAVAILABLE', 'TIMEOUT', 'CONFLICT', 'NOT_LEADER', 'RATE_LIMITED']);
 
 export class ArcError extends Error {
   readonly code: ErrorCode;

@@ -17,9 +17,9 @@ import { newId } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
 import { LeaseLeadership, SOLE_WRITER, type Leadership } from '../leases/leadership.ts';
 import type { DocumentPut, DocumentStore, LeaseStore } from '../store/ports.ts';
-import { ACTIVE_EXECUTION_STATUSES, FINAL_JOB_STATUSES, assignmentOf, type ExecutionAssignment, type Job, type JobExecution, type JobSignature, type JobStatus, type WorkerRecord, type WorkerResult } from './model.ts';
+import { ACTIVE_EXECUTION_STATUSES, FINAL_JOB_STATUSES, REPUTATION, assignmentOf, type ExecutionAssignment, type Job, type JobExecution, type JobSignature, type JobStatus, type WorkerRecord, type WorkerResult } from './model.ts';
 import { jobProfile, DEFAULT_JOB_PROFILE, type JobProfileConfig } from './profile.ts';
-import type { CoordinatorObserver, JobCounts, WorkerChannel } from './ports.ts';
+import type { Caller, CoordinatorObserver, JobCounts, JobsAudit, JobsAuditEntry, WorkerChannel } from './ports.ts';
 import { JobsError } from './errors.ts';
 import { defaultedSignedFields, newJob, resubmissionConflict, submissionProblem, type JobSubmission, type SubmissionLimits } from './submission.ts';
 import { checkSignature, NO_SIGNING, signedSpecOf, type SigningPolicy } from './signing.ts';
@@ -101,6 +101,8 @@ export interface CoordinatorOptions {
   readonly channel: WorkerChannel;
   readonly config?: Partial<CoordinatorConfig>;
   readonly observer?: CoordinatorObserver;
+  /** Where mutations are recorded: each record goes in the same write as its change. None: nothing is recorded. */
+  readonly audit?: JobsAudit;
   /** Where replicas compete for the `coordinator` lease (PostgreSQL). Without it this is the only writer. */
   readonly leases?: LeaseStore;
   /** This replica's name as lease holder. */
@@ -109,6 +111,11 @@ export interface CoordinatorOptions {
 }
 
 const stored = (state: JobState): StoredJob => ({ job: state.job, unplaced: state.unplaced, abandoned: state.abandoned, waitingSince: state.waitingSince });
+/** A call made in process (a test, the bench), not through the API: there is no key to name. */
+const IN_PROCESS: Caller = { actor: 'system:in-process' };
+/** The coordinator's own decisions (reputation, credits, the sweep) are the system's. */
+const COORDINATOR: Caller = { actor: 'system:coordinator' };
+
 const withExecution = (state: JobState, execution: JobExecution): JobState => ({ ...state, executions: state.executions.map((e) => (e.id === execution.id ? execution : e)) });
 
 export class Coordinator {
@@ -117,6 +124,7 @@ export class Coordinator {
   private readonly logger: Logger;
   private readonly channel: WorkerChannel;
   private readonly observer: CoordinatorObserver;
+  private readonly audit: JobsAudit | undefined;
   readonly config: CoordinatorConfig;
   private readonly rules: PlanRules;
   private readonly newId: () => string;
@@ -142,6 +150,7 @@ export class Coordinator {
     this.logger = options.logger;
     this.channel = options.channel;
     this.observer = options.observer ?? {};
+    this.audit = options.audit;
     this.config = { ...DEFAULT_COORDINATOR_CONFIG, ...options.config };
     this.rules = { executionGraceMs: this.config.executionGraceMs, schedulingTimeoutMs: this.config.schedulingTimeoutMs, profile: jobProfile(this.config.profile) };
     this.newId = options.newId ?? newId;
@@ -309,14 +318,19 @@ export class Coordinator {
     return this.registry.get(id);
   }
 
+  /** The registered worker a credential belongs to (checked again against the node a call names). */
+  workerByCredential(credential: string): string | undefined {
+    return this.registry.idOfCredentialHash(hashCredential(credential));
+  }
+
   allWorkers(): IterableIterator<WorkerRecord> {
     return this.registry.all();
   }
 
   // ---------------------------------------------------------------- calls
 
-  /** Validates, stores and places a job; resolves once it is durable. Re-submitting an id returns the stored job. */
-  async submit(submission: JobSubmission): Promise<{ job: Job; created: boolean }> {
+  /** Validates, stores and places a job; resolves once it is durable. Re-submitting an id returns the stored job. `caller` is named in its audit record. */
+  async submit(submission: JobSubmission, caller: Caller = IN_PROCESS): Promise<{ job: Job; created: boolean }> {
     const problem = submissionProblem(submission, this.config);
     if (problem) throw new JobsError('INVALID_INPUT', problem);
     const signature = this.verifiedSignature(submission);
@@ -332,12 +346,17 @@ export class Coordinator {
       const now = this.clock.now();
       const job = newJob(submission, id, now, this.config, signature);
       const plan = this.plan({ job, unplaced: job.redundancy, abandoned: 0, waitingSince: now, executions: [] });
-      await this.apply(plan, { created: true });
+      const record = this.audited({
+        ...caller,
+        action: 'job.submitted',
+        target: { kind: 'job', id: job.id },
+        details: { name: job.name, docker_image: job.docker_image, redundancy: job.redundancy, consensus: job.consensus, credits_required: job.credits_required, submitted_by: job.submitted_by, signed_by: job.signed_by ?? null },
+      });
+      await this.apply(plan, { created: true, records: record });
       this.observer.jobSubmitted?.(plan.next.job);
       return { job: plan.next.job, created: true };
     });
   }
-
   /**
    * The submission's signature once it verifies over the job as it would be stored (defaults filled
    * in), or null for an unsigned job where signatures are not required; else the refusal: 400 for
@@ -362,7 +381,8 @@ export class Coordinator {
    * Registers a new worker, or re-registers a known one: that takes its authenticated id
    * (`authenticateReregistration` at the API edge), since it keeps the node's reputation and credits.
    */
-  async register(registration: WorkerRegistration, as?: AuthenticatedWorker): Promise<{ worker: WorkerRecord; credential: string; created: boolean }> {
+  /** `enrolledBy`: the enrolment token or operator key that let a new worker in (kept on its record; re-registration keeps the first). */
+  async register(registration: WorkerRegistration, as?: AuthenticatedWorker, enrolledBy: string | null = null, caller: Caller = IN_PROCESS): Promise<{ worker: WorkerRecord; credential: string; created: boolean }> {
     const problem = registrationProblem(registration);
     if (problem) throw new JobsError('INVALID_INPUT', problem);
     return this.serial(async () => {
@@ -370,8 +390,14 @@ export class Coordinator {
       const existing = registration.id ? this.registry.get(registration.id) : undefined;
       if (existing && as !== existing.id) throw new JobsError('UNAUTHENTICATED', `node ${existing.id} is already registered; present its credential (Authorization: Bearer …) to register again`);
       const credential = issueCredential();
-      const worker = registeredWorker(existing, registration, registration.id ?? this.newId(), hashCredential(credential), this.clock.now());
-      await this.write([{ collection: WORKERS_COLLECTION, id: worker.id, body: worker }]);
+      const worker = registeredWorker(existing, registration, registration.id ?? this.newId(), hashCredential(credential), this.clock.now(), enrolledBy);
+      const record = this.audited({
+        ...caller,
+        action: 'worker.registered',
+        target: { kind: 'worker', id: worker.id },
+        details: { created: !existing, name: worker.name, region: worker.region, cpu_cores: worker.cpu_cores, memory_gb: worker.memory_gb, gpu_enabled: worker.gpu_enabled, enrolled_by: worker.enrolled_by ?? null },
+      });
+      await this.write([{ collection: WORKERS_COLLECTION, id: worker.id, body: worker }, ...record]);
       const registered = this.registry.set(worker);
       this.observer.workerChanged?.(registered);
       // A restarted worker lost what it was running: offer its executions again (it dedupes by id).
@@ -386,7 +412,12 @@ export class Coordinator {
       this.assertLeading();
       const worker = this.known(nodeId);
       const updated = heartbeatOf(worker, beat, this.clock.now());
-      await this.write([{ collection: WORKERS_COLLECTION, id: updated.id, body: updated }]);
+      // Only a status change is a mutation worth a record; a routine heartbeat writes none.
+      const record =
+        worker.status !== updated.status
+          ? this.audited({ actor: `worker:${nodeId}`, actorRole: 'node', action: 'worker.status', target: { kind: 'worker', id: nodeId }, details: { from: worker.status, to: updated.status, reason: 'heartbeat' } })
+          : [];
+      await this.write([{ collection: WORKERS_COLLECTION, id: updated.id, body: updated }, ...record]);
       this.registry.set(updated);
       if (worker.status === 'offline') {
         this.logger.info({ node: nodeId }, 'worker is back online');
@@ -491,22 +522,47 @@ export class Coordinator {
    * observers. `pending` holds worker records changed but not yet written (a sweep's offline
    * workers); those this plan writes are taken out of it.
    */
-  private async apply(plan: JobPlan, options: { created?: boolean; detached?: boolean; pending?: Map<string, WorkerRecord> } = {}): Promise<void> {
+  private async apply(
+    plan: JobPlan,
+    options: { created?: boolean; detached?: boolean; pending?: Map<string, WorkerRecord>; pendingRecords?: Map<string, DocumentPut<unknown>>; records?: readonly DocumentPut<unknown>[] } = {},
+  ): Promise<void> {
     const records = new Map<string, WorkerRecord>();
+    // Audit records travel in the plan's own write: a reputation change never lands without its record.
+    const audit: DocumentPut<unknown>[] = [...(options.records ?? [])];
+    const { job: decided } = plan.next;
     for (const change of plan.workers) {
       const base = options.pending?.get(change.node_id) ?? this.registry.get(change.node_id);
-      if (base) records.set(change.node_id, applyWorkerChange(base, change));
+      if (!base) continue;
+      const next = applyWorkerChange(base, change);
+      records.set(change.node_id, next);
+      if (change.reputation !== 0 || change.credits !== 0) {
+        audit.push(
+          ...this.audited({
+            ...COORDINATOR,
+            action: 'worker.reputation',
+            target: { kind: 'worker', id: change.node_id },
+            details: { job_id: decided.id, job_name: decided.name, reputation_delta: change.reputation, reputation_before: base.reputation_score, reputation_score: next.reputation_score, credits_delta: change.credits, credits_earned: next.credits_earned },
+          }),
+        );
+      }
+    }
+    // A worker the sweep took offline is written here first when this plan changes it too: its status record with it.
+    for (const id of records.keys()) {
+      const status = options.pendingRecords?.get(id);
+      if (status) audit.push(status);
     }
     const puts: DocumentPut<unknown>[] = [];
     if (plan.jobChanged || options.created) puts.push({ collection: JOBS_COLLECTION, id: plan.next.job.id, body: stored(plan.next) });
     for (const { execution } of plan.updates) puts.push({ collection: EXECUTIONS_COLLECTION, id: execution.id, body: execution });
     for (const record of records.values()) puts.push({ collection: WORKERS_COLLECTION, id: record.id, body: record });
+    puts.push(...audit);
     await this.write(puts);
 
     if (!options.detached) this.book.put(plan.next);
     for (const record of records.values()) {
       this.registry.set(record);
       options.pending?.delete(record.id);
+      options.pendingRecords?.delete(record.id);
     }
     const { job } = plan.next;
     for (const { before, execution } of plan.updates) {
@@ -531,6 +587,11 @@ export class Coordinator {
     }
   }
 
+  /** The put of one audit record, or none where nothing is audited. */
+  private audited(entry: JobsAuditEntry): DocumentPut<unknown>[] {
+    return this.audit ? [this.audit.prepare(entry)] : [];
+  }
+
   /** Retries placement for waiting jobs, oldest first. */
   private async placeWaiting(): Promise<void> {
     for (const jobId of this.book.waiting()) {
@@ -551,19 +612,30 @@ export class Coordinator {
   private async sweep(): Promise<void> {
     const now = this.clock.now();
     const pending = new Map<string, WorkerRecord>();
+    /** The status record of each offline worker, written with the first write of its offline record. */
+    const pendingRecords = new Map<string, DocumentPut<unknown>>();
     const lost = new Map<string, string>();
     for (const { worker, silentS } of silentWorkers(this.registry.all(), now, this.config.staleAfterMs, this.leadingSince)) {
       this.logger.warn({ node: worker.id, silentS }, 'worker went silent: offline, reputation −20');
-      pending.set(worker.id, wentOffline(worker));
-      lost.set(worker.id, `worker ${worker.name} went silent for ${silentS} s and was marked offline`);
+      const offline = wentOffline(worker);
+      pending.set(worker.id, offline);
+      const why = `worker ${worker.name} went silent for ${silentS} s and was marked offline`;
+      lost.set(worker.id, why);
+      const [record] = this.audited({
+        ...COORDINATOR,
+        action: 'worker.status',
+        target: { kind: 'worker', id: worker.id },
+        details: { from: worker.status, to: offline.status, reason: why, reputation_delta: REPUTATION.offline, reputation_before: worker.reputation_score, reputation_score: offline.reputation_score },
+      });
+      if (record) pendingRecords.set(worker.id, record);
     }
     for (const state of [...this.book.open()]) {
       const plan = this.plan(state, { lost, overrides: pending });
       if (!plan.jobChanged && plan.updates.length === 0 && plan.workers.length === 0) continue;
-      await this.apply(plan, { pending });
+      await this.apply(plan, { pending, pendingRecords });
     }
     if (pending.size > 0) {
-      await this.write([...pending.values()].map((w) => ({ collection: WORKERS_COLLECTION, id: w.id, body: w })));
+      await this.write([...[...pending.values()].map((w) => ({ collection: WORKERS_COLLECTION, id: w.id, body: w })), ...pendingRecords.values()]);
       for (const worker of pending.values()) {
         const offline = this.registry.set(worker);
         this.observer.workerChanged?.(offline);

@@ -26,10 +26,10 @@
  *   `credits_required` per agreeing result. A failure the coordinator charged (a timeout) is
  *   withdrawn when the worker's own report arrives after all, and the report is charged instead.
  */
-import type { Profile } from '../placement/framework.ts';
+import type { Placed, Profile, Unplaceable } from '../placement/framework.ts';
 import { place, placeMany } from '../placement/framework.ts';
 import { ACTIVE_EXECUTION_STATUSES, FINAL_JOB_STATUSES, REPUTATION, type Job, type JobExecution } from './model.ts';
-import type { JobAsk, WorkerCandidate } from './profile.ts';
+import { UNKNOWN_PARTY, type JobAsk, type WorkerCandidate } from './profile.ts';
 import type { Report } from './reports.ts';
 import { judgeLate, tally } from './verification.ts';
 import type { WorkerChange } from './workers.ts';
@@ -308,7 +308,7 @@ export function planJob(input: PlanInput): JobPlan {
       }
       // 6. Place what is wanted, each on a worker that holds no execution of this job.
       if (slots.unplaced > 0) {
-        const { placed, shortfall } = placeMany(rules.profile, input.workers(), askOf(job, executions), { now, isReserved: () => false }, slots.unplaced, `an execution of job ${job.id}`);
+        const { placed, shortfall } = placeSlots(rules.profile, input.workers(), job, executions, now, slots.unplaced);
         for (const { node, score } of placed) {
           const execution = scheduledExecution(job.id, node.id, executions.length + 1, input.newId(), at);
           executions.push(execution);
@@ -350,8 +350,42 @@ export function planJob(input: PlanInput): JobPlan {
   };
 }
 
-function askOf(job: Job, executions: readonly JobExecution[]): JobAsk {
-  return { jobId: job.id, cpu: job.required_cpu, memoryGb: job.required_memory, gpu: job.required_gpu, excluded: new Set(executions.map((e) => e.node_id)) };
+function askOf(job: Job, executions: readonly JobExecution[], enrolmentOf?: ReadonlyMap<string, string | null>, alsoOn: readonly string[] = []): JobAsk {
+  const holders = [...executions.map((e) => e.node_id), ...alsoOn];
+  return {
+    jobId: job.id,
+    cpu: job.required_cpu,
+    memoryGb: job.required_memory,
+    gpu: job.required_gpu,
+    excluded: new Set(holders),
+    ...(enrolmentOf ? { excludedEnrolments: new Set(holders.map((id) => enrolmentOf.get(id) ?? UNKNOWN_PARTY)) } : {}),
+  };
+}
+
+/**
+ * The best workers for `count` executions. Without `distinct_enrolments` one pass does it
+ * (placeMany). With it, each pick changes who may take the next (its party is used up), which
+ * placeMany's one pass cannot see, so the slots are placed one at a time.
+ */
+function placeSlots(
+  profile: Profile<WorkerCandidate, JobAsk>,
+  workers: Iterable<WorkerCandidate>,
+  job: Job,
+  executions: readonly JobExecution[],
+  now: number,
+  count: number,
+): { placed: Placed<WorkerCandidate>[]; shortfall: Unplaceable | undefined } {
+  const subject = `an execution of job ${job.id}`;
+  if (job.distinct_enrolments !== true) return placeMany(profile, workers, askOf(job, executions), { now, isReserved: () => false }, count, subject);
+  const candidates = [...workers];
+  const enrolmentOf = new Map(candidates.map((c) => [c.id, c.enrolledBy]));
+  const placed: Placed<WorkerCandidate>[] = [];
+  for (let slot = 0; slot < count; slot++) {
+    const outcome = place(profile, candidates, askOf(job, executions, enrolmentOf, placed.map((p) => p.node.id)), { now, isReserved: () => false }, subject);
+    if (outcome.kind !== 'placed') return { placed, shortfall: outcome };
+    placed.push(outcome);
+  }
+  return { placed, shortfall: undefined };
 }
 
 /** A new execution record, scheduled on its worker and not yet received. */

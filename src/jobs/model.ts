@@ -33,6 +33,8 @@ export interface Job {
   readonly max_executions: number;
   readonly timeout_seconds: number;
   readonly network: boolean;
+  /** Executions go to workers of different enrolments, so no one party fills the quorum (absent on older jobs: false). */
+  readonly distinct_enrolments?: boolean;
   readonly status: JobStatus;
   readonly submitted_by: string | null;
   readonly submitted_at: string;
@@ -107,6 +109,12 @@ export interface WorkerRecord {
   readonly memory_usage: number;
   /** SHA-256 of the credential handed out at registration; the credential itself is never stored. */
   readonly credential_hash: string;
+  /**
+   * The enrolment token (or operator key) that let this worker register: one party. A job asking for
+   * `distinct_enrolments` takes its executions from workers of different enrolments (absent on records
+   * written before enrolment existed: they count as one unknown party).
+   */
+  readonly enrolled_by?: string | null;
 }
 
 /**

@@ -21,6 +21,8 @@ export interface WorkerCandidate {
   readonly allocatedMemoryGb: number;
   /** From the last heartbeat, 0..1. */
   readonly cpuUsage: number;
+  /** The enrolment (token or operator key) that let the worker in: one party. */
+  readonly enrolledBy: string | null;
 }
 
 export interface JobAsk {
@@ -30,7 +32,12 @@ export interface JobAsk {
   readonly gpu: boolean;
   /** Workers that already hold an execution of this job. */
   readonly excluded: ReadonlySet<string>;
+  /** For a job asking for `distinct_enrolments`: the parties that already hold one of its executions. */
+  readonly excludedEnrolments?: ReadonlySet<string>;
 }
+
+/** Workers registered before enrolment existed share this party: none of them can prove otherwise. */
+export const UNKNOWN_PARTY = 'unknown';
 
 export interface JobProfileConfig {
   /** Score = reputation·w.reputation − load·w.load, load in 0..1: reputation dominates, load breaks near-ties. */
@@ -58,6 +65,20 @@ export const distinctWorkerFilter: JobFilter = {
   name: 'distinct-worker',
   rejects: 'already running or having run this job',
   filter: (worker, ask) => (ask.excluded.has(worker.id) ? { ok: false, reason: `already holds an execution of job ${ask.jobId}` } : PASS),
+};
+
+/**
+ * BOINC's defence against one party filling a quorum: with `distinct_enrolments`, no two executions
+ * of a job go to workers enrolled by the same token or operator key. It does not stop one party that
+ * obtains several enrolment tokens (docs/security.md, "Remaining Sybil risk").
+ */
+export const distinctEnrolmentFilter: JobFilter = {
+  name: 'distinct-enrolment',
+  rejects: 'enrolled by the same party as another execution of this job',
+  filter: (worker, ask) =>
+    ask.excludedEnrolments === undefined || !ask.excludedEnrolments.has(worker.enrolledBy ?? UNKNOWN_PARTY)
+      ? PASS
+      : { ok: false, reason: `enrolled by ${worker.enrolledBy ?? 'an unknown party'}, like another execution of job ${ask.jobId}` },
 };
 
 export const cpuFitFilter: JobFilter = {
@@ -92,11 +113,11 @@ export const loadScorer: JobScorer = {
 
 /** Every job plugin under its name: the one way a profile reaches them. */
 export const jobRegistry = new PluginRegistry<WorkerCandidate, JobAsk, JobProfileConfig>('job');
-for (const filter of [workerOnlineFilter, distinctWorkerFilter, gpuFitFilter, cpuFitFilter, memoryFitFilter]) jobRegistry.registerFilter(filter.name, () => filter);
+for (const filter of [workerOnlineFilter, distinctWorkerFilter, distinctEnrolmentFilter, gpuFitFilter, cpuFitFilter, memoryFitFilter]) jobRegistry.registerFilter(filter.name, () => filter);
 for (const scorer of [reputationScorer, loadScorer]) jobRegistry.registerScorer(scorer.name, () => scorer);
 
 /** The seed's filters by name, in the order they run. */
-export const SEED_JOB_FILTERS: readonly string[] = ['worker-online', 'distinct-worker', 'gpu-fit', 'cpu-fit', 'memory-fit'];
+export const SEED_JOB_FILTERS: readonly string[] = ['worker-online', 'distinct-worker', 'distinct-enrolment', 'gpu-fit', 'cpu-fit', 'memory-fit'];
 
 export function jobProfile(config: JobProfileConfig = DEFAULT_JOB_PROFILE): Profile<WorkerCandidate, JobAsk> {
   const scorers = config.scorers ?? [

@@ -23,6 +23,7 @@ export interface JobSubmission {
   readonly max_executions?: number;
   readonly timeout_seconds?: number;
   readonly network?: boolean;
+  readonly distinct_enrolments?: boolean;
   readonly submitted_by?: string;
   readonly credits_required?: number;
   /** The submitter's signature over the signed fields (`signing.ts`), checked before anything is stored. */
@@ -94,6 +95,7 @@ export function newJob(s: JobSubmission, id: string, now: number, limits: Submis
     ...rulesOf(s, limits),
     timeout_seconds: s.timeout_seconds ?? limits.defaultTimeoutSeconds,
     network: s.network ?? false,
+    distinct_enrolments: s.distinct_enrolments ?? false,
     status: 'pending',
     submitted_by: s.submitted_by ?? null,
     submitted_at: new Date(now).toISOString(),

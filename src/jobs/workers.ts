@@ -53,7 +53,7 @@ export function registrationProblem(registration: WorkerRegistration): string | 
  * The record after a (re-)registration: a new worker starts at reputation 100; a known one keeps
  * its reputation, counts and credits, takes the new capacity and credential, and is online again.
  */
-export function registeredWorker(existing: WorkerRecord | undefined, registration: WorkerRegistration, id: string, credentialHash: string, now: number): WorkerRecord {
+export function registeredWorker(existing: WorkerRecord | undefined, registration: WorkerRegistration, id: string, credentialHash: string, now: number, enrolledBy: string | null = null): WorkerRecord {
   const at = new Date(now).toISOString();
   if (existing) {
     return {
@@ -89,6 +89,7 @@ export function registeredWorker(existing: WorkerRecord | undefined, registratio
     cpu_usage: 0,
     memory_usage: 0,
     credential_hash: credentialHash,
+    enrolled_by: enrolledBy,
   };
 }
 
@@ -157,9 +158,16 @@ interface Allocation {
 export class WorkerRegistry {
   private readonly records = new Map<string, WorkerRecord>();
   private readonly allocations = new Map<string, Allocation>();
+  /** credential hash → worker id: the API edge authenticates a worker call before reading its body. */
+  private readonly byCredential = new Map<string, string>();
 
   get(id: string): WorkerRecord | undefined {
     return this.records.get(id);
+  }
+
+  /** The worker whose credential hash this is. */
+  idOfCredentialHash(hash: string): string | undefined {
+    return this.byCredential.get(hash);
   }
 
   all(): IterableIterator<WorkerRecord> {
@@ -168,12 +176,16 @@ export class WorkerRegistry {
 
   /** Stores the record, its status following its allocations (busy while it holds executions). */
   set(record: WorkerRecord): WorkerRecord {
+    const previous = this.records.get(record.id);
+    if (previous && previous.credential_hash !== record.credential_hash) this.byCredential.delete(previous.credential_hash);
+    this.byCredential.set(record.credential_hash, record.id);
     this.records.set(record.id, record);
     return this.refresh(record.id) ?? record;
   }
 
   clear(): void {
     this.records.clear();
+    this.byCredential.clear();
     this.allocations.clear();
   }
 
@@ -217,6 +229,7 @@ export class WorkerRegistry {
         allocatedCpu: allocation?.cpu ?? 0,
         allocatedMemoryGb: allocation?.memoryGb ?? 0,
         cpuUsage: worker.cpu_usage,
+        enrolledBy: worker.enrolled_by ?? null,
       };
     }
   }

@@ -5,7 +5,8 @@
  * node's own id, so one machine is one node carrying both seeds' fields (ADR 0007).
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { errorMessage } from '../core/errors.ts';
 import { seededUuid } from '../core/ids.ts';
 import type { Logger } from '../core/logging.ts';
@@ -59,6 +60,10 @@ export interface AgentProcessOptions {
   readonly worker?: WorkerSettings;
   /** For `https://` servers: the CA to trust, and the client certificate a server with `--tls-ca` asks for (subject CN = the node name). */
   readonly tls?: ClientTls;
+  /** An enrolment token (or operator key): enrols the node on first contact. Unused once the node holds its key. */
+  readonly token?: string;
+  /** Where the node key issued at enrolment is kept (default .arcnet/node-<name>.key), so a restart proves the same node. */
+  readonly nodeKeyFile?: string;
   readonly logger: Logger;
 }
 
@@ -67,6 +72,23 @@ export interface AgentProcess {
   /** Settles once everything has stopped: after `stop()`, or when the server refused the agent. */
   readonly finished: Promise<AgentExit>;
   stop(): void;
+}
+
+/** The node key once enrolled (kept in a 0600 file), else the enrolment token to present. */
+function nodeKeyStore(file: string, token: string | undefined, logger: Logger): { readonly current: string | undefined; keep(key: string): void } {
+  const kept = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  return {
+    current: kept.length > 0 ? kept : token,
+    keep: (key) => {
+      try {
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, `${key}\n`, { mode: 0o600 });
+        chmodSync(file, 0o600);
+      } catch (error) {
+        logger.error({ file, err: errorMessage(error) }, 'could not keep the node key: the next start must enrol again');
+      }
+    },
+  };
 }
 
 export async function startAgentProcess(options: AgentProcessOptions): Promise<AgentProcess> {
@@ -91,6 +113,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     tags: [],
     backend: backend.kind,
   };
+  const nodeKey = nodeKeyStore(options.nodeKeyFile ?? join('.arcnet', `node-${options.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.key`), options.token, logger);
   let worker: Worker | undefined;
   if (options.worker) {
     const [{ Worker, WorkerRefused }, { DockerRuntime, dockerEndpointFromEnv }] = await Promise.all([import('../agent/worker.ts'), import('../agent/docker-runtime.ts')]);
@@ -113,6 +136,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
       pollIntervalMs: settings.pollIntervalMs,
       http,
+      ...(options.token === undefined ? {} : { enrolmentToken: options.token }),
       signing,
       logger,
     });
@@ -132,6 +156,9 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
         telemetryIntervalMs: options.telemetryIntervalMs,
         http,
         logger,
+        ...(nodeKey.current === undefined ? {} : { token: nodeKey.current }),
+        ...(options.token === undefined ? {} : { enrolmentToken: options.token }),
+        onCredential: (key) => nodeKey.keep(key),
       })
     : undefined;
   let release: () => void = () => undefined;

@@ -26,6 +26,10 @@ export interface EmbeddedConfig {
     readonly decisionTimeoutMs: number;
     /** Undecided submissions beyond which new ones are shed with 503. */
     readonly maxAwaitingDecisions: number;
+    /** Development only: no API keys, every caller an operator. */
+    readonly insecureNoAuth: boolean;
+    /** Requests a minute per API key, worker or source address; 0 for no limit. */
+    readonly rateLimitPerMinute: number;
   };
   /** The verified-jobs coordinator (seed 004). */
   readonly jobs: CoordinatorConfig;
@@ -60,7 +64,7 @@ export const DEFAULT_CONFIG: EmbeddedConfig = {
   reservationTtlMs: DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
   maxRetries: DEFAULT_SCHEDULER_CONFIG.maxRetries,
   placement: DEFAULT_INFERENCE_PROFILE,
-  api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000 },
+  api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000, insecureNoAuth: false, rateLimitPerMinute: 100_000 },
   jobs: DEFAULT_COORDINATOR_CONFIG,
   simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
 };

@@ -6,6 +6,7 @@
  * same modules. Modules only see ports: `engines.ts` is where adapters are chosen.
  */
 import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
 import type { Clock } from '../core/clock.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
 import type { InferenceRequest } from '../contracts/messages.ts';
@@ -21,12 +22,14 @@ import type { AgentGateway } from '../api/agent-gateway.ts';
 import type { HealthReport } from '../api/server.ts';
 import type { WorkerGateway } from '../api/worker-gateway.ts';
 import type { Coordinator } from '../jobs/coordinator.ts';
+import type { KeyRing } from '../access/api-keys.ts';
 import type { SimulatedMesh } from '../sim/mesh.ts';
 import type { LoadGenerator } from '../sim/load.ts';
 import type { EmbeddedConfig } from './config.ts';
 import { openEngines, type EngineKinds, type Engines } from './engines.ts';
 import { System } from './system.ts';
 import { serveApi } from './serve.ts';
+import { startAccessModule, OPERATOR_KEY_FILE } from './modules/access.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startMeshModule } from './modules/mesh.ts';
 import { startSchedulerModule } from './modules/scheduler.ts';
@@ -41,6 +44,9 @@ export interface EmbeddedSystem {
   /** The engines actually in use: bus `memory` or `kafka`, store `sqlite`, `sqlite-memory` or `postgres`. */
   readonly engines: EngineKinds;
   readonly url: string;
+  /** The operator key of this system's own CLI (also in `<dataDir>/operator.key`); undefined under --insecure-no-auth. */
+  readonly operatorKey: string | undefined;
+  readonly keys: KeyRing | undefined;
   readonly bus: MessageBus;
   /** The bus adapter underneath: in memory, or Kafka with `external.kafka`. */
   readonly adapter: BusAdapter;
@@ -88,14 +94,21 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const engines = await openConfiguredEngines('arc', config, metrics, options);
   const system = new System('embedded', engines);
   const { geozones } = config;
+  const access = await system.start(() =>
+    startAccessModule(engines, {
+      insecure: config.api.insecureNoAuth,
+      operatorKeyFile: config.dataDir === null ? null : join(config.dataDir, OPERATOR_KEY_FILE),
+      ratePerMinute: config.api.rateLimitPerMinute,
+    }),
+  );
   // Readers start before writers, so nothing published during start-up goes unseen.
-  const inference = await system.start(() => startInferenceModule(engines, { geozones, telemetryIntervalMs: config.telemetryIntervalMs, metrics }));
+  const inference = await system.start(() => startInferenceModule(engines, { geozones, telemetryIntervalMs: config.telemetryIntervalMs, metrics, keys: access.keys, audit: access.audit }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'sole', geozones, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs, metrics }));
   inference.attachMesh(mesh);
   const scheduler = await system.start(() =>
     startSchedulerModule(engines, { geozones, placement: config.placement, reservationTtlMs: config.reservationTtlMs, maxRetries: config.maxRetries, metrics }),
   );
-  const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics }));
+  const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics, audit: access.audit }));
   const api = await serveApi(system, engines, {
     host: config.host,
     port: config.port,
@@ -128,6 +141,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     instanceId: engines.instanceId,
     engines: engines.kinds,
     url: api.url,
+    operatorKey: access.operatorKey,
+    keys: access.keys,
     bus: engines.bus,
     adapter: engines.adapter,
     stores: engines.stores,

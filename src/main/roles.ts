@@ -28,6 +28,7 @@ import type { ModuleHandle } from './modules/module.ts';
 import { serveApi, serveHealthPort } from './serve.ts';
 import { startMeshModule, type MeshModule, type MeshOptions } from './modules/mesh.ts';
 import { startSchedulerModule, type SchedulerModule, type SchedulerOptions } from './modules/scheduler.ts';
+import { startAccessModule, type AccessModuleOptions } from './modules/access.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
@@ -144,6 +145,7 @@ export interface ServerProcessOptions extends ProcessOptions {
   readonly decisionTimeoutMs?: number;
   /** HTTPS and WSS only; with `ca`, mTLS for agents. */
   readonly tls?: ServerTls;
+  readonly access: AccessModuleOptions;
 }
 
 /** API, console feed, agent sessions and metrics; its node list is a read-only view fed by telemetry. */
@@ -152,7 +154,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const engines = await openDistributed('server', options.geozones, options.engines, options, metrics);
   const system = new System('server', engines);
   const { geozones } = options;
-  const inference = await system.start(() => startInferenceModule(engines, { geozones, metrics, ...(options.telemetryIntervalMs ? { telemetryIntervalMs: options.telemetryIntervalMs } : {}) }));
+  const access = await system.start(() => startAccessModule(engines, options.access));
+  const inference = await system.start(() => startInferenceModule(engines, { geozones, metrics, keys: access.keys, audit: access.audit, ...(options.telemetryIntervalMs ? { telemetryIntervalMs: options.telemetryIntervalMs } : {}) }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'view', geozones, metrics, ...(options.offlineAfterMs ? { offlineAfterMs: options.offlineAfterMs } : {}) }));
   inference.attachMesh(mesh);
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}) });
@@ -169,6 +172,7 @@ export interface CoordinatorProcessOptions extends ProcessOptions {
   readonly jobs: CoordinatorConfig;
   /** HTTPS and WSS only; with `ca`, mTLS for workers. */
   readonly tls?: ServerTls;
+  readonly access: AccessModuleOptions;
 }
 
 /** The verified-jobs coordinator and its API alone: workers join with `arcnet agent --worker`. */
@@ -176,7 +180,8 @@ export async function startCoordinatorProcess(options: CoordinatorProcessOptions
   const metrics = new ArcMetrics();
   const engines = await openConfiguredEngines('coordinator', options, metrics, options);
   const system = new System('coordinator', engines);
-  const jobs = await system.start(() => startJobsModule(engines, { config: options.jobs, metrics }));
+  const access = await system.start(() => startAccessModule(engines, options.access));
+  const jobs = await system.start(() => startJobsModule(engines, { config: options.jobs, metrics, audit: access.audit }));
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}) });
   return { ...roleProcess(system, `coordinator at ${api.url}`, api.url, false), jobs };
 }

@@ -33,8 +33,11 @@ export interface Api {
 /** Builds the API from the modules started so far and listens. */
 export function serveApi(system: System, engines: Engines, options: ApiOptions): Promise<Api> {
   return system.serve(async () => {
+    const contributions = system.api();
+    if (contributions.access === undefined) throw new Error(`the ${system.role} process serves an API without the access module: start it first (src/main/modules/access.ts)`);
     const server = await buildServer({
-      ...system.api(),
+      ...contributions,
+      access: contributions.access,
       engines: engines.kinds,
       mode: modeOf(engines.kinds),
       health: () => system.report(),

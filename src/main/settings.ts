@@ -56,13 +56,13 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'observability.prometheus-port', variable: 'PROMETHEUS_PORT', kind: 'count' },
   { key: 'observability.otel-endpoint', variable: 'OTEL_EXPORTER_ENDPOINT', kind: 'text', notUsedYet: 'no trace exporter yet' },
   { key: 'observability.log-level', variable: 'LOG_LEVEL', kind: 'level' },
-  // Signed jobs (issue 11): a directory of <key_id>.pub files (src/main/job-signers.ts), and whether unsigned jobs are refused.
-  { key: 'jobs.signers', variable: 'ARCNET_JOB_SIGNERS', kind: 'text' },
-  { key: 'jobs.require-signatures', variable: 'ARCNET_REQUIRE_SIGNED_JOBS', kind: 'switch' },
   // TLS of the process's own listener (API or health port): PEM files (docs/security.md, "Transport").
   { key: 'tls.cert', variable: 'ARCNET_TLS_CERT', kind: 'text' },
   { key: 'tls.key', variable: 'ARCNET_TLS_KEY', kind: 'text' },
   { key: 'tls.ca', variable: 'ARCNET_TLS_CA', kind: 'text' },
+  // Signed jobs (issue 11): a directory of <key_id>.pub files (src/main/job-signers.ts), and whether unsigned jobs are refused.
+  { key: 'jobs.signers', variable: 'ARCNET_JOB_SIGNERS', kind: 'text' },
+  { key: 'jobs.require-signatures', variable: 'ARCNET_REQUIRE_SIGNED_JOBS', kind: 'switch' },
   // The shape before the seed's sections were read, still accepted.
   { key: 'geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
   { key: 'log-level', variable: 'LOG_LEVEL', kind: 'level' },
@@ -216,9 +216,9 @@ export function appliedSettings(settings: Settings): AppliedSettings {
   const prometheusPort = count('PROMETHEUS_PORT');
   if (prometheusPort !== undefined && prometheusPort > 65_535) throw invalid(`PROMETHEUS_PORT ${prometheusPort} is not a port`);
   const logLevel = read('LOG_LEVEL');
+  const tls = { cert: read('ARCNET_TLS_CERT'), key: read('ARCNET_TLS_KEY'), ca: read('ARCNET_TLS_CA') };
   const jobSigners = read('ARCNET_JOB_SIGNERS');
   const requireSignedJobs = read('ARCNET_REQUIRE_SIGNED_JOBS');
-  const tls = { cert: read('ARCNET_TLS_CERT'), key: read('ARCNET_TLS_KEY'), ca: read('ARCNET_TLS_CA') };
   return {
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(zones && zones.length > 0 ? { geozones: zones } : {}),
@@ -226,9 +226,9 @@ export function appliedSettings(settings: Settings): AppliedSettings {
     ...(maxRetries === undefined ? {} : { maxRetries }),
     ...(prometheusPort === undefined ? {} : { prometheusPort }),
     ...(logLevel === undefined ? {} : { logLevel }),
+    ...(tls.cert === undefined && tls.key === undefined && tls.ca === undefined ? {} : { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) }),
     ...(jobSigners === undefined ? {} : { jobSigners }),
     ...(requireSignedJobs === undefined ? {} : { requireSignedJobs: requireSignedJobs === 'true' }),
-    ...(tls.cert === undefined && tls.key === undefined && tls.ca === undefined ? {} : { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) }),
   };
 }
 

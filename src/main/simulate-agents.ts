@@ -20,6 +20,11 @@ export interface SimulatedAgentsOptions {
   readonly logger: Logger;
   /** For an `https://` server: the CA to trust and the client certificate its agent sessions need under `--tls-ca`. */
   readonly tls?: ClientTls;
+  /**
+   * An operator key or an enrolment token of the geozone: each simulated node enrols with it, as a
+   * real agent does (node keys kept in memory for the run), and the load is submitted with it.
+   */
+  readonly token?: string;
 }
 
 export interface SimulatedAgents {
@@ -49,6 +54,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
       telemetryIntervalMs: options.telemetryIntervalMs,
       logger,
       http,
+      ...(options.token === undefined ? {} : { token: options.token, enrolmentToken: options.token }),
       telemetry: () => {
         const now = Date.now();
         node.advance(now - last, backend.active, now);
@@ -67,7 +73,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
           random,
           logger,
           submit: async (request) => {
-            const response = await http.fetch(new URL('/api/v1/inference', server), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+            const response = await http.fetch(new URL('/api/v1/inference', server), { method: 'POST', headers: { 'content-type': 'application/json', ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }) }, body: JSON.stringify(request) });
             // 503 is the server saying no node fits or it is shedding load: expected under a simulation. Anything else 4xx/5xx is a bug worth seeing.
             if (response.status >= 400 && response.status !== 503) {
               refused++;

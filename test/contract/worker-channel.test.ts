@@ -22,6 +22,8 @@ import type { StateStores } from '../../src/store/ports.ts';
 import { RecordingWorkerChannel } from '../support/worker-channel.ts';
 import { until } from '../support/until.ts';
 import { workerChannelContract, type Delivered, type WorkerChannelHarness, type WorkerSession } from './worker-channel.contract.ts';
+import { KeyRing } from '../../src/access/api-keys.ts';
+import { installAccess } from '../../src/api/access-hook.ts';
 
 /** A server with the worker routes only: the real route, its authentication and the gateway behind it. */
 interface GatewayServer {
@@ -38,6 +40,10 @@ async function gatewayServer(): Promise<GatewayServer> {
   await coordinator.start();
   const app: FastifyInstance = Fastify();
   await app.register(fastifyWebsocket);
+  // The real access hook in front of the routes, as every server has it: workers enrol with an enrolment token.
+  const keys = new KeyRing(stores.documents, systemClock);
+  const enrolment = (await keys.create({ name: 'contract', role: 'enrolment', geozone: 'CAISO', createdBy: 'test' })).key;
+  await installAccess(app, { keys, workerOf: (credential) => coordinator.workerByCredential(credential), ratePerMinute: 0, logger: silentLogger });
   registerJobRoutes(app, { coordinator, workers: gateway });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -46,7 +52,7 @@ async function gatewayServer(): Promise<GatewayServer> {
     gateway,
     url,
     register: async () => {
-      const response = await fetch(`${url}/api/v1/nodes/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: `contract-${++n}`, cpu_cores: 2, memory_gb: 4 }) });
+      const response = await fetch(`${url}/api/v1/nodes/register`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${enrolment}` }, body: JSON.stringify({ name: `contract-${++n}`, cpu_cores: 2, memory_gb: 4 }) });
       expect(response.status).toBe(201);
       const body = (await response.json()) as { node: { id: string }; credential: string };
       return { id: body.node.id, credential: body.credential };

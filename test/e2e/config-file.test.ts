@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CLI, freePort, startCli, untilUp, type CliProcess } from '../support/processes.ts';
+import { keyedFromDir } from '../support/api-key.ts';
 
 const run = promisify(execFile);
 
@@ -42,10 +43,12 @@ describe('arcnet up with a config file', () => {
     );
     const port = await freePort();
     const up = startCli(['up', '--config', config, '--port', String(port), '--nodes', '3', '--rate', '0', '--no-status']);
+    // The data directory comes from the config file, and the operator key with it.
+    const api = keyedFromDir(dataDir);
     children.push(up);
     const url = `http://127.0.0.1:${port}`;
     const stats = await untilUp(async () => {
-      const body = (await (await fetch(`${url}/stats`)).json()) as { nodes: { total: number; byGeozone: Record<string, unknown> } };
+      const body = (await (await api(`${url}/stats`)).json()) as { nodes: { total: number; byGeozone: Record<string, unknown> } };
       return body.nodes.total === 3 ? body : undefined;
     }, 'three simulated nodes');
     expect(Object.keys(stats.nodes.byGeozone)).toEqual(['CAISO']);

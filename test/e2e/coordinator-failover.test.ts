@@ -28,6 +28,7 @@ import { EXECUTIONS_COLLECTION, JOBS_COLLECTION, WORKERS_COLLECTION } from '../.
 import type { StoredJob } from '../../src/jobs/job-plan.ts';
 import type { Job, JobExecution, WorkerRecord } from '../../src/jobs/model.ts';
 import { REPUTATION } from '../../src/jobs/model.ts';
+import { keyedFromDir, operatorKeyIn } from '../support/api-key.ts';
 
 const engines = needEngines('postgres', 'containers');
 const SEED_LINE = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  -\n';
@@ -66,7 +67,10 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     const schema = await schemas.fresh();
     const ports = [await freePort(), await freePort()];
     const urls = ports.map((port) => `http://127.0.0.1:${port}`);
-    const coordinatorArgs = (port: number): string[] => ['coordinator', '--port', String(port), '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--log-level', 'warn'];
+    // Both replicas keep the operator key in one directory: the first to start writes it, the other adopts it.
+    const keyDir = join(dir, 'keys');
+    const api = keyedFromDir(keyDir);
+    const coordinatorArgs = (port: number): string[] => ['coordinator', '--port', String(port), '--data-dir', keyDir, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--log-level', 'warn'];
     const replicas: CliProcess[] = [];
     const startReplica = (index: number): CliProcess => {
       const child = startCli(coordinatorArgs(ports[index]!));
@@ -76,7 +80,7 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     };
     const role = async (url: string): Promise<Role | undefined> => {
       try {
-        const response = await fetch(`${url}/api/v1/coordinator`, { signal: AbortSignal.timeout(1_000) });
+        const response = await api(`${url}/api/v1/coordinator`, { signal: AbortSignal.timeout(1_000) });
         return response.ok ? ((await response.json()) as Role) : undefined;
       } catch {
         return undefined;
@@ -95,7 +99,7 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
       for (let attempt = 0; ; attempt++) {
         const url = urls[attempt % urls.length]!;
         try {
-          const response = await fetch(`${url}/api/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(5_000) });
+          const response = await api(`${url}/api/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(5_000) });
           if (response.status === 201 || response.status === 200) return response.status;
           const answer = (await response.json()) as { code?: string; message?: string };
           if (response.status !== 503) throw new Error(`job ${id}: ${url} answered ${response.status} ${answer.message}`);
@@ -122,13 +126,13 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     for (const name of ['worker-a', 'worker-b', 'worker-c']) {
       children.push(
         startCli([
-          'agent', '--worker', '--no-inference', '--server', urls.join(','), '--name', name, '--docker-host', endpoint,
+          'agent', '--worker', '--no-inference', '--server', urls.join(','), '--token', operatorKeyIn(keyDir), '--node-key', join(dir, `${name}.key`), '--name', name, '--docker-host', endpoint,
           '--worker-state', join(dir, `${name}.json`), '--cpus', '2', '--memory-gb', '2', '--heartbeat-interval', '500', '--log-level', 'warn',
         ]),
       );
     }
     await untilUp(async () => {
-      const stats = (await (await fetch(`${urls[first]}/stats`)).json()) as { workers?: { online: number; busy: number; connected: number } };
+      const stats = (await (await api(`${urls[first]}/stats`)).json()) as { workers?: { online: number; busy: number; connected: number } };
       return stats.workers !== undefined && stats.workers.connected === 3;
     }, 'three workers with push sessions on the leader', 45_000);
     const ready = Date.now();
@@ -155,7 +159,7 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     await untilUp(async () => {
       for (const id of accepted.keys()) {
         if (finals.has(id)) continue;
-        const job = (await (await fetch(`${leader}/api/v1/jobs/${id}`)).json()) as JobView;
+        const job = (await (await api(`${leader}/api/v1/jobs/${id}`)).json()) as JobView;
         if (job.status === 'completed' || job.status === 'failed') finals.set(id, job);
       }
       return finals.size === accepted.size;
@@ -260,7 +264,7 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     });
     await isLocked;
     const fencedId = randomUUID();
-    const inFlight = fetch(`${pausedUrl}/api/v1/jobs`, {
+    const inFlight = api(`${pausedUrl}/api/v1/jobs`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ id: fencedId, name: 'written by a paused leader', docker_image: TEST_IMAGE, command: ['sh', '-c', 'echo hello | sha256sum'], redundancy: 3, consensus: 2 }),
@@ -291,7 +295,7 @@ describe.skipIf(!engines.available)(engines.title('coordinator replicas on Postg
     // The replica that leads takes the same job, and the workers follow it there.
     expect(await submit(fencedId)).toBe(201);
     await untilUp(async () => {
-      const job = (await (await fetch(`${urls[first]}/api/v1/jobs/${fencedId}`)).json()) as JobView;
+      const job = (await (await api(`${urls[first]}/api/v1/jobs/${fencedId}`)).json()) as JobView;
       return job.status === 'completed';
     }, 'the re-submitted job to complete on the new leader', 30_000);
     const afterPause = await audit();

@@ -12,7 +12,7 @@ import { until } from '../support/until.ts';
 import { parseEnvironment, parseMemoryGb } from '../../src/cli/jobs-commands.ts';
 
 const CLI = join(import.meta.dirname, '../../src/cli/main.ts');
-const ENV = { ...process.env, NO_COLOR: '1' };
+const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
 
 interface Run {
   readonly code: number;
@@ -61,6 +61,7 @@ describe('submit flag parsing', () => {
 describe('arcnet submit / list / get against a running server', () => {
   let server: ChildProcess;
   let url = '';
+  let operatorKey = '';
   const children: ChildProcess[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'arcnet-jobs-cli-'));
 
@@ -71,6 +72,9 @@ describe('arcnet submit / list / get against a running server', () => {
     server.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     server.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     url = await until(() => /API and console feed: (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], `arcnet up to print its URL (got: ${output})`, 20_000, { intervalMs: 50 });
+    // --memory: the banner is where the operator key is shown; the CLI takes it from the environment.
+    operatorKey = await until(() => /operator key \(this run only\): (arck_\S+)/.exec(output)?.[1], 'the operator key in the banner', 5_000, { intervalMs: 50 });
+    ENV['ARCNET_API_KEY'] = operatorKey;
   });
 
   afterAll(() => {
@@ -81,7 +85,7 @@ describe('arcnet submit / list / get against a running server', () => {
   const api = async <T>(path: string, init?: { body?: unknown; credential?: string }): Promise<{ status: number; body: T }> => {
     const headers: Record<string, string> = {};
     if (init?.body !== undefined) headers['content-type'] = 'application/json';
-    if (init?.credential) headers['authorization'] = `Bearer ${init.credential}`;
+    headers['authorization'] = `Bearer ${init?.credential ?? operatorKey}`;
     const response = await fetch(`${url}${path}`, init?.body !== undefined ? { method: 'POST', headers, body: JSON.stringify(init.body) } : { headers });
     return { status: response.status, body: (await response.json()) as T };
   };

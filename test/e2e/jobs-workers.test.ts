@@ -15,6 +15,8 @@ const until = <T>(probe: () => Promise<T | undefined | false>, what: string, tim
 import { TEST_IMAGE, testEngineEndpoint } from '../support/containers.ts';
 import { needEngines } from '../support/engines.ts';
 import { DockerRuntime } from '../../src/agent/docker-runtime.ts';
+import { operatorKeyIn } from '../support/api-key.ts';
+import { readFileSync } from 'node:fs';
 
 const SEED_HASH = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03';
 const engine = needEngines('containers');
@@ -45,12 +47,13 @@ describe.skipIf(!engine.available)(engine.title('verified jobs with real workers
   const children: ChildProcess[] = [];
   let url = '';
   let port = 0;
+  const keyOf = (): string => operatorKeyIn(join(dir, 'coordinator'));
   const coordinatorArgs = (): string[] => ['coordinator', '--port', String(port), '--data-dir', join(dir, 'coordinator'), '--worker-stale-after', '3000', '--log-level', 'warn'];
   const workers = new Map<string, ChildProcess & { output: () => string }>();
   let coordinator: ChildProcess & { output: () => string };
 
   const api = async <T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> => {
-    const response = await fetch(`${url}${path}`, { ...init, headers: { 'content-type': 'application/json', ...init?.headers } });
+    const response = await fetch(`${url}${path}`, { ...init, headers: { 'content-type': 'application/json', authorization: `Bearer ${keyOf()}`, ...init?.headers } });
     return { status: response.status, body: (await response.json()) as T };
   };
   const nodes = async (): Promise<NodeView[]> => (await api<{ nodes: NodeView[] }>('/api/v1/nodes')).body.nodes;
@@ -68,7 +71,7 @@ describe.skipIf(!engine.available)(engine.title('verified jobs with real workers
 
   const startWorker = (name: string): void => {
     const worker = start([
-      'agent', '--worker', '--no-inference', '--server', url, '--name', name, '--docker-host', endpoint,
+      'agent', '--worker', '--no-inference', '--server', url, '--token', keyOf(), '--node-key', join(dir, `${name}.key`), '--name', name, '--docker-host', endpoint,
       '--worker-state', join(dir, `${name}.json`), '--cpus', '2', '--memory-gb', '2', '--heartbeat-interval', '500', '--log-level', 'warn',
     ]);
     children.push(worker);
@@ -101,7 +104,7 @@ describe.skipIf(!engine.available)(engine.title('verified jobs with real workers
     // The third result may arrive after consensus; it is still scored.
     await until(async () => (await nodes()).every((n) => n.reputation_score === 105), 'all three workers at 105');
     expect((await nodes()).map((n) => n.credits_earned)).toEqual([1, 1, 1]);
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${keyOf()}` } })).text();
     expect(metrics).toMatch(/arcnet_jobs_total\{status="completed"\} 1/);
     expect(metrics).toMatch(/arcnet_verification_consensus_total\{outcome="reached"\} 1/);
     expect(metrics).toMatch(/arcnet_job_execution_duration_seconds_count\{status="completed"\} [1-3]/);
@@ -131,10 +134,13 @@ describe.skipIf(!engine.available)(engine.title('verified jobs with real workers
     const next = await final(await submit({ name: 'after the lie', command: ['echo', 'ok'], redundancy: 3, consensus: 2 }));
     const honestIds = after.filter((n) => n.name.startsWith('honest')).map((n) => n.id).sort();
     expect(next.executions.map((e) => e.node_id).sort()).toEqual(honestIds);
-    // Another worker's credential cannot submit for it; no credential at all is a 401.
-    const stolen = await api<{ message: string }>('/api/v1/worker/result', { method: 'POST', headers: { authorization: 'Bearer arcw_guess' }, body: JSON.stringify({ node_id: node.id, execution_id: pending.execution_id, status: 'completed', result: 'x' }) });
+    // Another worker's credential cannot submit for it (403); a guessed one or none at all is a 401.
+    const honest = JSON.parse(readFileSync(join(dir, 'honest-a.json'), 'utf8')) as { credential: string };
+    const stolen = await api<{ message: string }>('/api/v1/worker/result', { method: 'POST', headers: { authorization: `Bearer ${honest.credential}` }, body: JSON.stringify({ node_id: node.id, execution_id: pending.execution_id, status: 'completed', result: 'x' }) });
     expect(stolen.status).toBe(403);
-    const anonymous = await api<{ message: string }>(`/api/v1/nodes/${node.id}/heartbeat`, { method: 'POST', body: '{}' });
+    const guessed = await api<{ message: string }>('/api/v1/worker/result', { method: 'POST', headers: { authorization: 'Bearer arcw_guess' }, body: JSON.stringify({ node_id: node.id, execution_id: pending.execution_id, status: 'completed', result: 'x' }) });
+    expect(guessed.status).toBe(401);
+    const anonymous = await api<{ message: string }>(`/api/v1/nodes/${node.id}/heartbeat`, { method: 'POST', headers: { authorization: '' }, body: '{}' });
     expect(anonymous.status).toBe(401);
   });
 

@@ -13,6 +13,9 @@ import { freePort, startCli, untilUp, type CliProcess } from '../support/process
 import { needEngines } from '../support/engines.ts';
 import { POSTGRES_URL, testSchemas } from '../support/postgres.ts';
 import { until } from '../support/until.ts';
+import { keyedFromDir } from '../support/api-key.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const SCRIPT = join(import.meta.dirname, '../../scripts/kafka.sh');
 const PORT = 19192;
@@ -38,7 +41,9 @@ const engines = needEngines('postgres', 'kafka');
 describe.skipIf(!engines.available)(engines.title('Kafka broker restart under load'), () => {
   const schemas = testSchemas();
   let up: CliProcess | undefined;
+  const keyDirs: string[] = [];
   afterAll(async () => {
+    for (const dir of keyDirs) rmSync(dir, { recursive: true, force: true });
     if (up && up.exitCode === null) up.kill('SIGKILL');
     broker('stop');
     await schemas.dropAll();
@@ -50,8 +55,12 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
     const schema = await schemas.fresh();
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    up = startCli(['up', '--port', String(port), '--kafka', `127.0.0.1:${PORT}`, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozones', 'CAISO', '--nodes', '20', '--rate', '0', '--telemetry-interval', '500', '--no-status', '--log-level', 'warn']);
-    await untilUp(async () => ((await (await fetch(`${url}/stats`)).json()) as { nodes: { total: number } }).nodes.total === 20, 'the 20 simulated nodes', 60_000);
+    // The operator key's file lives in a data directory of its own (state itself is in PostgreSQL).
+    const keyDir = mkdtempSync(join(tmpdir(), 'arcnet-key-'));
+    keyDirs.push(keyDir);
+    const api = keyedFromDir(keyDir);
+    up = startCli(['up', '--port', String(port), '--data-dir', keyDir, '--kafka', `127.0.0.1:${PORT}`, '--postgres', POSTGRES_URL, '--postgres-schema', schema, '--geozones', 'CAISO', '--nodes', '20', '--rate', '0', '--telemetry-interval', '500', '--no-status', '--log-level', 'warn']);
+    await untilUp(async () => ((await (await api(`${url}/stats`)).json()) as { nodes: { total: number } }).nodes.total === 20, 'the 20 simulated nodes', 60_000);
 
     // Every call must get an HTTP answer. 2xx is "accepted" (201 dispatched, 202 accepted but not
     // decided within the decision timeout); a 503 with Retry-After that says why is the server's
@@ -71,7 +80,7 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
       const id = randomUUID();
       const sentAt = Date.now();
       try {
-        const response = await fetch(`${url}/api/v1/inference`, {
+        const response = await api(`${url}/api/v1/inference`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ id, modelId: 'llama-3-8b', contextWindowTokens: 256, requesterGeozone: 'CAISO', maxLatencyMs: 5_000 }),
@@ -144,7 +153,7 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
     }
     // A scheduler rejection is a decision the API still knows about.
     for (const a of refused.filter((r) => r.body?.status === 'rejected')) {
-      const body = (await (await fetch(`${url}/api/v1/inference/${a.id}`)).json()) as { status?: string };
+      const body = (await (await api(`${url}/api/v1/inference/${a.id}`)).json()) as { status?: string };
       expect(body.status, `refused request ${a.id}`).toBe('rejected');
     }
 
@@ -154,7 +163,7 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
     await until(
       async () => {
         for (const id of [...pending]) {
-          const body = (await (await fetch(`${url}/api/v1/inference/${id}`)).json()) as { status?: string };
+          const body = (await (await api(`${url}/api/v1/inference/${id}`)).json()) as { status?: string };
           lastSeen.set(id, body);
           if (body.status && body.status !== 'pending' && body.status !== 'dispatched') {
             finalStatus.set(id, body.status);
@@ -174,7 +183,7 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
       throw new Error(`${(error as Error).message}: ${pending.size} of ${accepted.length} accepted requests never finished (${count([...pending].map((id) => String(lastSeen.get(id)?.['status'])))}), e.g.\n${stuck.slice(0, 10).join('\n')}`);
     });
     expect([...new Set(finalStatus.values())].filter((status) => !['completed', 'failed', 'rejected'].includes(status))).toEqual([]);
-    const stats = (await (await fetch(`${url}/stats`)).json()) as { inference: { completed: number; failed: number; rejected: number } };
+    const stats = (await (await api(`${url}/stats`)).json()) as { inference: { completed: number; failed: number; rejected: number } };
     console.log(`broker restart: accepted requests ended ${count([...finalStatus.values()])}; stats: completed ${stats.inference.completed}, failed ${stats.inference.failed}, rejected ${stats.inference.rejected}`);
     expect(stats.inference.completed + stats.inference.failed + stats.inference.rejected).toBeGreaterThanOrEqual(accepted.length);
     // The burst queued during the outage met 20 busy nodes (rejections say so); at a pace the nodes
@@ -182,13 +191,13 @@ describe.skipIf(!engines.available)(engines.title('Kafka broker restart under lo
     const after: string[] = [];
     for (let i = 0; i < 20; i++) {
       const id = randomUUID();
-      const response = await fetch(`${url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, modelId: 'llama-3-8b', contextWindowTokens: 256, requesterGeozone: 'CAISO' }) });
+      const response = await api(`${url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, modelId: 'llama-3-8b', contextWindowTokens: 256, requesterGeozone: 'CAISO' }) });
       expect(response.ok).toBe(true);
       after.push(id);
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     await until(async () => {
-      const statuses = await Promise.all(after.map(async (id) => ((await (await fetch(`${url}/api/v1/inference/${id}`)).json()) as { status: string }).status));
+      const statuses = await Promise.all(after.map(async (id) => ((await (await api(`${url}/api/v1/inference/${id}`)).json()) as { status: string }).status));
       return statuses.every((status) => status === 'completed');
     }, 'requests after the restart completed', 30_000, { intervalMs: 500 });
     up.kill('SIGINT');

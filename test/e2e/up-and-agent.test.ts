@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CLI, freePort, startCli as start, untilUp } from '../support/processes.ts';
 import { LOCK_FILE } from '../../src/main/data-dir-lock.ts';
+import { keyed, operatorKeyIn } from '../support/api-key.ts';
 
 const until = <T>(probe: () => Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> => untilUp(probe, what, timeoutMs);
 
@@ -41,17 +42,19 @@ describe('arcnet up with a real agent process', () => {
     let server = start(upArgs);
     children.push(server);
     await until(async () => (await fetch(`${url}/health`)).ok, 'arcnet up to answer /health');
-
-    const agent = start(['agent', '--server', url, '--name', 'e2e-agent', '--geozone', 'ERCOT', '--geohash', '9vk1eh', '--models', 'e2e-model', '--speed', '0.05', '--telemetry-interval', '300', '--log-level', 'warn']);
+    // The key `arcnet up` made for its own CLI: the agent enrols with it once, then keeps its node key.
+    const key = operatorKeyIn(dataDir);
+    const api = keyed(key);
+    const agent = start(['agent', '--server', url, '--token', key, '--node-key', join(dataDir, 'e2e-agent.key'), '--name', 'e2e-agent', '--geozone', 'ERCOT', '--geohash', '9vk1eh', '--models', 'e2e-model', '--speed', '0.05', '--telemetry-interval', '300', '--log-level', 'warn']);
     children.push(agent);
     const nodes = await until(async () => {
-      const body = (await (await fetch(`${url}/api/v1/nodes`)).json()) as { nodes: { id: string; name: string; status: string }[] };
+      const body = (await (await api(`${url}/api/v1/nodes`)).json()) as { nodes: { id: string; name: string; status: string }[] };
       return body.nodes.find((n) => n.name === 'e2e-agent' && n.status === 'online');
     }, 'the agent to report telemetry');
     const agentId = nodes.id;
 
     const submit = async (): Promise<string> => {
-      const response = await fetch(`${url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'e2e-model', contextWindowTokens: 256, requesterGeozone: 'CAISO' }) });
+      const response = await api(`${url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'e2e-model', contextWindowTokens: 256, requesterGeozone: 'CAISO' }) });
       const body = (await response.json()) as { id: string; nodeId: string; status: string; forwarded: boolean };
       expect(response.status).toBe(201);
       expect(body.nodeId).toBe(agentId);
@@ -60,7 +63,7 @@ describe('arcnet up with a real agent process', () => {
     };
     const completed = async (id: string): Promise<Record<string, unknown>> =>
       until(async () => {
-        const body = (await (await fetch(`${url}/api/v1/inference/${id}`)).json()) as Record<string, unknown>;
+        const body = (await (await api(`${url}/api/v1/inference/${id}`)).json()) as Record<string, unknown>;
         return body['status'] === 'completed' ? body : undefined;
       }, `request ${id} to complete`);
 
@@ -68,9 +71,9 @@ describe('arcnet up with a real agent process', () => {
     expect(first['nodeId']).toBe(agentId);
     expect(Number(first['latencyMs'])).toBeGreaterThan(0);
 
-    const cli = await run(process.execPath, [CLI, 'nodes', '--server', url, '--geozone', 'ERCOT'], { env: { ...process.env, NO_COLOR: '1' } });
+    const cli = await run(process.execPath, [CLI, 'nodes', '--server', url, '--geozone', 'ERCOT'], { env: { ...process.env, NO_COLOR: '1', ARCNET_API_KEY: key } });
     expect(cli.stdout).toMatch(/e2e-agent\s+ERCOT\s+online/);
-    const statsJson = JSON.parse((await run(process.execPath, [CLI, 'stats', '--server', url, '--json'])).stdout) as { nodes: { total: number }; agentsConnected: number };
+    const statsJson = JSON.parse((await run(process.execPath, [CLI, 'stats', '--server', url, '--json'], { env: { ...process.env, ARCNET_API_KEY: key } })).stdout) as { nodes: { total: number }; agentsConnected: number };
     expect(statsJson.nodes.total).toBe(7);
     expect(statsJson.agentsConnected).toBe(1);
 
@@ -92,11 +95,11 @@ describe('arcnet up with a real agent process', () => {
     children.push(server);
     await until(async () => (await fetch(`${url}/health`)).ok, 'the restarted server');
     await until(async () => {
-      const body = (await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number };
+      const body = (await (await api(`${url}/stats`)).json()) as { agentsConnected: number };
       return body.agentsConnected === 1;
     }, 'the agent to reconnect');
     await until(async () => {
-      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}`)).json()) as { status: string; lastSeen: string };
+      const body = (await (await api(`${url}/api/v1/nodes/${agentId}`)).json()) as { status: string; lastSeen: string };
       return body.status === 'online' && Date.parse(body.lastSeen) > Date.now() - 2_000;
     }, 'fresh telemetry after the restart');
     const second = await completed(await submit());
@@ -105,7 +108,7 @@ describe('arcnet up with a real agent process', () => {
     // History written before the restart is still there.
     // Node documents are written in batches every 200 ms, so a loaded machine may need a moment.
     const history = await until(async () => {
-      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+      const body = (await (await api(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
       return body.history.length > 3 ? body : undefined;
     }, 'the node history from before and after the restart');
     expect(history.history.length).toBeGreaterThan(3);
@@ -124,11 +127,11 @@ describe('arcnet up with a real agent process', () => {
     children.push(server);
     await until(async () => (await fetch(`${url}/health`)).ok, 'the server after SIGKILL');
     const afterKill = await until(async () => {
-      const body = (await (await fetch(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
+      const body = (await (await api(`${url}/api/v1/nodes/${agentId}?history=true`)).json()) as { history: unknown[] };
       return body.history.length > before ? body : undefined;
     }, 'history to keep growing after the kill');
     expect(afterKill.history.length).toBeGreaterThan(before);
-    await until(async () => ((await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 1, 'the agent to reconnect after the kill');
+    await until(async () => ((await (await api(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 1, 'the agent to reconnect after the kill');
     expect((await completed(await submit()))['nodeId']).toBe(agentId);
 
     agent.kill('SIGINT');
@@ -143,16 +146,19 @@ describe('arcnet up with a real agent process', () => {
     const server = start(['up', '--port', String(port), '--memory', '--nodes', '0', '--rate', '0', '--no-status']);
     children.push(server);
     await until(async () => (await fetch(`${url}/health`)).ok, 'arcnet up to answer /health');
-    const simulate = start(['simulate', '--server', url, '--nodes', '4', '--geozone', 'PJM', '--rate', '20', '--telemetry-interval', '300']);
+    // --memory keeps the key in memory only: the banner is the one place it is shown.
+    const key = await until(async () => /operator key \(this run only\): (arck_\S+)/.exec(server.output())?.[1], 'the operator key in the banner');
+    const api = keyed(key);
+    const simulate = start(['simulate', '--server', url, '--token', key, '--nodes', '4', '--geozone', 'PJM', '--rate', '20', '--telemetry-interval', '300']);
     children.push(simulate);
     const stats = await until(async () => {
-      const body = (await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number; nodes: { byGeozone: Record<string, { online: number }> }; inference: { completed: number } };
+      const body = (await (await api(`${url}/stats`)).json()) as { agentsConnected: number; nodes: { byGeozone: Record<string, { online: number }> }; inference: { completed: number } };
       return body.agentsConnected === 4 && body.nodes.byGeozone['PJM']?.online === 4 && body.inference.completed >= 10 ? body : undefined;
     }, 'four simulated agents online and requests completed');
     expect(stats.agentsConnected).toBe(4);
     simulate.kill('SIGINT');
     expect(await exited(simulate)).toBe(0);
-    await until(async () => ((await (await fetch(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 0, 'the agents to disconnect');
+    await until(async () => ((await (await api(`${url}/stats`)).json()) as { agentsConnected: number }).agentsConnected === 0, 'the agents to disconnect');
     server.kill('SIGINT');
     expect(await exited(server)).toBe(0);
   }, 60_000);

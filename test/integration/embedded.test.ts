@@ -13,6 +13,7 @@ import { decodeGeohash } from '../../src/core/geohash.ts';
 import WebSocket from 'ws';
 import { withDefaults } from '../../src/main/config.ts';
 import { until } from '../support/until.ts';
+import { bearer, keyed } from '../support/api-key.ts';
 
 interface Seed {
   name: string;
@@ -60,8 +61,10 @@ describe('embedded ArcNet, end to end in one process', () => {
     name: s.name,
     ...overrides,
   });
+  // Every call as an operator would make it: with the key the system made for its own CLI.
+  const api: typeof fetch = (input, init) => keyed(system.operatorKey)(input, init);
   const post = async (body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
-    const response = await fetch(`${system.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const response = await api(`${system.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
     return { status: response.status, json: (await response.json()) as Record<string, unknown> };
   };
   /** Reports the request finished on its node, as the node would, and waits for the reservation to end. */
@@ -72,7 +75,7 @@ describe('embedded ArcNet, end to end in one process', () => {
     });
     await until(() => !system.scheduler.index.reservation(record.nodeId!), 'the reservation to be released');
   };
-  const getNode = async (id: string, query = ''): Promise<Record<string, unknown>> => (await (await fetch(`${system.url}/api/v1/nodes/${id}${query}`)).json()) as Record<string, unknown>;
+  const getNode = async (id: string, query = ''): Promise<Record<string, unknown>> => (await (await api(`${system.url}/api/v1/nodes/${id}${query}`)).json()) as Record<string, unknown>;
 
   beforeAll(async () => {
     system = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 } }), { clock });
@@ -125,7 +128,7 @@ describe('embedded ArcNet, end to end in one process', () => {
       schemaVersion: 1, requestId: String(first.json['id']), nodeId: idOf('pjm-c'), latencyMs: 42, status: 'completed', completedAt: new Date(clock.now()).toISOString(), fencingToken: Number(token),
     });
     await until(async () => (await getNode(idOf('pjm-c')))['reservation'] === null, 'the reservation to be released');
-    const status = (await (await fetch(`${system.url}/api/v1/inference/${String(first.json['id'])}`)).json()) as Record<string, unknown>;
+    const status = (await (await api(`${system.url}/api/v1/inference/${String(first.json['id'])}`)).json()) as Record<string, unknown>;
     expect(status).toMatchObject({ status: 'completed', latencyMs: 42 });
     const third = await post({ modelId: 'mistral-7b', contextWindowTokens: 512, requesterGeozone: 'PJM' });
     expect(third.json['nodeId']).toBe(idOf('pjm-c'));
@@ -151,13 +154,13 @@ describe('embedded ArcNet, end to end in one process', () => {
       expect(response.status).toBe(400);
       expect(String(response.json['message'])).toMatch(field);
     }
-    const recent = (await (await fetch(`${system.url}/api/v1/inference?limit=2`)).json()) as { requests: { id: string }[] };
+    const recent = (await (await api(`${system.url}/api/v1/inference?limit=2`)).json()) as { requests: { id: string }[] };
     expect(recent.requests.map((r) => r.id)).toEqual([none.json['id'], ...recent.requests.slice(1).map((r) => r.id)]);
     expect(recent.requests).toHaveLength(2);
-    const badTime = await fetch(`${system.url}/api/v1/nodes?asOf=yesterday`);
+    const badTime = await api(`${system.url}/api/v1/nodes?asOf=yesterday`);
     expect(badTime.status).toBe(400);
     expect(((await badTime.json()) as { message: string }).message).toMatch(/asOf/);
-    expect((await fetch(`${system.url}/health`)).status).toBe(200);
+    expect((await api(`${system.url}/health`)).status).toBe(200);
   });
 
   it('dead-letters a malformed telemetry message with the reason and its original topic', async () => {
@@ -183,7 +186,7 @@ describe('embedded ArcNet, end to end in one process', () => {
     expect(validThen['gpuUtilization']).toBe(node.gpuUtilization);
     const now = await getNode(idOf(node.name));
     expect(now['gpuUtilization']).toBe(0.77);
-    const list = (await (await fetch(`${system.url}/api/v1/nodes?knownAt=${before}&geozone=ERCOT`)).json()) as { nodes: Record<string, unknown>[] };
+    const list = (await (await api(`${system.url}/api/v1/nodes?knownAt=${before}&geozone=ERCOT`)).json()) as { nodes: Record<string, unknown>[] };
     expect(list.nodes.find((n) => n['id'] === idOf(node.name))?.['gpuUtilization']).toBe(node.gpuUtilization);
   });
 
@@ -213,7 +216,7 @@ describe('embedded ArcNet, end to end in one process', () => {
   });
 
   it('streams the console protocol of seed 001 on /telemetry', async () => {
-    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/telemetry`);
+    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/telemetry`, { headers: bearer(system.operatorKey) });
     const messages: Record<string, unknown>[] = [];
     socket.on('message', (data: Buffer) => void messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
     await new Promise((resolve) => socket.once('open', resolve));
@@ -262,7 +265,7 @@ describe('embedded ArcNet, end to end in one process', () => {
     const next = await post({ modelId: 'whisper', contextWindowTokens: 10, requesterGeozone: 'ERCOT' });
     expect(next.json['nodeId']).toBe(idOf('ercot-a'));
     const failed = await until(async () => {
-      const body = (await (await fetch(`${system.url}/api/v1/inference/${String(silent.json['id'])}`)).json()) as Record<string, unknown>;
+      const body = (await (await api(`${system.url}/api/v1/inference/${String(silent.json['id'])}`)).json()) as Record<string, unknown>;
       return body['status'] === 'failed' ? body : undefined;
     }, 'the silent request to fail', 5_000);
     expect(failed['reason']).toMatch(/no result from node ercot-a within the 30 s reservation/);
@@ -270,7 +273,7 @@ describe('embedded ArcNet, end to end in one process', () => {
   });
 
   it('answers bad agent frames with an error naming the problem and keeps serving', async () => {
-    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/agent`);
+    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/agent`, { headers: bearer(system.operatorKey) });
     const replies: Record<string, unknown>[] = [];
     socket.on('message', (data: Buffer) => void replies.push(JSON.parse(data.toString()) as Record<string, unknown>));
     await new Promise((resolve) => socket.once('open', resolve));
@@ -286,10 +289,10 @@ describe('embedded ArcNet, end to end in one process', () => {
     const identity = { id: idOf('agent-x'), name: 'agent-x', geozone: 'PJM', geohash: 'dr4e39', capacity: { cpuCores: 4, memoryGb: 8, gpus: 1 }, tags: [], backend: 'simulated' };
     socket.send(JSON.stringify({ type: 'hello', node: identity }));
     expect(await next()).toMatchObject({ type: 'welcome', nodeId: identity.id });
-    socket.send(JSON.stringify({ type: 'telemetry', telemetry: { ...telemetryFor(seeds[7]!), id: identity.id, gpuUtilization: 3 } }));
+    socket.send(JSON.stringify({ type: 'telemetry', telemetry: { ...telemetryFor(seeds[7]!), id: identity.id, name: identity.name, geozone: identity.geozone, gpuUtilization: 3 } }));
     expect((await next())['message']).toMatch(/telemetry rejected: \/gpuUtilization/);
     socket.send(JSON.stringify({ type: 'telemetry', telemetry: telemetryFor(seeds[7]!) }));
-    expect((await next())['message']).toMatch(/is not this session's node/);
+    expect((await next())['message']).toMatch(/telemetry rejected: \/id .* is not this session's .*a node cannot change its id/);
     socket.send(JSON.stringify({ type: 'result', result: { schemaVersion: 1, requestId: idOf('r'), nodeId: idOf('pjm-a'), latencyMs: 1, status: 'completed', completedAt: new Date().toISOString() } }));
     expect((await next())['message']).toMatch(/result rejected: \/nodeId/);
     socket.send(JSON.stringify({ type: 'launch-missiles' }));
@@ -299,14 +302,14 @@ describe('embedded ArcNet, end to end in one process', () => {
     await until(async () => (await getNode(identity.id))['name'] === 'agent-x', 'the agent node to be known');
     expect((await getNode(identity.id))['geozone']).toBe('PJM');
     socket.close();
-    const refused = new WebSocket(`${system.url.replace('http', 'ws')}/agent`);
+    const refused = new WebSocket(`${system.url.replace('http', 'ws')}/agent`, { headers: bearer(system.operatorKey) });
     const closed = new Promise<number>((resolve) => refused.once('close', (code: number) => resolve(code)));
     const refusal = new Promise<string>((resolve) => refused.once('message', (data: Buffer) => resolve(data.toString())));
     await new Promise((resolve) => refused.once('open', resolve));
     refused.send(JSON.stringify({ type: 'hello', node: { ...identity, geozone: 'MISO' } }));
     expect(await refusal).toMatch(/geozone \\"MISO\\" is not served here/);
     expect(await closed).toBe(4000);
-    expect((await fetch(`${system.url}/health`)).status).toBe(200);
+    expect((await api(`${system.url}/health`)).status).toBe(200);
   });
 
   it('publishes a regional summary per geozone with totals, active nodes, average GPU and the energy mix', async () => {
@@ -335,7 +338,7 @@ describe('embedded ArcNet, end to end in one process', () => {
   });
 
   it('exposes the seed metrics for Prometheus', async () => {
-    const text = await (await fetch(`${system.url}/metrics`)).text();
+    const text = await (await api(`${system.url}/metrics`)).text();
     const pjmOnline = [...system.aggregator.registry.all()].filter((n) => n.geozone === 'PJM' && n.status === 'online').length;
     expect(text).toContain(`arcnet_nodes_total{geozone="PJM",status="online"} ${pjmOnline}`);
     expect(text).toMatch(/arcnet_process_cpu_seconds_total \d/);
@@ -347,7 +350,7 @@ describe('embedded ArcNet, end to end in one process', () => {
   });
 
   it('answers /health and /ready with the one body every process gives, and names its engines in /stats', async () => {
-    const ready = await fetch(`${system.url}/ready`);
+    const ready = await api(`${system.url}/ready`);
     expect(ready.status).toBe(200);
     const body = (await ready.json()) as Record<string, unknown>;
     expect(body).toMatchObject({
@@ -360,17 +363,17 @@ describe('embedded ArcNet, end to end in one process', () => {
     });
     expect(typeof body['uptimeSeconds']).toBe('number');
     expect(body['version']).toEqual(expect.any(String));
-    expect(await (await fetch(`${system.url}/health`)).json()).toMatchObject({ status: 'ok', mode: 'embedded', uptimeS: expect.any(Number) });
-    const stats = (await (await fetch(`${system.url}/stats`)).json()) as Record<string, unknown>;
+    expect(await (await api(`${system.url}/health`)).json()).toMatchObject({ status: 'ok', mode: 'embedded', uptimeS: expect.any(Number) });
+    const stats = (await (await api(`${system.url}/stats`)).json()) as Record<string, unknown>;
     expect(stats).toMatchObject({ engines: { bus: 'memory', store: 'sqlite-memory' }, mode: 'embedded' });
 
     // A scheduler that knows no node is not ready: /ready says so and why, /health stays 200.
     const empty = await startEmbedded(withDefaults({ port: 0, dataDir: null, geozones: ['MISO'], simulation: { nodes: 0, requestRate: 0 } }));
     try {
-      const waiting = await fetch(`${empty.url}/ready`);
+      const waiting = await keyed(empty.operatorKey)(`${empty.url}/ready`);
       expect(waiting.status).toBe(503);
       expect(await waiting.json()).toMatchObject({ status: 'starting', notReady: 'scheduler: no node of MISO known yet: waiting for node documents or telemetry' });
-      expect((await fetch(`${empty.url}/health`)).status).toBe(200);
+      expect((await keyed(empty.operatorKey)(`${empty.url}/health`)).status).toBe(200);
     } finally {
       await empty.stop();
     }
@@ -380,7 +383,7 @@ describe('embedded ArcNet, end to end in one process', () => {
     const stalled = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 }, api: { decisionTimeoutMs: 400, maxAwaitingDecisions: 2 } }));
     await stalled.scheduler.stop();
     const submit = (): Promise<Response> =>
-      fetch(`${stalled.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'm', contextWindowTokens: 1, requesterGeozone: 'CAISO' }) });
+      keyed(stalled.operatorKey)(`${stalled.url}/api/v1/inference`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ modelId: 'm', contextWindowTokens: 1, requesterGeozone: 'CAISO' }) });
     const first = submit();
     const second = submit();
     await until(() => stalled.tracker.awaitingDecision === 2, 'two submissions waiting');

@@ -9,6 +9,7 @@ import { topics } from '../../src/contracts/topics.ts';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { withDefaults } from '../../src/main/config.ts';
 import { until } from '../support/until.ts';
+import { bearer } from '../support/api-key.ts';
 
 describe('jobs API', () => {
   let system: EmbeddedSystem;
@@ -20,10 +21,12 @@ describe('jobs API', () => {
     await system.stop();
   });
 
-  const call = async (method: string, path: string, body?: unknown, credential?: string): Promise<{ status: number; json: Record<string, unknown> }> => {
+  const call = async (method: string, path: string, body?: unknown, credential?: string | null): Promise<{ status: number; json: Record<string, unknown> }> => {
     const headers: Record<string, string> = {};
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (credential) headers['authorization'] = `Bearer ${credential}`;
+    // Worker calls carry the worker's credential; every other call is an operator's.
+    // null: no credential at all.
+    if (credential !== null) headers['authorization'] = `Bearer ${credential ?? system.operatorKey}`;
     const response = await fetch(`${system.url}${path}`, { method, headers, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
     return { status: response.status, json: (await response.json()) as Record<string, unknown> };
   };
@@ -57,7 +60,7 @@ describe('jobs API', () => {
       ['POST', '/api/v1/jobs', { ...job, redundancy: 3, consensus: 1 }, 400, 'INVALID_INPUT'],
       ['POST', '/api/v1/jobs', { ...job, bogus: 1 }, 400, 'INVALID_INPUT'],
       ['GET', '/api/v1/jobs/7d5c2f7e-0000-4000-8000-000000000000', undefined, 404, 'NOT_FOUND'],
-      ['POST', '/api/v1/nodes/7d5c2f7e-0000-4000-8000-000000000000/heartbeat', {}, 401, 'UNAUTHENTICATED'],
+      ['POST', '/api/v1/nodes/7d5c2f7e-0000-4000-8000-000000000000/heartbeat', {}, 403, 'FORBIDDEN'],
       ['GET', '/api/v1/nodes?asOf=yesterday', undefined, 400, 'INVALID_INPUT'],
     ];
     for (const [method, path, body, status, code] of cases) {
@@ -66,7 +69,7 @@ describe('jobs API', () => {
       expect(answer.json, `${method} ${path}`).toEqual({ ...shape, statusCode: status, code });
     }
     const response = await fetch(`${system.url}/api/v1/nodes/x/pending-jobs`);
-    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="arcnet-workers"');
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="arcnet"');
     expect((await call('GET', '/api/v1/coordinator')).json).toMatchObject({ leading: true, fencingToken: null });
   });
 
@@ -81,16 +84,16 @@ describe('jobs API', () => {
     const otherCredential = String(other.json['credential']);
     const id = String(node['id']);
 
-    expect((await call('POST', `/api/v1/nodes/${id}/heartbeat`, { cpu_usage: 0.5 })).status).toBe(401);
+    expect((await call('POST', `/api/v1/nodes/${id}/heartbeat`, { cpu_usage: 0.5 }, null)).status).toBe(401);
     expect((await call('POST', `/api/v1/nodes/${id}/heartbeat`, { cpu_usage: 0.5 }, otherCredential)).status).toBe(403);
     expect((await call('POST', `/api/v1/nodes/${id}/heartbeat`, { cpu_usage: 2 }, credential)).status).toBe(400);
     const beat = await call('POST', `/api/v1/nodes/${id}/heartbeat`, { cpu_usage: 0.5, memory_usage: 0.25, active_jobs: [] }, credential);
     expect(beat.status).toBe(200);
     expect(beat.json['node']).toMatchObject({ cpu_usage: 0.5, memory_usage: 0.25 });
-    expect((await call('GET', `/api/v1/nodes/${id}/pending-jobs`)).status).toBe(401);
+    expect((await call('GET', `/api/v1/nodes/${id}/pending-jobs`, undefined, null)).status).toBe(401);
     expect((await call('GET', `/api/v1/nodes/${id}/pending-jobs`, undefined, credential)).json).toEqual({ count: 0, jobs: [] });
     // Re-registering an id takes its credential; an impostor gets 401/403 and changes nothing.
-    expect((await call('POST', '/api/v1/nodes/register', { id, name: 'impostor', cpu_cores: 64, memory_gb: 512 })).status).toBe(401);
+    expect((await call('POST', '/api/v1/nodes/register', { id, name: 'impostor', cpu_cores: 64, memory_gb: 512 }, null)).status).toBe(401);
     expect((await call('POST', '/api/v1/nodes/register', { id, name: 'impostor', cpu_cores: 64, memory_gb: 512 }, otherCredential)).status).toBe(403);
     expect(system.coordinator.worker(id)!.name).toBe('box-1');
 
@@ -141,7 +144,7 @@ describe('jobs API', () => {
     expect(stats.json['workers']).toMatchObject({ total: 3, online: 3, cpuCores: 14 });
     expect(stats.json['jobs']).toMatchObject({ total: 1, completed: 1 });
     expect((stats.json['nodes'] as { total: number }).total).toBe(3);
-    const metrics = await (await fetch(`${system.url}/metrics`)).text();
+    const metrics = await (await fetch(`${system.url}/metrics`, { headers: bearer(system.operatorKey) })).text();
     expect(metrics).toMatch(/arcnet_nodes_total\{geozone="ERCOT",status="online"\} 1/);
     expect(metrics).toMatch(/arcnet_jobs_total\{status="completed"\} 1/);
   });

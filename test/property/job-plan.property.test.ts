@@ -77,7 +77,7 @@ function drive(rules: Rules, slots: readonly Outcome[], workerCount: number, cre
   const pool = Array.from({ length: workerCount }, (_, i) => ({ id: `w${String(i).padStart(2, '0')}`, reputation: 100 + ((i * 7) % 5) }));
   const allocated = new Map<string, number>();
   const workers = (): WorkerCandidate[] =>
-    pool.map((w) => ({ id: w.id, online: true, reputation: w.reputation, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: allocated.get(w.id) ?? 0, allocatedMemoryGb: (allocated.get(w.id) ?? 0) / 2, cpuUsage: 0 }));
+    pool.map((w) => ({ id: w.id, online: true, reputation: w.reputation, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: allocated.get(w.id) ?? 0, allocatedMemoryGb: (allocated.get(w.id) ?? 0) / 2, cpuUsage: 0, enrolledBy: null }));
   const newId = counter();
   let now = T0;
   let state: JobState = { job: jobOf(rules, credits), unplaced: rules.redundancy, abandoned: 0, waitingSince: now, executions: [] };
@@ -225,7 +225,7 @@ describe('job plan', () => {
   it('returns the same plan for every order the reports of one batch are listed in', () => {
     fc.assert(
       fc.property(scenario, fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), ({ rules, slots, workers, credits }, shuffle) => {
-        const pool: WorkerCandidate[] = Array.from({ length: workers }, (_, i) => ({ id: `w${i}`, online: true, reputation: 100, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0 }));
+        const pool: WorkerCandidate[] = Array.from({ length: workers }, (_, i) => ({ id: `w${i}`, online: true, reputation: 100, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, enrolledBy: null }));
         const first = planJob({ state: { job: jobOf(rules, credits), unplaced: rules.redundancy, abandoned: 0, waitingSince: T0, executions: [] }, workers: () => pool, now: T0, rules: PLAN_RULES, newId: counter() });
         const reports = first.next.executions.filter((e) => slots[e.attempt - 1]!.kind !== 'silent').map((e) => reportFor(e.id, slots[e.attempt - 1]!));
         // A duplicate in the batch: the first in canonical order counts, whatever order it was listed in.
@@ -242,8 +242,29 @@ describe('job plan', () => {
     );
   });
 
+  it('with distinct_enrolments, never gives two executions of a job to one party, and says so when parties run out', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ party: fc.constantFrom('p1', 'p2', 'p3', 'p4'), reputation: fc.integer({ min: 50, max: 150 }) }), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 1, max: 5 }),
+        (workers, redundancy) => {
+          const pool: WorkerCandidate[] = workers.map((w, i) => ({ id: `w${i}`, online: true, reputation: w.reputation, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, enrolledBy: w.party }));
+          const job = { ...jobOf({ redundancy, consensus: 1, max_executions: redundancy }, 1), distinct_enrolments: true };
+          const plan = planJob({ state: { job, unplaced: redundancy, abandoned: 0, waitingSince: T0, executions: [] }, workers: () => pool, now: T0, rules: PLAN_RULES, newId: counter() });
+          const parties = plan.place.map((p) => pool.find((w) => w.id === p.execution.node_id)!.enrolledBy);
+          expect(new Set(parties).size).toBe(parties.length);
+          const available = new Set(workers.map((w) => w.party)).size;
+          expect(plan.place.length).toBe(Math.min(redundancy, available));
+          // The reason names the first filter that refused each worker: its own earlier execution, or its party's.
+          if (available < redundancy) expect(plan.unplacedReason).toMatch(available < workers.length ? /enrolled by the same party as another execution of this job/ : /already running or having run this job/);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
   it('decides the seed example in one plan: two agree (+5 and a credit each), the third is outvoted (−10)', () => {
-    const pool: WorkerCandidate[] = ['A', 'B', 'C'].map((id) => ({ id, online: true, reputation: 100, cpuCores: 2, memoryGb: 4, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0 }));
+    const pool: WorkerCandidate[] = ['A', 'B', 'C'].map((id) => ({ id, online: true, reputation: 100, cpuCores: 2, memoryGb: 4, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, enrolledBy: null }));
     const rules = { redundancy: 3, consensus: 2, max_executions: 6 };
     const placed = planJob({ state: { job: jobOf(rules, 1), unplaced: 3, abandoned: 0, waitingSince: T0, executions: [] }, workers: () => pool, now: T0, rules: PLAN_RULES, newId: counter() });
     expect(placed.place.map((p) => p.execution.node_id)).toEqual(['A', 'B', 'C']);
@@ -268,7 +289,7 @@ describe('job plan', () => {
   });
 
   it('does not wait on a 1–1 split whose third worker went silent: it fails the lost execution and places one extra', () => {
-    const pool: WorkerCandidate[] = ['A', 'B', 'C', 'D'].map((id) => ({ id, online: true, reputation: 100, cpuCores: 2, memoryGb: 4, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0 }));
+    const pool: WorkerCandidate[] = ['A', 'B', 'C', 'D'].map((id) => ({ id, online: true, reputation: 100, cpuCores: 2, memoryGb: 4, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, enrolledBy: null }));
     const rules = { redundancy: 3, consensus: 2, max_executions: 6 };
     const placed = planJob({ state: { job: jobOf(rules, 1), unplaced: 3, abandoned: 0, waitingSince: T0, executions: [] }, workers: () => pool, now: T0, rules: PLAN_RULES, newId: counter() });
     const [a, b] = placed.next.executions;

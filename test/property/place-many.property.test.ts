@@ -18,6 +18,7 @@ const worker = fc.record({
   allocatedCpu: fc.constantFrom(0, 0.5, 1, 2),
   allocatedMemoryGb: fc.constantFrom(0, 0.5, 1),
   cpuUsage: fc.constantFrom(0, 0.25, 0.5, 1),
+  enrolledBy: fc.constantFrom(null, 'e1', 'e2'),
 }) satisfies fc.Arbitrary<WorkerCandidate>;
 
 describe('placeMany', () => {

@@ -19,7 +19,7 @@ describe('API error mapper', () => {
       expect(STATUS_OF_CODE[code]).toBe(status);
       expect(answer.body).toEqual({ statusCode: status, error: expect.any(String), code, message: code === 'INTERNAL' ? `internal error: because ${code}` : `because ${code}`, retryable });
       expect(answer.headers['retry-after'], code).toBe(retryable ? '1' : undefined);
-      expect(answer.headers['www-authenticate'], code).toBe(code === 'UNAUTHENTICATED' ? 'Bearer realm="arcnet-workers"' : undefined);
+      expect(answer.headers['www-authenticate'], code).toBe(code === 'UNAUTHENTICATED' ? 'Bearer realm="arcnet"' : undefined);
     }
     expect(apiError(new JobsError('CONFLICT', 'exists with another image')).body).toMatchObject({ statusCode: 409, error: 'Conflict', retryable: false });
     expect(apiError(new JobsError('NOT_LEADER', 'standing by', { retryable: true })).body).toMatchObject({ statusCode: 503, error: 'Service Unavailable', retryable: true });

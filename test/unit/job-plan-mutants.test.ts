@@ -49,7 +49,7 @@ function report(id: string, status: Report['status'], hash: string | null = null
 }
 
 function worker(id: string, overrides: Partial<WorkerCandidate> = {}): WorkerCandidate {
-  return { id, online: true, reputation: 100, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, ...overrides };
+  return { id, online: true, reputation: 100, cpuCores: 4, memoryGb: 8, gpu: false, allocatedCpu: 0, allocatedMemoryGb: 0, cpuUsage: 0, enrolledBy: null, ...overrides };
 }
 
 const noWorkers = (): Iterable<WorkerCandidate> => {

@@ -173,10 +173,10 @@ describe('inference profile from names', () => {
 });
 
 describe('job profile from names', () => {
-  it('is the seed profile: its five filters in order, reputation and load with the configured weights', () => {
+  it('is the seed profile: its six filters in order, reputation and load with the configured weights', () => {
     const profile = jobProfile();
     expect(profile.name).toBe('job');
-    expect(profile.filters.map((f) => f.name)).toEqual(['worker-online', 'distinct-worker', 'gpu-fit', 'cpu-fit', 'memory-fit']);
+    expect(profile.filters.map((f) => f.name)).toEqual(['worker-online', 'distinct-worker', 'distinct-enrolment', 'gpu-fit', 'cpu-fit', 'memory-fit']);
     expect(profile.scorers).toEqual([
       { plugin: reputationScorer, weight: 1 },
       { plugin: loadScorer, weight: 10 },
@@ -184,12 +184,12 @@ describe('job profile from names', () => {
     expect(jobProfile({ weights: { reputation: 2, load: 3 } }).scorers.map((s) => s.weight)).toEqual([2, 3]);
     expect(jobProfile({ ...DEFAULT_JOB_PROFILE, filters: ['gpu-fit'], scorers: [{ name: 'load', weight: 1 }] })).toEqual({
       name: 'job',
-      filters: [profile.filters[2]],
+      filters: [profile.filters[3]],
       scorers: [{ plugin: loadScorer, weight: 1 }],
     });
     expect(jobRegistry.scorerNames).toEqual(['reputation', 'load']);
     expect(() => jobProfile({ ...DEFAULT_JOB_PROFILE, filters: ['online'] })).toThrow(
-      'unknown job filter plugin "online" (known: "worker-online", "distinct-worker", "gpu-fit", "cpu-fit", "memory-fit")',
+      'unknown job filter plugin "online" (known: "worker-online", "distinct-worker", "distinct-enrolment", "gpu-fit", "cpu-fit", "memory-fit")',
     );
   });
 });

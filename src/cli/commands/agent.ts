@@ -6,6 +6,7 @@ import { isGeohash } from '../../core/geohash.ts';
 import type { EnergySource } from '../../contracts/messages.ts';
 import { fraction, int, list, logLevelOption, usage } from '../options.ts';
 import { clientTlsConfig, withClientTlsOptions, type TlsFlags } from '../tls-options.ts';
+import { clientKey } from '../client-key.ts';
 
 interface AgentFlags extends TlsFlags {
   server: string;
@@ -34,6 +35,8 @@ interface AgentFlags extends TlsFlags {
   trustedSigners?: string;
   requireSignedJobs: boolean;
   logLevel: string;
+  token?: string;
+  nodeKey?: string;
 }
 
 export function registerAgent(program: Command): void {
@@ -64,6 +67,8 @@ export function registerAgent(program: Command): void {
     .option('--poll-interval <ms>', 'pending-jobs polling period while the push session is down', int('--poll-interval', 100), 10_000)
     .option('--trusted-signers <dir>', "with --worker: a directory of trusted job signers' <key_id>.pub keys; a signed job runs only if its signature verifies by one of them")
     .option('--require-signed-jobs', 'with --worker: refuse to run jobs that carry no signature (needs --trusted-signers)', false)
+    .option('--token <key>', 'enrolment token (or operator key) that enrols this node on first contact (default $ARCNET_TOKEN, then the operator key in .arcnet/operator.key)')
+    .option('--node-key <file>', 'where the node key issued at enrolment is kept (default .arcnet/node-<name>.key)')
     .addOption(logLevelOption('info', 'log level'))
     .action(async (opts: AgentFlags) => {
       if (opts.geohash.length !== 6 || !isGeohash(opts.geohash)) throw usage(`--geohash must be 6 geohash characters, got "${opts.geohash}"`);
@@ -73,6 +78,7 @@ export function registerAgent(program: Command): void {
       if (opts.requireSignedJobs && opts.trustedSigners === undefined) throw usage('--require-signed-jobs needs --trusted-signers <dir>: with no trusted signer every job would be refused');
       if (opts.backend === 'openai' && !opts.inferenceUrl) throw usage('--backend openai needs --inference-url (e.g. http://127.0.0.1:8000)');
       const logger = createLogger({ level: opts.logLevel, name: 'arcnet-agent' });
+      const token = opts.token ?? (process.env['ARCNET_TOKEN']?.trim() || undefined) ?? clientKey();
       const { startAgentProcess, AgentNotStarted } = await import('../../main/agent-process.ts');
       const agent = await startAgentProcess({
         server: opts.server,
@@ -90,6 +96,8 @@ export function registerAgent(program: Command): void {
         telemetryIntervalMs: opts.telemetryInterval,
         inference: opts.inference,
         ...clientTlsConfig(opts),
+        ...(token === undefined ? {} : { token }),
+        ...(opts.nodeKey === undefined ? {} : { nodeKeyFile: opts.nodeKey }),
         ...(opts.worker
           ? {
               worker: {

@@ -7,7 +7,10 @@ import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { jobConfig, logLevelOption, withJobOptions, withServerOptions, type JobFlags, type ServerFlags } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, tlsBanner, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
-import { dataDirOf, externalEngines, stateWhere } from './up.ts';
+import { accessLine, dataDirOf, externalEngines, stateWhere } from './up.ts';
+import { join } from 'node:path';
+import { DEFAULT_CONFIG } from '../../main/config.ts';
+import { OPERATOR_KEY_FILE } from '../../main/modules/access.ts';
 
 export function registerCoordinator(program: Command): void {
   withJobOptions(
@@ -19,10 +22,12 @@ export function registerCoordinator(program: Command): void {
     const logger = createLogger({ level: opts.logLevel ?? applied.logLevel ?? 'info' });
     const config = withDefaults({ ...serverTlsConfig(opts, applied.tls), host: opts.host, port: opts.port, dataDir: dataDirOf(opts, applied.dataDir), jobs: jobConfig(opts, applied), external: await externalEngines(opts, settings) });
     const { startCoordinatorProcess } = await import('../../main/roles.ts');
-    const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger }));
+    const access = { insecure: opts.insecureNoAuth, operatorKeyFile: opts.memory ? null : join(config.dataDir ?? DEFAULT_CONFIG.dataDir ?? '.arcnet', OPERATOR_KEY_FILE), ratePerMinute: opts.rateLimit };
+    const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger, access }));
     process.stdout.write(
       `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${stateWhere(config)}\n` +
-        `  API: ${coordinator.url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /health, /ready, /metrics; workers: arcnet agent --worker --no-inference --server ${coordinator.url})\n`,
+        `  API: ${coordinator.url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /health, /ready, /metrics; workers: arcnet agent --worker --no-inference --server ${coordinator.url})\n` +
+        `  ${access.insecure ? accessLine(undefined, null) : `operator key in ${access.operatorKeyFile ?? 'memory'}`}\n`,
     );
     process.stdout.write(tlsBanner(config.tls));
     stopOnSignal('arcnet', coordinator, { stoppedLine: 'stopped; state is consistent.', logger });

@@ -4,6 +4,7 @@
  * environment variables or a config file (`src/main/settings.ts`), started by `src/main/roles.ts`.
  * Each prints what it runs, logs to stderr, and stops cleanly on SIGINT/SIGTERM.
  */
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { createLogger, type Logger } from '../../core/logging.ts';
 import type { AppliedSettings, EngineFlags, Settings } from '../../main/settings.ts';
@@ -130,11 +131,14 @@ export function registerRoleCommands(program: Command): void {
     .option('--port <port>', 'HTTP port (0 picks a free one)', int('--port'), 8080)
     .option('--telemetry-interval <ms>', 'telemetry period asked of agents', int('--telemetry-interval', 100), 10_000)
     .option('--offline-after <ms>', 'silence after which the node list shows a node offline', int('--offline-after', 100), 30_000)
-    .action(async (flags: RoleFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number }) => {
+    .option('--operator-key-file <file>', 'where the operator key is kept (created at first start, adopted into the store after)', join('.arcnet', 'operator.key'))
+    .option('--rate-limit <n>', 'API requests a minute per key, worker or source address (0: no limit)', int('--rate-limit'), 100_000)
+    .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false)
+    .action(async (flags: RoleFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number; operatorKeyFile: string; rateLimit: number; insecureNoAuth: boolean }) => {
       const resolved = await resolveRole(flags, 'server');
       const [{ startServerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
       const role = await startOrExplain(portInUse('port', flags.port, flags.host), () =>
-        startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter }),
+        startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter, access: { insecure: flags.insecureNoAuth, operatorKeyFile: flags.operatorKeyFile, ratePerMinute: flags.rateLimit } }),
       );
       runRole('server', role);
     });

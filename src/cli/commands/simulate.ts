@@ -9,6 +9,7 @@ import { stopOnSignal } from '../lifecycle.ts';
 import { int, list, logLevelOption, usage } from '../options.ts';
 import { resolveRole, runRole } from './roles.ts';
 import { clientTlsConfig, withClientTlsOptions, type TlsFlags } from '../tls-options.ts';
+import { clientKey } from '../client-key.ts';
 
 interface SimulateFlags extends TlsFlags {
   server?: string;
@@ -20,6 +21,7 @@ interface SimulateFlags extends TlsFlags {
   seed: number;
   telemetryInterval: number;
   logLevel: string;
+  token?: string;
 }
 
 export function registerSimulate(program: Command): void {
@@ -33,6 +35,7 @@ export function registerSimulate(program: Command): void {
     .option('--rate <n>', 'inference requests per second sent to the API (0 for none)', int('--rate'), 0)
     .option('--seed <n>', 'seed', int('--seed'), 7)
     .option('--telemetry-interval <ms>', 'telemetry period', int('--telemetry-interval', 100), 10_000)
+    .option('--token <key>', 'with --server: operator key or enrolment token the nodes enrol with and the load is sent with (default $ARCNET_TOKEN, then .arcnet/operator.key)')
     .addOption(logLevelOption('warn', 'log level'))
     .action(async (opts: SimulateFlags) => {
       if (opts.kafka !== undefined) {
@@ -49,7 +52,8 @@ export function registerSimulate(program: Command): void {
       if (!server) throw usage('simulate: pass --server <url> (nodes as agents of a server) or --kafka (nodes on the bus)');
       const logger = createLogger({ level: opts.logLevel, name: 'arcnet-simulate' });
       const { startSimulatedAgents } = await import('../../main/simulate-agents.ts');
-      const simulation = await startSimulatedAgents({ ...clientTlsConfig(opts), server, nodes: opts.nodes, geozone: opts.geozone, rate: opts.rate, seed: opts.seed, telemetryIntervalMs: opts.telemetryInterval, logger });
+      const token = opts.token ?? (process.env['ARCNET_TOKEN']?.trim() || undefined) ?? clientKey();
+      const simulation = await startSimulatedAgents({ ...clientTlsConfig(opts), server, nodes: opts.nodes, geozone: opts.geozone, rate: opts.rate, seed: opts.seed, telemetryIntervalMs: opts.telemetryInterval, logger , ...(token === undefined ? {} : { token }) });
       process.stdout.write(`simulating ${simulation.agents} nodes in ${opts.geozone} against ${server}${opts.rate > 0 ? ` with ${opts.rate} req/s` : ''}; Ctrl-C stops\n`);
       stopOnSignal('arcnet simulate', simulation, { stoppedLine: 'stopped.' });
     });

@@ -1,5 +1,7 @@
 /** `arcnet up`: every module in one process (embedded mode, or on Kafka and PostgreSQL with --kafka/--postgres). */
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { OPERATOR_KEY_FILE } from '../../main/modules/access.ts';
 import { createLogger } from '../../core/logging.ts';
 import { withDefaults, DEFAULT_CONFIG, DEFAULT_GEOZONES, type EmbeddedConfig } from '../../main/config.ts';
 import type { Settings } from '../../main/settings.ts';
@@ -28,6 +30,13 @@ export function stateWhere(config: EmbeddedConfig): string {
 /** Where the embedded store lives: --memory, --data-dir, then XTDB_DATA_DIR / xtdb.data-dir, then .arcnet. */
 export function dataDirOf(opts: Pick<ServerFlags, 'memory' | 'dataDir'>, dataDir: string | undefined): string | null {
   return opts.memory ? null : (opts.dataDir ?? dataDir ?? DEFAULT_CONFIG.dataDir);
+}
+
+/** How the CLI gets in: the operator key's file (the key itself only when nothing is written to disk). */
+export function accessLine(operatorKey: string | undefined, dataDir: string | null): string {
+  if (operatorKey === undefined) return colour('AUTHENTICATION OFF (--insecure-no-auth): anyone who reaches the port is an operator', 'red');
+  if (dataDir === null) return `operator key (this run only): ${operatorKey}  (export ARCNET_API_KEY=… for the CLI)`;
+  return `operator key in ${join(dataDir, OPERATOR_KEY_FILE)} (the CLI here reads it; arcnet token create --role viewer|developer|operator|enrolment makes more)`;
 }
 
 interface UpFlags extends JobFlags, ServerFlags, TlsFlags {
@@ -81,6 +90,7 @@ export function registerUp(program: Command): void {
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
       external: await externalEngines(opts, settings),
       ...serverTlsConfig(opts, applied.tls),
+      api: { insecureNoAuth: opts.insecureNoAuth, rateLimitPerMinute: opts.rateLimit },
     });
     // Modules are loaded only by the commands that run them, so `arcnet list` and friends start fast.
     const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../../main/embedded.ts'), import('../status-line.ts')]);
@@ -88,6 +98,7 @@ export function registerUp(program: Command): void {
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
         `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
+        `  ${accessLine(system.operatorKey, config.dataDir)}\n` +
         tlsBanner(config.tls) +
         `  Ctrl-C stops cleanly.\n`,
     );

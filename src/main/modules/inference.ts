@@ -17,6 +17,8 @@ import { AgentGateway } from '../../api/agent-gateway.ts';
 import type { NodeView } from '../../api/server.ts';
 import type { BusEngines } from '../engines.ts';
 import type { ModuleHandle } from './module.ts';
+import type { KeyRing } from '../../access/api-keys.ts';
+import type { AuditLog } from '../../access/audit.ts';
 import type { MeshModule } from './mesh.ts';
 
 /** The dispatch router of a process: reads the geozones' dispatch topics once, in a group of its own. */
@@ -31,6 +33,10 @@ export interface InferenceOptions {
   /** The telemetry period asked of agents. */
   readonly telemetryIntervalMs?: number;
   readonly metrics: ArcMetrics;
+  /** Enrols agents that connect with an enrolment token (src/main/modules/access.ts); none under --insecure-no-auth. */
+  readonly keys: KeyRing | undefined;
+  /** Where enrolments are recorded (the access module's audit log). */
+  readonly audit?: AuditLog;
 }
 
 export interface InferenceModule extends ModuleHandle {
@@ -59,6 +65,10 @@ export async function startInferenceModule(engines: BusEngines, options: Inferen
     geozones: options.geozones,
     telemetryIntervalMs: options.telemetryIntervalMs ?? 10_000,
     logger: logger.child({ component: 'agents' }),
+    keys: options.keys,
+    audit: options.audit,
+    metrics,
+    clock,
     onSessionsChanged: (count) => metrics.agentsConnected.set(count),
   });
   return {

@@ -8,11 +8,14 @@ import { Coordinator, type CoordinatorConfig } from '../../jobs/coordinator.ts';
 import { WorkerGateway } from '../../api/worker-gateway.ts';
 import { registerJobRoutes } from '../../api/job-routes.ts';
 import type { ArcMetrics } from '../../api/metrics.ts';
+import type { AuditLog } from '../../access/audit.ts';
 import type { ModuleHandle } from './module.ts';
 
 export interface JobsOptions {
   readonly config: CoordinatorConfig;
   readonly metrics: ArcMetrics;
+  /** Where the coordinator records submissions, registrations, reputation and status changes (the access module's). */
+  readonly audit?: AuditLog;
 }
 
 export interface JobsModule extends ModuleHandle {
@@ -30,6 +33,7 @@ export async function startJobsModule(engines: Engines, options: JobsOptions): P
     logger: logger.child({ component: 'coordinator' }),
     channel: workers,
     config: options.config,
+    ...(options.audit ? { audit: options.audit } : {}),
     // On PostgreSQL several coordinators may run: the `coordinator` lease picks the one that writes, fenced (ADR 0011).
     // Embedded SQLite holds its data-directory lock, so this process is the only writer.
     ...(engines.kinds.store === 'postgres' ? { leases: stores.leases } : {}),
