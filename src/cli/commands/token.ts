@@ -4,6 +4,8 @@ import { errorMessage } from '../../core/errors.ts';
 import { colour, table } from '../format.ts';
 import { authHeaders, clientKey } from '../client-key.ts';
 import { int, usage } from '../options.ts';
+import { cliHttp, withClientTlsOptions } from '../tls-options.ts';
+import type { Response } from '../../core/http-client.ts';
 
 const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -16,7 +18,7 @@ interface CommonFlags {
 async function call(flags: CommonFlags, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
   let response: Response;
   try {
-    response = await fetch(new URL(path, flags.server), {
+    response = await cliHttp().fetch(new URL(path, flags.server), {
       method,
       headers: { ...authHeaders(flags.key ?? clientKey()), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -30,7 +32,7 @@ async function call(flags: CommonFlags, method: string, path: string, body?: unk
 }
 
 const common = (command: Command): Command =>
-  command
+  withClientTlsOptions(command)
     .option('--server <url>', 'ArcNet server', DEFAULT_SERVER)
     .option('--key <key>', 'operator key (default $ARCNET_API_KEY, or the one arcnet up keeps in .arcnet/operator.key)')
     .option('--json', 'raw JSON', false);
