@@ -9,7 +9,8 @@
  *
  * With `tls` it serves HTTPS only (TLS 1.3); with `tls.ca` as well, `/metrics` needs a client
  * certificate that CA verified (the scraper is a component of the mesh), while `/health` and `/ready`
- * stay open to probes, which carry none.
+ * stay open to probes, which carry none. With `keys`, `/metrics` otherwise needs an API key of a
+ * reading role (`Authorization: Bearer …`, as Prometheus sends with `authorization.credentials`).
  */
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -20,6 +21,8 @@ import type { Logger } from '../core/logging.ts';
 import type { HealthReport } from '../api/server.ts';
 import { serverTlsOptions, type ServerTls } from '../core/tls.ts';
 import { clientCertificateOf } from '../access/client-certificate.ts';
+import type { KeyRing } from '../access/api-keys.ts';
+import type { Role } from '../access/principal.ts';
 
 export interface RoleHttpOptions {
   readonly host: string;
@@ -30,7 +33,11 @@ export interface RoleHttpOptions {
   readonly metrics: Registry;
   readonly logger: Logger;
   readonly tls?: ServerTls;
+  /** Verifies the key a scraper presents for `/metrics` (the key ring on the role's store). */
+  readonly keys?: Pick<KeyRing, 'authenticate'>;
 }
+
+const READERS: readonly Role[] = ['viewer', 'developer', 'operator'];
 
 export interface RoleHttp {
   readonly url: string;
@@ -50,9 +57,23 @@ export async function startRoleHttp(options: RoleHttpOptions): Promise<RoleHttp>
       return;
     }
     if (path === '/metrics') {
-      if (options.tls?.ca !== undefined && clientCertificateOf(request) === undefined) {
+      const certified = clientCertificateOf(request) !== undefined;
+      if (options.tls?.ca !== undefined && !certified) {
         json(response, 401, { error: `${path} needs a client certificate signed by this ${options.role}'s CA (--tls-ca)` });
         return;
+      }
+      if (options.keys && !certified) {
+        const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+        const principal = bearer === undefined ? undefined : await options.keys.authenticate(bearer);
+        if (!principal) {
+          response.setHeader('www-authenticate', 'Bearer realm="arcnet"');
+          json(response, 401, { error: `${path} needs an API key with role ${READERS.join(' or ')}: send "Authorization: Bearer <key>"` });
+          return;
+        }
+        if (!READERS.includes(principal.role)) {
+          json(response, 403, { error: `${path} needs an API key with role ${READERS.join(' or ')}; key ${principal.keyId} (role ${principal.role}) may not` });
+          return;
+        }
       }
       const text = await options.metrics.metrics();
       response.writeHead(200, { 'content-type': options.metrics.contentType });

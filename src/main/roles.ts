@@ -29,6 +29,7 @@ import { serveApi, serveHealthPort } from './serve.ts';
 import { startMeshModule, type MeshModule, type MeshOptions } from './modules/mesh.ts';
 import { startSchedulerModule, type SchedulerModule, type SchedulerOptions } from './modules/scheduler.ts';
 import { startAccessModule, type AccessModuleOptions } from './modules/access.ts';
+import { KeyRing } from '../access/api-keys.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
@@ -107,7 +108,9 @@ async function startHealthPortRole<M extends ModuleHandle>(
   const engines = await openDistributed(role, options.geozones, options.engines, options, metrics);
   const system = new System(role, engines);
   const module = await system.start(() => start(engines, metrics));
-  const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics }) : undefined;
+  // The scraper proves itself with a key from the same store the API servers keep their keys in.
+  const keys = new KeyRing(engines.stores.documents, engines.clock);
+  const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics, keys }) : undefined;
   return { process: roleProcess(system, summary, http?.url, true), module };
 }
 

@@ -10,6 +10,7 @@ import { buildServer } from '../api/server.ts';
 import { modeOf, type Engines } from './engines.ts';
 import { httpUrl, startRoleHttp, type RoleHttp } from './role-http.ts';
 import type { System } from './system.ts';
+import type { KeyRing } from '../access/api-keys.ts';
 import { VERSION } from './version.ts';
 
 export interface ApiOptions {
@@ -69,11 +70,13 @@ export interface HealthPortOptions {
   readonly port: number;
   readonly metrics: ArcMetrics;
   readonly tls?: ServerTls;
+  /** `/metrics` then needs a reading key (or, under `tls.ca`, a client certificate). */
+  readonly keys?: Pick<KeyRing, 'authenticate'>;
 }
 
 /** `/health`, `/ready` and `/metrics` for an aggregator or a scheduler process. */
 export function serveHealthPort(system: System, options: HealthPortOptions): Promise<RoleHttp> {
   return system.serve(() =>
-    startRoleHttp({ host: options.host, port: options.port, role: system.role, report: () => system.report(), metrics: options.metrics.registry, logger: system.engines.logger, ...(options.tls ? { tls: options.tls } : {}) }),
+    startRoleHttp({ host: options.host, port: options.port, role: system.role, report: () => system.report(), metrics: options.metrics.registry, logger: system.engines.logger, ...(options.tls ? { tls: options.tls } : {}), ...(options.keys ? { keys: options.keys } : {}) }),
   );
 }

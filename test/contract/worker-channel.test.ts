@@ -183,7 +183,7 @@ describe('WorkerGateway sessions', () => {
     server.gateway.bind({ connected: (nodeId) => void connected.push(nodeId), acknowledged: async () => undefined });
     const worker = await server.register();
     const other = await server.register();
-    for (const [credential, status] of [['arcw_wrong', 403], [other.credential, 403]] as const) {
+    for (const [credential, status] of [['arcw_wrong', 401], [other.credential, 403]] as const) {
       const socket = openSocket(server.url, worker.id, credential);
       const refused = await new Promise<number>((resolve, reject) => {
         socket.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));

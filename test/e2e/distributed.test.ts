@@ -19,6 +19,9 @@ import { topics } from '../../src/contracts/topics.ts';
 import type { InferenceDispatch, InferenceRequest, InferenceResult, SystemEvent } from '../../src/contracts/messages.ts';
 import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { StateStores } from '../../src/store/ports.ts';
+import { KeyRing } from '../../src/access/api-keys.ts';
+import { systemClock } from '../../src/core/clock.ts';
+import { bearer } from '../support/api-key.ts';
 
 const engines = needEngines('postgres', 'kafka');
 
@@ -248,10 +251,12 @@ describe.skipIf(!engines.available)(engines.title('distributed roles as processe
 
     // The survivors' health and metrics ports say who does the work now.
     expect(survivorHealth.routing!.map((r) => r.source)).toEqual([expect.stringMatching(/^arc\.request\.inference\[\d+\]$/)]);
-    const schedulerMetrics = await (await fetch(`${httpOf(survivor)}/metrics`)).text();
+    // A scraper's key, made in the store the roles share: their health ports check it there.
+    const scrape = bearer((await new KeyRing(stores!.documents, systemClock).create({ name: 'prometheus', role: 'viewer', createdBy: 'test' })).key);
+    const schedulerMetrics = await (await fetch(`${httpOf(survivor)}/metrics`, { headers: scrape })).text();
     const dispatchedMetric = /arcnet_inference_requests_total\{geozone="CAISO",status="dispatched"\} (\d+)/.exec(schedulerMetrics);
     expect(Number(dispatchedMetric?.[1])).toBeGreaterThan(0);
-    const aggregatorMetrics = await (await fetch(`${httpOf(aggregators.find((a) => instanceOf(a) === survivorAggregator)!)}/metrics`)).text();
+    const aggregatorMetrics = await (await fetch(`${httpOf(aggregators.find((a) => instanceOf(a) === survivorAggregator)!)}/metrics`, { headers: scrape })).text();
     expect(aggregatorMetrics).toContain('arcnet_aggregator_leading{geozone="CAISO"} 1');
     expect(aggregatorMetrics).toMatch(/arcnet_nodes_total\{geozone="CAISO",status="\w+"\} \d+/);
     expect(takeoverMs).toBeLessThan(30_000);

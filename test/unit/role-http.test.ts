@@ -5,6 +5,9 @@ import type { HealthReport } from '../../src/api/server.ts';
 import { startRoleHttp, type RoleHttp } from '../../src/main/role-http.ts';
 import { System } from '../../src/main/system.ts';
 import type { ModuleHealth } from '../../src/main/modules/module.ts';
+import { KeyRing } from '../../src/access/api-keys.ts';
+import { openSqliteStores } from '../../src/store/sqlite.ts';
+import { systemClock } from '../../src/core/clock.ts';
 
 const ready: () => HealthReport = () => ({ ready: true, body: {} });
 
@@ -45,6 +48,28 @@ describe('role health and metrics port', () => {
     expect(body).toMatchObject({ status: 'ok', nodesKnown: 50, modules: { scheduler: { ready: true, nodesKnown: 50 } } });
     expect(body).not.toHaveProperty('notReady');
     expect(await (await fetch(`${http.url}/metrics`)).text()).toContain('arcnet_test_total 3');
+  });
+
+  it('serves /metrics only to a reading key when it has a key ring, and keeps /health open to probes', async () => {
+    const system = new System('aggregator', { instanceId: 'aggregator-1', kinds: { bus: 'kafka', store: 'postgres' }, logger: silentLogger, close: async () => undefined });
+    await system.start(async () => ({ name: 'mesh', health: () => ({ ready: true, details: {} }), stop: async () => undefined }));
+    const stores = openSqliteStores({ path: ':memory:', retention: false });
+    const keys = new KeyRing(stores.documents, systemClock);
+    const viewer = (await keys.create({ name: 'prometheus', role: 'viewer', createdBy: 'test' })).key;
+    const enrolment = (await keys.create({ name: 'enrol', role: 'enrolment', geozone: 'CAISO', createdBy: 'test' })).key;
+    const registry = new Registry();
+    new Counter({ name: 'arcnet_test_total', help: 'a test counter', registers: [registry] }).inc(2);
+    http = await startRoleHttp({ host: '127.0.0.1', port: 0, role: 'aggregator', report: () => system.report(), metrics: registry, logger: silentLogger, keys });
+    try {
+      const anonymous = await fetch(`${http.url}/metrics`);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('www-authenticate')).toBe('Bearer realm="arcnet"');
+      expect((await fetch(`${http.url}/metrics`, { headers: { authorization: `Bearer ${enrolment}` } })).status).toBe(403);
+      expect(await (await fetch(`${http.url}/metrics`, { headers: { authorization: `Bearer ${viewer}` } })).text()).toContain('arcnet_test_total 2');
+      expect((await fetch(`${http.url}/health`)).status).toBe(200);
+    } finally {
+      await stores.close();
+    }
   });
 
   it('refuses other paths and methods with a message naming what is served', async () => {
