@@ -89,6 +89,14 @@ export function openConfiguredEngines(role: string, config: Pick<EmbeddedConfig,
   });
 }
 
+/** Simulated nodes are enrolled by the simulator itself, once: a node enrolled on an earlier run keeps its key. */
+function simulatedEnrolment(keys: KeyRing): (node: { id: string; name: string; geozone: string }) => Promise<void> {
+  return async (node) => {
+    if (await keys.nodeKeyOf(node.id)) return;
+    await keys.enrolNode({ nodeId: node.id, name: node.name, geozone: node.geozone, enrolledBy: 'system:simulator' });
+  };
+}
+
 export async function startEmbedded(config: EmbeddedConfig, options: StartOptions = {}): Promise<EmbeddedSystem> {
   const metrics = new ArcMetrics();
   const engines = await openConfiguredEngines('arc', config, metrics, options);
@@ -132,6 +140,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
             ...(simulation.silencesPerHour === undefined ? {} : { silencesPerHour: simulation.silencesPerHour }),
             router: inference.router,
             submit: inference.submit,
+            ...(access.keys ? { enrol: simulatedEnrolment(access.keys) } : {}),
           }),
         )
       : undefined;

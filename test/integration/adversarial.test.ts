@@ -270,6 +270,25 @@ describe('adversarial: identity and access', () => {
     expect(listed).toContain(id);
   });
 
+  it('enrols the simulated nodes of arcnet up like agents: one node key each, bound to its geozone', async () => {
+    const simulated = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 6, requestRate: 0 } }));
+    try {
+      const nodeKeys = (await simulated.keys!.list()).filter((k) => k.role === 'node');
+      expect(nodeKeys).toHaveLength(6);
+      for (const node of simulated.mesh!.nodes) {
+        expect(nodeKeys.find((k) => k.node_id === node.id)).toMatchObject({ geozone: node.geozone, enrolled_by: 'system:simulator', status: 'active' });
+      }
+      // So a hello naming a simulated node is a hijack like any other.
+      const enrolment = await (await keyed(simulated.operatorKey)(`${simulated.url}/api/v1/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ role: 'enrolment', name: 'e', geozone: simulated.mesh!.nodes[0]!.geozone }) })).json() as { key: string };
+      const hijack = await opened(session(simulated.url, '/agent', enrolment.key));
+      const target = simulated.mesh!.nodes[0]!;
+      hijack.socket.send(JSON.stringify({ type: 'hello', node: { ...identity(target.name, target.geozone), id: target.id } }));
+      expect(String((await hijack.next())['message'])).toMatch(/already enrolled/);
+    } finally {
+      await simulated.stop();
+    }
+  });
+
   it('answers a flood from one key with 429 and Retry-After, and serves other keys meanwhile', async () => {
     const limited = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 0, requestRate: 0 }, api: { rateLimitPerMinute: 20 } }));
     try {

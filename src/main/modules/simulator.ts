@@ -37,6 +37,11 @@ export interface SimulatorOptions {
   readonly submit?: (request: InferenceRequest) => Promise<void>;
   /** Called with every request published (tests count them). */
   readonly onSubmitted?: (request: InferenceRequest) => void;
+  /**
+   * Enrols each simulated node before it reports, as the agent gateway enrols a real one (the same
+   * key ring call, a node key bound to its id and geozone); absent under --insecure-no-auth.
+   */
+  readonly enrol?: (node: { readonly id: string; readonly name: string; readonly geozone: string }) => Promise<void>;
 }
 
 export interface SimulatorModule extends ModuleHandle {
@@ -62,6 +67,7 @@ export async function startSimulatorModule(engines: BusEngines, options: Simulat
       speed: options.speed ?? 1,
       ...(options.silencesPerHour === undefined ? {} : { silencesPerHour: options.silencesPerHour }),
     });
+    if (options.enrol) for (const node of mesh.nodes) await options.enrol(node);
     mesh.start();
   }
   const publish = options.submit ?? ((request: InferenceRequest) => bus.publish(topics.inferenceRequest, 'InferenceRequest', request));
