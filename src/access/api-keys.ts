@@ -76,6 +76,24 @@ export function requireRole(value: string, field: string): Role {
   return value as Role;
 }
 
+/** The stored record of a new key: its binding, who made it, and the hash of its secret. */
+function newRecord(id: string, secret: string, spec: NewKey, now: number): ApiKeyRecord {
+  return {
+    id,
+    name: spec.name,
+    role: spec.role,
+    geozone: spec.geozone ?? null,
+    node_id: spec.nodeId ?? null,
+    enrolled_by: spec.enrolledBy ?? null,
+    secret_sha256: sha256(secret),
+    created_at: new Date(now).toISOString(),
+    created_by: spec.createdBy,
+    expires_at: spec.expiresAt === undefined ? null : new Date(spec.expiresAt).toISOString(),
+    revoked_at: null,
+    revoked_by: null,
+  };
+}
+
 interface Cached {
   readonly record: ApiKeyRecord | undefined;
   readonly until: number;
@@ -100,20 +118,7 @@ export class KeyRing {
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     const now = this.clock.now();
-    const record: ApiKeyRecord = {
-      id,
-      name: spec.name,
-      role: spec.role,
-      geozone: spec.geozone ?? null,
-      node_id: spec.nodeId ?? null,
-      enrolled_by: spec.enrolledBy ?? null,
-      secret_sha256: sha256(secret),
-      created_at: new Date(now).toISOString(),
-      created_by: spec.createdBy,
-      expires_at: spec.expiresAt === undefined ? null : new Date(spec.expiresAt).toISOString(),
-      revoked_at: null,
-      revoked_by: null,
-    };
+    const record = newRecord(id, secret, spec, now);
     await this.documents.put(API_KEYS_COLLECTION, id, record, { expectedVersion: 0 });
     this.cache.set(id, { record, until: now + this.cacheMs });
     return { record: this.present(record, now), key: `arck_${id}_${secret}` };
@@ -130,20 +135,7 @@ export class KeyRing {
       if (!sameHash(existing.secret_sha256, sha256(secret))) throw new ArcError('CONFLICT', `key ${id} exists with another secret`);
       return this.present(existing, now);
     }
-    const record: ApiKeyRecord = {
-      id,
-      name: spec.name,
-      role: spec.role,
-      geozone: spec.geozone ?? null,
-      node_id: spec.nodeId ?? null,
-      enrolled_by: spec.enrolledBy ?? null,
-      secret_sha256: sha256(secret),
-      created_at: new Date(now).toISOString(),
-      created_by: spec.createdBy,
-      expires_at: null,
-      revoked_at: null,
-      revoked_by: null,
-    };
+    const record = newRecord(id, secret, spec, now);
     await this.documents.put(API_KEYS_COLLECTION, id, record, { expectedVersion: 0 });
     return this.present(record, now);
   }
