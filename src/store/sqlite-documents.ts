@@ -6,13 +6,17 @@ import { Rollback, type Row, type Sqlite } from './sqlite-client.ts';
 const DOC_COLUMNS = 'collection, id, version, valid_from, tx_time, body, deleted';
 
 function toVersion<T>(row: Row): DocumentVersion<T> {
+  return { ...versionFields(row), body: decode<T>(row['body'] ?? null) };
+}
+
+/** Everything of a version but its body. */
+function versionFields(row: Row): Omit<DocumentVersion<never>, 'body'> {
   return {
     collection: row['collection'] as string,
     id: row['id'] as string,
     version: row['version'] as number,
     validFrom: row['valid_from'] as number,
     txTime: row['tx_time'] as number,
-    body: decode<T>(row['body'] ?? null),
     deleted: row['deleted'] === 1,
   };
 }
@@ -25,11 +29,7 @@ function writtenVersion<T>(row: Row): DocumentVersion<T> {
   let body: T | undefined;
   let parsed = false;
   return {
-    collection: row['collection'] as string,
-    id: row['id'] as string,
-    version: row['version'] as number,
-    validFrom: row['valid_from'] as number,
-    txTime: row['tx_time'] as number,
+    ...versionFields(row),
     get body(): T | undefined {
       if (!parsed) {
         body = decode<T>(row['body'] ?? null);
@@ -37,7 +37,6 @@ function writtenVersion<T>(row: Row): DocumentVersion<T> {
       }
       return body;
     },
-    deleted: row['deleted'] === 1,
   };
 }
 
