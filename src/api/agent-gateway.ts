@@ -15,7 +15,6 @@
  *   in `arcnet_agent_refusals_total{reason}`.
  */
 import type { WebSocket, RawData } from 'ws';
-import type { Clock } from '../core/clock.ts';
 import { ArcError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { topics } from '../contracts/topics.ts';
@@ -28,6 +27,7 @@ import type { KeyRing } from '../access/api-keys.ts';
 import type { AuditLog } from '../access/audit.ts';
 import type { Principal } from '../access/principal.ts';
 import type { ArcMetrics } from './metrics.ts';
+import { ClientErrorLog } from './client-errors.ts';
 
 export interface AgentGatewayDeps {
   readonly bus: MessageBus;
@@ -40,7 +40,6 @@ export interface AgentGatewayDeps {
   /** Records each enrolment (who enrolled which node, from where). */
   readonly audit?: Pick<AuditLog, 'record'> | undefined;
   readonly metrics?: Pick<ArcMetrics, 'agentRefusals'>;
-  readonly clock?: Clock;
   readonly onSessionsChanged?: (count: number) => void;
 }
 
@@ -51,8 +50,6 @@ export const CLOSE_REPLACED = 4001;
 
 /** Dispatches a session may still answer; past this, the oldest are forgotten (their leases expire anyway). */
 const MAX_OUTSTANDING = 10_000;
-/** At most one warning a session per this long for client protocol errors; the rest are counted. */
-const WARN_EVERY_MS = 10_000;
 
 type RefusalReason = 'invalid-hello' | 'unknown-geozone' | 'wrong-node' | 'wrong-geozone' | 'already-enrolled' | 'already-connected' | 'not-dispatched' | 'stale-token' | 'wrong-result-node' | 'identity-change' | 'invalid-frame';
 
@@ -66,8 +63,8 @@ interface Session {
   readonly outstanding: Map<string, number | null>;
   detach: (() => void) | undefined;
   queue: Promise<void>;
-  lastWarnAt: number;
-  suppressed: number;
+  /** Its refusals, logged as every WebSocket's client errors are: a warning at most every 10 s, the rest at debug. */
+  readonly clientErrors: ClientErrorLog;
 }
 
 export class AgentGateway {
@@ -85,7 +82,7 @@ export class AgentGateway {
   }
 
   handle(socket: WebSocket, principal: Principal, address?: string): void {
-    const session: Session = { socket, principal, address, identity: undefined, outstanding: new Map(), detach: undefined, queue: Promise.resolve(), lastWarnAt: 0, suppressed: 0 };
+    const session: Session = { socket, principal, address, identity: undefined, outstanding: new Map(), detach: undefined, queue: Promise.resolve(), clientErrors: new ClientErrorLog(this.deps.logger, { key: principal.keyId }) };
     this.sockets.add(socket);
     this.deps.onSessionsChanged?.(this.sockets.size);
 
@@ -120,14 +117,7 @@ export class AgentGateway {
   private refuse(session: Session, reason: RefusalReason, message: string, close?: string): void {
     this.deps.metrics?.agentRefusals.inc({ reason });
     this.send(session, { type: 'error', message });
-    const now = Date.now();
-    if (now - session.lastWarnAt >= WARN_EVERY_MS) {
-      this.deps.logger.warn({ nodeId: session.identity?.id, key: session.principal.keyId, reason, suppressed: session.suppressed }, message);
-      session.lastWarnAt = now;
-      session.suppressed = 0;
-    } else {
-      session.suppressed++;
-    }
+    session.clientErrors.note(message, { nodeId: session.identity?.id, reason });
     if (close !== undefined) session.socket.close(CLOSE_REFUSED, close);
   }
 

@@ -68,7 +68,6 @@ export async function startInferenceModule(engines: BusEngines, options: Inferen
     keys: options.keys,
     audit: options.audit,
     metrics,
-    clock,
     onSessionsChanged: (count) => metrics.agentsConnected.set(count),
   });
   return {
