@@ -37,12 +37,16 @@ export interface AccessOptions {
   readonly logger: Logger;
 }
 
+/** The credential in an `Authorization` header: `Bearer <credential>`, or the bare credential. */
+export function bearerFromHeader(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? match[1] : header.trim() || undefined;
+}
+
 function bearerOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
-  if (header !== undefined) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    return match ? match[1] : header.trim() || undefined;
-  }
+  if (header !== undefined) return bearerFromHeader(header);
   if (request.headers.upgrade?.toLowerCase() === 'websocket') {
     const key = (request.query as Record<string, unknown> | undefined)?.['key'];
     if (typeof key === 'string' && key.length > 0) return key;

@@ -18,6 +18,7 @@ import { KEY_ID_PATTERN } from '../jobs/signing.ts';
 import { publicWorker } from '../jobs/workers.ts';
 import { sendApiError } from './errors.ts';
 import { ACCESS, type AccessRule } from '../access/policy.ts';
+import { bearerFromHeader } from './access-hook.ts';
 import { originOf, principalOf } from '../access/principal.ts';
 import type { Caller } from '../jobs/ports.ts';
 import type { WorkerGateway } from './worker-gateway.ts';
@@ -109,13 +110,6 @@ const ResultBody = Type.Object(
 
 const JobStatusSchema = Type.Union([Type.Literal('pending'), Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]);
 
-function bearer(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (!header) return undefined;
-  const match = /^Bearer\s+(\S+)$/i.exec(header);
-  return match ? match[1] : header.trim();
-}
-
 /** Executions as the API shows them; results are kept, logs only on the executions endpoint. */
 function presentExecution(execution: JobExecution, withLogs: boolean): Record<string, unknown> {
   const { logs, ...rest } = execution;
@@ -152,7 +146,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
     preHandler: async (request) => {
       coordinator.assertLeading();
       const nodeId = nodeIdOf(request as R);
-      authenticated.set(request, authenticateWorker(coordinator.worker(nodeId), nodeId, bearer(request)));
+      authenticated.set(request, authenticateWorker(coordinator.worker(nodeId), nodeId, bearerFromHeader(request.headers.authorization)));
     },
   });
   const workerOf = (request: FastifyRequest): AuthenticatedWorker => {
@@ -205,7 +199,7 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRoutesDeps): vo
         throw new JobsError('FORBIDDEN', `body/region: enrolment token ${caller.keyId} enrols workers into ${caller.geozone}, not ${request.body.region}`);
       }
       const registration = caller.role === 'enrolment' && request.body.region === undefined && caller.geozone !== undefined ? { ...request.body, region: caller.geozone } : request.body;
-      const as = request.body.id === undefined ? undefined : authenticateReregistration(coordinator.worker(request.body.id), bearer(request));
+      const as = request.body.id === undefined ? undefined : authenticateReregistration(coordinator.worker(request.body.id), bearerFromHeader(request.headers.authorization));
       const { worker, credential, created } = await coordinator.register(registration, as, caller.role === 'node' ? null : caller.keyId, callerOf(request));
       return reply.status(created ? 201 : 200).send({ node: publicWorker(worker), credential, stream: WORKER_STREAM_PATH });
     });
