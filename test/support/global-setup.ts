@@ -3,6 +3,7 @@
  * budget) and hands the report to the suites. In CI a missing engine ends the run here, naming it.
  */
 import type { TestProject } from 'vitest/node';
+import { probeChromium } from './browser.ts';
 import { probeTestEngine } from './containers.ts';
 import { ENGINE_LABELS, enginesRequired, probeWithRetry, type EngineName, type EngineReport, type EngineStatus } from './engines.ts';
 import { probeKafka } from './kafka.ts';
@@ -12,6 +13,7 @@ const probes: Readonly<Record<EngineName, () => Promise<EngineStatus>>> = {
   kafka: probeKafka,
   postgres: probePostgres,
   containers: probeTestEngine,
+  chromium: probeChromium,
 };
 
 function budgetMs(): number {
