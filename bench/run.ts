@@ -12,6 +12,9 @@
  *  5. Distributed mode on Kafka and PostgreSQL over loopback (bench/kafka.ts): one scheduler process
  *     routing >= 10,000 req/s with p99 added latency <= 25 ms, and telemetry of 10,000 nodes visible
  *     through a server process within p99 1 s; skipped when either engine does not answer.
+ *  6. The console in headless Chromium (bench/console.ts) against `arcnet up` with 5,000 nodes and
+ *     about 500 inference events/s: time to first map <= 2 s, initial load <= 2 MB gzipped, >= 30 fps,
+ *     event-to-screen p99 <= 1 s; skipped when Chromium or the built console (web/dist) is missing.
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -40,6 +43,7 @@ import { startEmbedded } from '../src/main/embedded.ts';
 import { withDefaults } from '../src/main/config.ts';
 import { jobsSection } from './jobs.ts';
 import { kafkaSection } from './kafka.ts';
+import { consoleSection } from './console.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -310,6 +314,10 @@ async function main(): Promise<void> {
       console.log('');
     }
     if (runs(5)) await kafkaSection(quick);
+    if (runs(6)) {
+      console.log('');
+      await consoleSection(quick);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -233,3 +233,33 @@ export async function numberAttribute(page: Page, selector: string, name: string
   const value = await page.locator(selector).first().getAttribute(name);
   return value === null ? Number.NaN : Number(value);
 }
+
+/**
+ * Records, in the page, when each arc and each inference log entry first appeared (Date.now(), the
+ * clock the test's own submission time is read from): an arc may be drawn and gone again between two
+ * polls, and the question is when it was first on screen.
+ */
+export async function trackFirstSeen(context: BrowserContext): Promise<void> {
+  // Plain JavaScript: it runs in the page, and this project's TypeScript has no DOM library.
+  await context.addInitScript({
+    content: `(() => {
+      const seen = { arc: {}, log: {} };
+      window.__arcnetSeen = seen;
+      const scan = () => {
+        const now = Date.now();
+        for (const el of document.querySelectorAll('[data-testid="arc"][data-request-id]')) seen.arc[el.getAttribute('data-request-id')] ??= now;
+        for (const el of document.querySelectorAll('[data-testid="inference-log"] li[data-request-id]')) seen.log[el.getAttribute('data-request-id')] ??= now;
+      };
+      new MutationObserver(scan).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-request-id'] });
+    })();`,
+  });
+}
+
+/** When the page first showed request `id` as an arc and in the log (Date.now() values), or undefined. */
+export async function firstSeen(page: Page, id: string): Promise<{ arc: number | undefined; log: number | undefined }> {
+  const seen = await page.evaluate<{ arc: number | null; log: number | null }, string>(
+    `((id) => ({ arc: window.__arcnetSeen?.arc[id] ?? null, log: window.__arcnetSeen?.log[id] ?? null }))`,
+    id,
+  );
+  return { arc: seen.arc ?? undefined, log: seen.log ?? undefined };
+}
