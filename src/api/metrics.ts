@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { RateMeter, RollingSamples } from '../core/stats.ts';
 import type { BusObserver } from '../bus/typed-bus.ts';
 import type { NodeState } from '../mesh/node.ts';
+import { ZoneFigures } from './zone-figures.ts';
 
 export interface NodeSource {
   all(): Iterable<NodeState>;
@@ -35,6 +36,8 @@ export class ArcMetrics {
   readonly latencySamples = new RollingSamples(4_096);
   readonly requestRate = new RateMeter(10);
   readonly totals = { requests: 0, dispatched: 0, forwarded: 0, completed: 0, failed: 0, rejected: 0 };
+  /** The same figures per geozone, for `GET /api/v1/zones`. */
+  readonly zones = new ZoneFigures();
   readonly executionDuration: Histogram<'status'>;
   readonly consensus: Counter<'outcome'>;
   private jobs: JobsSource | undefined;

@@ -30,6 +30,13 @@ import type { ArcMetrics } from './metrics.ts';
 import { installAccess, type AccessOptions } from './access-hook.ts';
 import { registerTokenRoutes } from './token-routes.ts';
 import { registerAuditRoutes } from './audit-routes.ts';
+import { registerNodeExecutionRoutes } from './node-execution-routes.ts';
+import { registerZoneRoutes } from './zone-routes.ts';
+import { registerEventRoutes } from './event-routes.ts';
+import type { EventLog } from './event-log.ts';
+import { registerExplainRoutes } from './explain-routes.ts';
+import type { DecisionLog } from '../inference/decision-log.ts';
+import type { InferenceProfileConfig } from '../inference/profile.ts';
 import type { AuditLog } from '../access/audit.ts';
 import { ACCESS } from '../access/policy.ts';
 import { sendApiError } from './errors.ts';
@@ -52,6 +59,12 @@ export interface InferenceApi {
   readonly tracker: InferenceTracker;
   readonly hub: ConsoleHub;
   readonly gateway: AgentGateway;
+  /** System events since boot: `GET /api/v1/events`. */
+  readonly events?: EventLog;
+  /** Decision records: `GET /api/v1/inference/:id/explain`. */
+  readonly decisions?: DecisionLog;
+  /** The placement profile the explanations recompute with. */
+  readonly placement?: InferenceProfileConfig;
 }
 
 /** A family's own routes, registered after the core ones. */
@@ -135,6 +148,16 @@ const TimeQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const InferenceListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    nodeId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' })),
+  },
+  { additionalProperties: false },
+);
+/** The tracker's ring of recent ids (src/inference/tracker.ts): a node's work is looked for among these. */
+const RECENT_WINDOW = 1_000;
 
 class BadRequest extends Error {
   readonly statusCode = 400;
@@ -272,6 +295,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   if (deps.access.keys) registerTokenRoutes(app, deps.access.keys, deps.clock, deps.audit);
   if (deps.audit) registerAuditRoutes(app, deps.audit);
+  if (deps.jobs) registerNodeExecutionRoutes(app, deps.jobs.coordinator);
+  registerZoneRoutes(app, { geozones: deps.geozones, nodes: nodesOf(deps), figures: deps.metrics.zones, ...(deps.jobs ? { workers: () => deps.jobs!.coordinator.allWorkers() } : {}) });
+  if (deps.inference?.events) registerEventRoutes(app, deps.inference.events);
+  registerExplainRoutes(app, { documents: deps.documents, ...(deps.inference?.decisions ? { decisions: deps.inference.decisions } : {}), ...(deps.inference?.placement ? { placement: deps.inference.placement } : {}), ...(deps.jobs ? { coordinator: deps.jobs.coordinator } : {}) });
 
   const inferenceApi = deps.inference;
   if (inferenceApi) {
@@ -323,9 +350,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       return presentRequest(record, deps);
     });
 
-    app.get<{ Querystring: { limit?: number } }>('/api/v1/inference', { schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) }, config: { access: ACCESS.viewer } }, async (request) => ({
-      requests: inferenceApi.tracker.recent(request.query.limit ?? 50).map((r) => presentRequest(r, deps)),
-    }));
+    // `nodeId`: that node's recent work, from the same window of recent requests (the newest 1,000 this server saw).
+    app.get<{ Querystring: Static<typeof InferenceListQuery> }>('/api/v1/inference', { schema: { querystring: InferenceListQuery }, config: { access: ACCESS.viewer } }, async (request) => {
+      const { nodeId, limit = 50 } = request.query;
+      const records = nodeId === undefined ? inferenceApi.tracker.recent(limit) : inferenceApi.tracker.recent(RECENT_WINDOW).filter((r) => r.nodeId === nodeId).slice(0, limit);
+      return { ...(nodeId === undefined ? {} : { nodeId }), requests: records.map((r) => presentRequest(r, deps)) };
+    });
 
     app.get('/telemetry', { websocket: true, config: { access: ACCESS.viewer } }, (socket) => {
       inferenceApi.hub.add(socket, nodesOf(deps).all());
@@ -379,6 +409,30 @@ function presentWorkerOnly(worker: WorkerRecord): Record<string, unknown> {
   };
 }
 
+/**
+ * Seed 004's node fields for a node known only from telemetry, so a seed 004 dashboard reads every
+ * node alike: its zone as the region, capacity as the resources, no jobs run and no credits yet.
+ */
+function seedFieldsOfTelemetryNode(node: NodeState): Record<string, unknown> {
+  const lastSeen = new Date(node.lastSeen).toISOString();
+  return {
+    region: node.geozone,
+    cpu_cores: node.capacity.cpuCores,
+    memory_gb: node.capacity.memoryGb,
+    gpu_enabled: node.capacity.gpus > 0,
+    gpu_model: null,
+    reputation_score: node.reputation,
+    total_jobs_run: 0,
+    successful_jobs_run: 0,
+    failed_jobs: 0,
+    credits_earned: 0,
+    last_heartbeat: lastSeen,
+    // Documents stored before firstSeen existed: the earliest time this process can vouch for.
+    registered_at: node.firstSeen === undefined ? lastSeen : new Date(node.firstSeen).toISOString(),
+    current_job_id: null,
+  };
+}
+
 function presentNode(node: NodeState, deps: ServerDeps, worker?: WorkerRecord): Record<string, unknown> {
   const reservation = deps.reservationOf?.(node.id);
   const live = reservation && reservation.expiresAt > deps.clock.now();
@@ -387,8 +441,10 @@ function presentNode(node: NodeState, deps: ServerDeps, worker?: WorkerRecord): 
     ...(worker ? { reputation: worker.reputation_score } : {}),
     lastSeen: new Date(node.lastSeen).toISOString(),
     reportedAt: new Date(node.reportedAt).toISOString(),
+    ...(node.firstSeen === undefined ? {} : { firstSeen: new Date(node.firstSeen).toISOString() }),
     reservation: live ? { requestId: reservation.holder, fencingToken: reservation.token, expiresAt: new Date(reservation.expiresAt).toISOString() } : null,
-    ...(worker ? workerFields(worker) : {}),
+    // A registered worker's own record wins: it is what seed 004's coordinator counts.
+    ...(worker ? workerFields(worker) : seedFieldsOfTelemetryNode(node)),
   };
 }
 
@@ -421,27 +477,42 @@ function nodesOf(deps: Pick<ServerContributions, 'nodes'>): NodeView {
   return deps.nodes ?? NO_NODES;
 }
 
+/**
+ * `/stats`: ArcNet's figures and seed 004's dashboard cards (nodes total/online/busy, resources, jobs
+ * total/completed/running/failed), every node counted once whether it is a telemetry node, a worker
+ * or both. One pass over the in-memory registries, no store read: dashboards poll it.
+ */
 export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 'engines' | 'mode' | 'inference' | 'jobs'>, started: number): Record<string, unknown> {
   const zones: Record<string, Record<string, number>> = {};
   for (const zone of deps.geozones) zones[zone] = { total: 0, online: 0, busy: 0, draining: 0, offline: 0 };
+  const byStatus: Record<string, number> = { online: 0, busy: 0, draining: 0, offline: 0 };
+  // Seed 004's resource cards: the capacity of the nodes that are not offline (as workers.cpuCores always counted).
+  const resources = { total_cpu_cores: 0, total_memory_gb: 0, total_gpus: 0 };
   let total = 0;
-  const count = (geozone: string, status: string): void => {
+  const count = (geozone: string, status: string, capacity: { cpuCores: number; memoryGb: number; gpus: number }): void => {
     total++;
     const zone = (zones[geozone] ??= { total: 0, online: 0, busy: 0, draining: 0, offline: 0 });
     zone['total']!++;
     zone[status] = (zone[status] ?? 0) + 1;
+    byStatus[status] = (byStatus[status] ?? 0) + 1;
+    if (status === 'offline') return;
+    resources.total_cpu_cores += capacity.cpuCores;
+    resources.total_memory_gb += capacity.memoryGb;
+    resources.total_gpus += capacity.gpus;
   };
   const telemetryIds = new Set<string>();
   for (const node of nodesOf(deps).all()) {
     telemetryIds.add(node.id);
-    count(node.geozone, node.status);
+    // A node that is also a worker shows the worker's resources in the node list (presentNode): the same here.
+    const worker = deps.jobs?.coordinator.worker(node.id);
+    count(node.geozone, node.status, worker ? { cpuCores: worker.cpu_cores, memoryGb: worker.memory_gb, gpus: node.capacity.gpus } : node.capacity);
   }
   let jobs: Record<string, unknown> | undefined;
   if (deps.jobs) {
     const workers = { total: 0, online: 0, busy: 0, offline: 0, connected: deps.jobs.workers.connected, cpuCores: 0, memoryGb: 0, reputationAvg: null as number | null };
     let reputation = 0;
     for (const worker of deps.jobs.coordinator.allWorkers()) {
-      if (!telemetryIds.has(worker.id)) count(worker.region ?? 'UNZONED', worker.status);
+      if (!telemetryIds.has(worker.id)) count(worker.region ?? 'UNZONED', worker.status, { cpuCores: worker.cpu_cores, memoryGb: worker.memory_gb, gpus: worker.gpu_enabled ? 1 : 0 });
       workers.total++;
       workers[worker.status]++;
       reputation += worker.reputation_score;
@@ -462,7 +533,8 @@ export function stats(deps: Pick<ServerDeps, 'nodes' | 'metrics' | 'geozones' | 
     engines: deps.engines,
     mode: deps.mode,
     uptimeS: Math.round((Date.now() - started) / 1000),
-    nodes: { total, byGeozone: zones },
+    nodes: { total, ...byStatus, byGeozone: zones },
+    resources,
     agentsConnected: deps.inference?.gateway.sessions ?? 0,
     inference: {
       ...m.totals,

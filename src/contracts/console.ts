@@ -147,6 +147,8 @@ export interface PlacementExplanation {
   recorded: { nodeId: string | null; reason?: string };
   /** True when the recomputation picks the node the scheduler picked. */
   agrees: boolean;
+  /** Where the recomputation cannot know what the scheduler knew, said plainly (reservations, late documents). */
+  approximations?: string[];
 }
 
 /** `GET /api/v1/jobs/:id/explain`: for each execution, why that worker. */
@@ -158,7 +160,11 @@ export interface JobExplanation {
     placedAt: string;
     filters: { name: string; removed: number }[];
     candidates: { workerId: string; workerName: string; score: number; terms: Record<string, number>; chosen: boolean }[];
+    /** True when the recomputation picks the worker the coordinator picked. */
+    agrees?: boolean;
   }[];
+  /** Where the recomputation approximates what the coordinator knew (allocations of other jobs' executions). */
+  approximations?: string[];
 }
 
 /** `GET /api/v1/zones`: one row per geozone, live. */

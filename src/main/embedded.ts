@@ -110,7 +110,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     }),
   );
   // Readers start before writers, so nothing published during start-up goes unseen.
-  const inference = await system.start(() => startInferenceModule(engines, { geozones, telemetryIntervalMs: config.telemetryIntervalMs, metrics, keys: access.keys, audit: access.audit }));
+  const inference = await system.start(() => startInferenceModule(engines, { geozones, telemetryIntervalMs: config.telemetryIntervalMs, metrics, keys: access.keys, audit: access.audit, placement: config.placement }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'sole', geozones, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs, metrics }));
   inference.attachMesh(mesh);
   const scheduler = await system.start(() =>

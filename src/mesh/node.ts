@@ -23,6 +23,12 @@ export interface NodeState {
   /** When the node says its last telemetry was taken (ms). */
   readonly reportedAt: number;
   readonly reputation: number;
+  /**
+   * When this registry first heard of the node (receiver's clock, ms): seed 004's `registered_at` for
+   * a node that is not a worker. Kept on the state (not read from the document's first version) so the
+   * node list costs no store read; absent on documents written before it existed.
+   */
+  readonly firstSeen?: number;
 }
 
 /** Geohash prefixes of the three seed geozones, for telemetry that does not name its geozone. */
@@ -63,5 +69,6 @@ export function nodeFromTelemetry(telemetry: NodeTelemetry, receivedAt: number, 
     lastSeen: receivedAt,
     reportedAt: Date.parse(telemetry.timestamp),
     reputation: previous?.reputation ?? DEFAULT_REPUTATION,
+    firstSeen: previous?.firstSeen ?? receivedAt,
   };
 }

@@ -15,7 +15,9 @@ import { ConsoleHub } from '../../api/console-hub.ts';
 import { inferenceObserver } from '../../api/inference-observer.ts';
 import { AgentGateway } from '../../api/agent-gateway.ts';
 import type { NodeView } from '../../api/server.ts';
-import type { BusEngines } from '../engines.ts';
+import type { BusEngines, Engines } from '../engines.ts';
+import { startConsoleRecords } from './console-records.ts';
+import type { InferenceProfileConfig } from '../../inference/profile.ts';
 import type { ModuleHandle } from './module.ts';
 import type { KeyRing } from '../../access/api-keys.ts';
 import type { AuditLog } from '../../access/audit.ts';
@@ -37,6 +39,8 @@ export interface InferenceOptions {
   readonly keys: KeyRing | undefined;
   /** Where enrolments are recorded (the access module's audit log). */
   readonly audit?: AuditLog;
+  /** The scheduler's placement profile, for "why this node" (the seed's when absent). */
+  readonly placement?: InferenceProfileConfig;
 }
 
 export interface InferenceModule extends ModuleHandle {
@@ -50,13 +54,15 @@ export interface InferenceModule extends ModuleHandle {
   attachMesh(mesh: Pick<MeshModule, 'nodes' | 'onTelemetry'>): void;
 }
 
-export async function startInferenceModule(engines: BusEngines, options: InferenceOptions): Promise<InferenceModule> {
+export async function startInferenceModule(engines: BusEngines & Partial<Pick<Engines, 'stores'>>, options: InferenceOptions): Promise<InferenceModule> {
   const { bus, clock, logger, instanceId } = engines;
   const { metrics } = options;
   const hub = new ConsoleHub();
   let nodes: Pick<NodeView, 'get'> = { get: () => undefined };
   const tracker = new InferenceTracker();
   tracker.addListener(inferenceObserver(metrics, hub, { get: (id) => nodes.get(id) }));
+  // Events, zone summaries and decision records for the console's REST routes (./console-records.ts).
+  const records = await startConsoleRecords(engines, tracker, { metrics, documents: engines.stores?.documents, ...(options.placement ? { placement: options.placement } : {}) });
   await tracker.start(bus, options.geozones, instanceId);
   const router = await startDispatchRouter(engines, options.geozones);
   const gateway = new AgentGateway({
@@ -76,7 +82,7 @@ export async function startInferenceModule(engines: BusEngines, options: Inferen
     router,
     gateway,
     hub,
-    api: { inference: { tracker, hub, gateway } },
+    api: { inference: { tracker, hub, gateway, events: records.events, decisions: records.decisions, placement: records.placement } },
     submit: async (request) => {
       tracker.submitted(request, clock.now());
       try {
@@ -95,6 +101,7 @@ export async function startInferenceModule(engines: BusEngines, options: Inferen
     stop: async () => {
       await router.stop();
       await tracker.stop();
+      await records.stop();
     },
   };
 }

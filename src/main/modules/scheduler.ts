@@ -106,6 +106,7 @@ function schedulerObserver(metrics: ArcMetrics, countRequests: boolean): Schedul
   return {
     routed: (outcome, request) => {
       metrics.decisionSamples.add(outcome.decisionMs);
+      metrics.zones.decided(request.requesterGeozone, outcome.decisionMs);
       metrics.routingDecision.observe({ outcome: outcome.status }, outcome.decisionMs);
       if (countRequests) metrics.requests.inc({ geozone: request.requesterGeozone, status: outcome.status });
     },

@@ -1,0 +1,269 @@
+/**
+ * A compact record of every routing decision the tracker sees (dispatched or rejected), kept in the
+ * documents collection `inference_decisions` so "why this node" (`src/inference/explain.ts`) still
+ * answers after a restart. Off the hot path: records queue in memory and go to the store in one
+ * `putMany` every 250 ms (or sooner at 500 queued); the queue is bounded, and when the store falls
+ * behind the oldest unwritten records are dropped and counted, never routing held up.
+ *
+ * One record per request, whoever writes it: every `arcnet server` runs a tracker and sees the same
+ * dispatches, so each write is a compare-and-set on "no version yet" (expectedVersion 0). The first
+ * writer wins and the others' writes of that id are no-ops; no lease to hold, and no gap while one
+ * would change hands. The record's valid time is the decision time.
+ *
+ * Reservations: the scheduler's own reservation book is not on the bus, so the record carries the
+ * nodes other requests held as this tracker saw it (dispatched, no result yet, within the
+ * reservation TTL), at most `MAX_RESERVED` of them; the explanation says it is this view.
+ */
+import type { InferenceDispatch, Priority } from '../contracts/messages.ts';
+import type { Logger } from '../core/logging.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { DocumentPut, DocumentStore } from '../store/ports.ts';
+import type { RequestRecord, TrackerListener } from './tracker.ts';
+
+export const DECISIONS_COLLECTION = 'inference_decisions';
+/** Nodes listed as held by others in one record; past it the record says `reservedTruncated`. */
+export const MAX_RESERVED = 64;
+
+export interface DecisionRecord {
+  readonly id: string;
+  readonly modelId: string;
+  readonly requesterGeozone: string;
+  readonly priority: Priority;
+  /** Epoch ms: the dispatch's `dispatchedAt`, or the rejection event's time. */
+  readonly decidedAt: number;
+  readonly outcome: 'dispatched' | 'rejected';
+  readonly nodeId?: string;
+  readonly geozone?: string;
+  readonly score?: number;
+  readonly forwarded?: boolean;
+  readonly fencingToken?: number;
+  readonly reason?: string;
+  readonly rejectedBy?: Readonly<Record<string, number>>;
+  /** Nodes held by other requests when this one was decided, as the recording tracker saw them. */
+  readonly reserved: readonly string[];
+  readonly reservedTruncated?: boolean;
+  /** The instance whose tracker wrote it. */
+  readonly recordedBy: string;
+}
+
+export interface DecisionLogOptions {
+  readonly documents: DocumentStore;
+  readonly logger: Logger;
+  readonly instanceId: string;
+  /** How long a dispatch counts as holding its node without a result (the scheduler's reservation TTL). */
+  readonly reservationTtlMs?: number;
+  readonly flushMs?: number;
+  readonly batchSize?: number;
+  /** Unwritten records kept at most; older ones are dropped past it. */
+  readonly maxQueued?: number;
+  /** Called with how many records were dropped (a metric). */
+  readonly onDropped?: (count: number) => void;
+}
+
+interface Held {
+  readonly requestId: string;
+  readonly at: number;
+}
+
+export class DecisionLog {
+  private readonly options: DecisionLogOptions;
+  private readonly flushMs: number;
+  private readonly batchSize: number;
+  private readonly maxQueued: number;
+  private readonly ttlMs: number;
+  /** Unwritten records in arrival order; `head` is the first not yet taken (a queue without shifting). */
+  private queue: DecisionRecord[] = [];
+  private head = 0;
+  /** Unwritten and being-written records by id, so an explanation can be asked before the flush. */
+  private readonly unwritten = new Map<string, DecisionRecord>();
+  private readonly held = new Map<string, Held>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private lastWarning = 0;
+  private rejectionAt: { readonly id: string; readonly at: number } | undefined;
+  written = 0;
+  dropped = 0;
+
+  constructor(options: DecisionLogOptions) {
+    this.options = options;
+    this.flushMs = options.flushMs ?? 250;
+    this.batchSize = options.batchSize ?? 500;
+    this.maxQueued = options.maxQueued ?? 50_000;
+    this.ttlMs = options.reservationTtlMs ?? 30_000;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.flush(), this.flushMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.writing;
+    // What is still queued is written once more before the store closes.
+    await this.flush();
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  listener(): TrackerListener {
+    return {
+      dispatched: (record, dispatch) => this.onDispatched(record, dispatch),
+      finished: (record) => {
+        if (record.nodeId !== undefined && this.held.get(record.nodeId)?.requestId === record.id) this.held.delete(record.nodeId);
+      },
+      // The rejection's own event comes first (the tracker hands it to listeners before it records the
+      // rejection): its time is the scheduler's decision time.
+      event: (event) => {
+        if (event.kind === 'inference.rejected' && event.subjectId !== undefined) this.rejectionAt = { id: event.subjectId, at: Date.parse(event.timestamp) };
+      },
+      rejected: (record) => this.onRejected(record),
+    };
+  }
+
+  /** The record of a request: unwritten ones from memory, the rest from the store. */
+  async get(id: string): Promise<DecisionRecord | undefined> {
+    const pending = this.unwritten.get(id);
+    if (pending) return pending;
+    return (await this.options.documents.get<DecisionRecord>(DECISIONS_COLLECTION, id))?.body;
+  }
+
+  private reservedAt(now: number, except: string | undefined): { reserved: string[]; truncated: boolean } {
+    const reserved: string[] = [];
+    let truncated = false;
+    for (const [nodeId, held] of this.held) {
+      if (now - held.at > this.ttlMs) {
+        // The scheduler's lease has run out by now whatever became of the request.
+        this.held.delete(nodeId);
+        continue;
+      }
+      if (nodeId === except) continue;
+      if (reserved.length === MAX_RESERVED) {
+        truncated = true;
+        break;
+      }
+      reserved.push(nodeId);
+    }
+    return { reserved, truncated };
+  }
+
+  private onDispatched(record: RequestRecord, dispatch: InferenceDispatch): void {
+    const decidedAt = Date.parse(dispatch.dispatchedAt);
+    // The chosen node was free for the scheduler, whatever this tracker last heard of it.
+    const { reserved, truncated } = this.reservedAt(decidedAt, dispatch.nodeId);
+    this.held.set(dispatch.nodeId, { requestId: dispatch.requestId, at: decidedAt });
+    this.enqueue({
+      id: dispatch.requestId,
+      modelId: dispatch.modelId,
+      requesterGeozone: record.requesterGeozone ?? dispatch.requesterGeozone ?? 'unknown',
+      priority: record.priority ?? dispatch.priority ?? 'normal',
+      decidedAt,
+      outcome: 'dispatched',
+      nodeId: dispatch.nodeId,
+      ...(dispatch.geozone === undefined ? {} : { geozone: dispatch.geozone }),
+      ...(dispatch.score === undefined ? {} : { score: dispatch.score }),
+      forwarded: record.forwarded === true,
+      ...(dispatch.fencingToken === undefined ? {} : { fencingToken: dispatch.fencingToken }),
+      reserved,
+      ...(truncated ? { reservedTruncated: true } : {}),
+      recordedBy: this.options.instanceId,
+    });
+  }
+
+  private onRejected(record: RequestRecord): void {
+    const decidedAt = this.rejectionAt?.id === record.id ? this.rejectionAt.at : Date.now();
+    const { reserved, truncated } = this.reservedAt(decidedAt, undefined);
+    this.enqueue({
+      id: record.id,
+      modelId: record.modelId ?? 'unknown',
+      requesterGeozone: record.requesterGeozone ?? 'unknown',
+      priority: record.priority ?? 'normal',
+      decidedAt,
+      outcome: 'rejected',
+      ...(record.reason === undefined ? {} : { reason: record.reason }),
+      rejectedBy: record.rejectedBy ?? {},
+      reserved,
+      ...(truncated ? { reservedTruncated: true } : {}),
+      recordedBy: this.options.instanceId,
+    });
+  }
+
+  private enqueue(record: DecisionRecord): void {
+    this.queue.push(record);
+    this.unwritten.set(record.id, record);
+    const over = this.queued - this.maxQueued;
+    if (over > 0) {
+      for (let i = 0; i < over; i++) this.unwritten.delete(this.queue[this.head + i]!.id);
+      this.head += over;
+      this.dropped += over;
+      this.options.onDropped?.(over);
+    }
+    if (this.queued >= this.batchSize) void this.flush();
+  }
+
+  private take(): DecisionRecord[] {
+    const batch = this.queue.slice(this.head, this.head + this.batchSize);
+    this.head += batch.length;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 10_000) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return batch;
+  }
+
+  /** Writes what is queued, one batch after another; a flush already running is joined, not doubled. */
+  flush(): Promise<void> {
+    if (this.writing) return this.writing;
+    if (this.queued === 0) return Promise.resolve();
+    this.writing = (async () => {
+      try {
+        while (this.queued > 0) {
+          const batch = this.take();
+          try {
+            await this.write(batch);
+            this.written += batch.length;
+          } catch (error) {
+            // The store is away: these go back to the front (the bound drops the oldest if it stays away).
+            this.queue = [...batch, ...this.queue.slice(this.head)];
+            this.head = 0;
+            this.warn(`decision records not written (${batch.length} kept for the next try): ${errorMessage(error)}`);
+            return;
+          } finally {
+            for (const record of batch) if (this.unwritten.get(record.id) === record) this.unwritten.delete(record.id);
+          }
+        }
+      } finally {
+        this.writing = undefined;
+      }
+    })();
+    return this.writing;
+  }
+
+  /** First writer wins: a batch that meets records another tracker wrote is retried without them. */
+  private async write(records: readonly DecisionRecord[]): Promise<void> {
+    let pending = records;
+    for (let attempt = 0; attempt < 5 && pending.length > 0; attempt++) {
+      const puts: DocumentPut<DecisionRecord>[] = pending.map((record) => ({ collection: DECISIONS_COLLECTION, id: record.id, body: record, options: { validFrom: record.decidedAt, expectedVersion: 0 } }));
+      const outcomes = await this.options.documents.putMany(puts);
+      if (outcomes.every((o) => o.ok)) return;
+      // The batch rolled back; the ids that already had a version are someone else's write.
+      pending = pending.filter((_record, i) => {
+        const outcome = outcomes[i]!;
+        return !outcome.ok && outcome.currentVersion === 0;
+      });
+    }
+  }
+
+  private warn(message: string): void {
+    const now = Date.now();
+    if (now - this.lastWarning < 10_000) return;
+    this.lastWarning = now;
+    this.options.logger.warn({ component: 'decision-log', queued: this.queued, dropped: this.dropped }, message);
+  }
+}
