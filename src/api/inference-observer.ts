@@ -3,7 +3,7 @@
  * live figures and the console feed. Any process that serves the API wires one, whatever runs the
  * scheduler.
  */
-import type { TrackerListener } from '../inference/tracker.ts';
+import type { RequestRecord, TrackerListener } from '../inference/tracker.ts';
 import type { ArcMetrics } from './metrics.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import type { NodeView } from './server.ts';
@@ -18,12 +18,12 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
       metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'dispatched' });
       hub.inference({
         requestId: record.id,
-        geohash: nodes.get(dispatch.nodeId)?.geohash,
         targetNodeId: dispatch.nodeId,
         modelId: dispatch.modelId,
         priority: dispatch.priority ?? 'normal',
         status: 'dispatched',
         timestamp: dispatch.dispatchedAt,
+        ...feedPlaces(record, nodes.get(dispatch.nodeId)?.geozone),
       });
     },
     rejected: (record) => {
@@ -31,6 +31,14 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
       metrics.totals.rejected++;
       metrics.requestRate.mark();
       metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'rejected' });
+      hub.rejection({
+        requestId: record.id,
+        requesterGeozone: record.requesterGeozone ?? 'unknown',
+        modelId: record.modelId ?? 'unknown',
+        priority: record.priority ?? 'normal',
+        reason: record.reason ?? 'no node could take it',
+        timestamp: new Date().toISOString(),
+      });
     },
     finished: (record, result) => {
       metrics.totals[result.status]++;
@@ -42,15 +50,25 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
       }
       hub.inference({
         requestId: record.id,
-        geohash: node?.geohash,
         targetNodeId: result.nodeId,
         modelId: record.modelId ?? 'unknown',
         priority: record.priority ?? 'normal',
         status: result.status,
         latencyMs: result.latencyMs,
         timestamp: result.completedAt,
+        ...feedPlaces(record, node?.geozone),
       });
     },
     event: (event) => hub.system(event),
+  };
+}
+
+/** Where a request came from and went, for the console's arcs (fields left out when not known). */
+function feedPlaces(record: RequestRecord, nodeGeozone: string | undefined): { requesterGeozone?: string; targetGeozone?: string; forwarded?: boolean } {
+  const targetGeozone = record.geozone ?? nodeGeozone;
+  return {
+    ...(record.requesterGeozone === undefined ? {} : { requesterGeozone: record.requesterGeozone }),
+    ...(targetGeozone === undefined ? {} : { targetGeozone }),
+    ...(record.requesterGeozone === undefined || targetGeozone === undefined ? {} : { forwarded: record.requesterGeozone !== targetGeozone }),
   };
 }

@@ -44,6 +44,8 @@ import { installRequestValidation } from './validator.ts';
 import { recordRoutes } from './route-table.ts';
 import { websocketErrorHandler } from './client-errors.ts';
 import type { ConsoleHub } from './console-hub.ts';
+import { registerConsoleFeed } from './console-feed.ts';
+import { corsPolicy, installCors, registerConsoleDelivery } from './console-delivery.ts';
 import type { AgentGateway } from './agent-gateway.ts';
 import type { JobRoutesDeps } from './job-routes.ts';
 import { WORKERS_COLLECTION } from '../jobs/coordinator.ts';
@@ -121,6 +123,10 @@ export interface ServerDeps extends ServerContributions {
   readonly version: string;
   /** HTTPS and WSS only, TLS 1.3; with a CA, the routes only nodes call need a verified client certificate. */
   readonly tls?: ServerTls;
+  /** The built console served at `/` (default `<repo>/web/dist`, ./console-delivery.ts). */
+  readonly consoleDir?: string;
+  /** Origins whose pages may call this server (`--cors-origin`); none by default: same-origin only. */
+  readonly corsOrigins?: readonly string[];
 }
 
 const NO_NODES: NodeView = { get: () => undefined, all: () => [] };
@@ -198,6 +204,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
   // Before any route: a route added without an access rule makes buildServer throw.
   await installAccess(app, { ...deps.access, logger: deps.logger, ...(deps.jobs ? { workerOf: (credential: string) => deps.jobs?.coordinator.workerByCredential(credential) } : {}) });
+  installCors(app, deps.corsOrigins ?? []);
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
   const maxAwaiting = deps.maxAwaitingDecisions ?? 10_000;
@@ -357,9 +364,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       return { ...(nodeId === undefined ? {} : { nodeId }), requests: records.map((r) => presentRequest(r, deps)) };
     });
 
-    app.get('/telemetry', { websocket: true, config: { access: ACCESS.viewer } }, (socket) => {
-      inferenceApi.hub.add(socket, nodesOf(deps).all());
-    });
+    registerConsoleFeed(app, inferenceApi.hub, corsPolicy(deps.corsOrigins ?? []));
 
     app.get(AGENT_PATH, { websocket: true, config: { access: ACCESS.agent } }, (socket, request) => {
       inferenceApi.gateway.handle(socket, principalOf(request), request.ip);
@@ -367,6 +372,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   }
 
   for (const routes of deps.routes ?? []) routes(app);
+  // Last: its `/*` route answers only what no API route does (the app's own paths, in the browser).
+  await registerConsoleDelivery(app, deps.consoleDir === undefined ? {} : { dir: deps.consoleDir });
 
   app.addHook('onClose', async () => {
     deps.inference?.hub.closeAll();

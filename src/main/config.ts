@@ -30,6 +30,10 @@ export interface EmbeddedConfig {
     readonly insecureNoAuth: boolean;
     /** Requests a minute per API key, worker or source address; 0 for no limit. */
     readonly rateLimitPerMinute: number;
+    /** Origins whose pages may call the API and open /telemetry (`--cors-origin`); empty: same-origin only. */
+    readonly corsOrigins: readonly string[];
+    /** The built console served at `/`; unset: `<repo>/web/dist` (src/api/console-delivery.ts). */
+    readonly consoleDir?: string;
   };
   /** The verified-jobs coordinator (seed 004). */
   readonly jobs: CoordinatorConfig;
@@ -64,7 +68,7 @@ export const DEFAULT_CONFIG: EmbeddedConfig = {
   reservationTtlMs: DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
   maxRetries: DEFAULT_SCHEDULER_CONFIG.maxRetries,
   placement: DEFAULT_INFERENCE_PROFILE,
-  api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000, insecureNoAuth: false, rateLimitPerMinute: 100_000 },
+  api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000, insecureNoAuth: false, rateLimitPerMinute: 100_000, corsOrigins: [] },
   jobs: DEFAULT_COORDINATOR_CONFIG,
   simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
 };

@@ -125,6 +125,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     decisionTimeoutMs: config.api.decisionTimeoutMs,
     maxAwaitingDecisions: config.api.maxAwaitingDecisions,
     ...(config.tls ? { tls: config.tls } : {}),
+    corsOrigins: config.api.corsOrigins,
+    ...(config.api.consoleDir === undefined ? {} : { consoleDir: config.api.consoleDir }),
   });
   const { simulation } = config;
   const simulator =

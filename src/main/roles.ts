@@ -149,6 +149,8 @@ export interface ServerProcessOptions extends ProcessOptions {
   /** HTTPS and WSS only; with `ca`, mTLS for agents. */
   readonly tls?: ServerTls;
   readonly access: AccessModuleOptions;
+  /** `--cors-origin`: pages elsewhere that may call this API; none by default. */
+  readonly corsOrigins?: readonly string[];
 }
 
 /** API, console feed, agent sessions and metrics; its node list is a read-only view fed by telemetry. */
@@ -161,8 +163,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const inference = await system.start(() => startInferenceModule(engines, { geozones, metrics, keys: access.keys, audit: access.audit, ...(options.telemetryIntervalMs ? { telemetryIntervalMs: options.telemetryIntervalMs } : {}) }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'view', geozones, metrics, ...(options.offlineAfterMs ? { offlineAfterMs: options.offlineAfterMs } : {}) }));
   inference.attachMesh(mesh);
-  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}) });
-  return { ...roleProcess(system, `server at ${api.url} (API, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
+  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
+  return { ...roleProcess(system, `server at ${api.url} (API, console at ${api.url}/, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
 }
 
 export interface CoordinatorProcessOptions extends ProcessOptions {

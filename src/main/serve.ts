@@ -23,6 +23,10 @@ export interface ApiOptions {
   readonly maxAwaitingDecisions?: number;
   /** HTTPS and WSS only (`--tls-cert`/`--tls-key`); with `ca`, mTLS for the routes nodes call. */
   readonly tls?: ServerTls;
+  /** `--cors-origin`: pages elsewhere that may call this API; none by default. */
+  readonly corsOrigins?: readonly string[];
+  /** The built console (default `<repo>/web/dist`). */
+  readonly consoleDir?: string;
 }
 
 export interface Api {
@@ -52,6 +56,8 @@ export function serveApi(system: System, engines: Engines, options: ApiOptions):
       ...(options.maxAwaitingDecisions === undefined ? {} : { maxAwaitingDecisions: options.maxAwaitingDecisions }),
       version: VERSION,
       ...(options.tls ? { tls: options.tls } : {}),
+      ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}),
+      ...(options.consoleDir === undefined ? {} : { consoleDir: options.consoleDir }),
     });
     try {
       await server.listen({ host: options.host, port: options.port });

@@ -8,7 +8,7 @@
  * alike, under an operator key, a worker credential, no credential or a garbage one. It holds:
  *
  * - no answer is a 5xx, except the inference route's 503 for a request no node can serve (a
- *   decision with its reason, not a failure);
+ *   decision with its reason, not a failure) and the console's 503 when it is not built;
  * - no request hangs (each is bounded by a timeout);
  * - nothing a client sends is logged at error level;
  * - random frames on `/agent`, the worker stream and `/telemetry` never stop the server from serving
@@ -234,9 +234,13 @@ function requests(route: RouteEntry, primary: string | undefined, other: string 
     }));
 }
 
-/** The one 5xx that is an answer rather than a failure: no node can serve this inference request. */
+/**
+ * The 5xx that are answers rather than failures: no node can serve this inference request; the
+ * console is not built in this checkout (`GET /` says to run `npm run build:console`).
+ */
 function acceptable(route: RouteEntry, status: number, json: unknown): boolean {
   if (status < 500) return true;
+  if ((route.url === '/' || route.url === '/*') && (route.method === 'GET' || route.method === 'HEAD') && status === 503) return true;
   return route.url === '/api/v1/inference' && route.method === 'POST' && status === 503 && (json as { status?: unknown } | null)?.status === 'rejected';
 }
 

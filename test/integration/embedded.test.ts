@@ -216,27 +216,35 @@ describe('embedded ArcNet, end to end in one process', () => {
   });
 
   it('streams the console protocol of seed 001 on /telemetry', async () => {
-    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/telemetry`, { headers: bearer(system.operatorKey) });
+    // snapshot=telemetry: seed 001's form of the first nodes (one telemetry message each), with the console's additions.
+    const socket = new WebSocket(`${system.url.replace('http', 'ws')}/telemetry?snapshot=telemetry`, { headers: bearer(system.operatorKey) });
     const messages: Record<string, unknown>[] = [];
     socket.on('message', (data: Buffer) => void messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
     await new Promise((resolve) => socket.once('open', resolve));
     // A new client first gets every known node.
     await until(() => messages.filter((m) => m['type'] === 'telemetry').length >= 10, 'the node snapshot');
     const snapshot = messages.find((m) => m['type'] === 'telemetry')!;
-    expect(Object.keys(snapshot['node'] as object).sort()).toEqual(['batteryLevel', 'energySource', 'geohash', 'gpuUtilization', 'id', 'modelsLoaded', 'timestamp']);
+    expect(Object.keys(snapshot['node'] as object)).toEqual(expect.arrayContaining(['batteryLevel', 'energySource', 'geohash', 'gpuUtilization', 'id', 'modelsLoaded', 'timestamp']));
 
     const routed = await post({ modelId: 'sdxl', contextWindowTokens: 64, requesterGeozone: 'ERCOT', priority: 'critical' });
     const inference = await until(() => messages.find((m) => m['type'] === 'inference' && m['requestId'] === routed.json['id']), 'an inference event');
     const target = seeds.find((x) => idOf(x.name) === routed.json['nodeId'])!;
+    // source: the centre of the requester's geozone (the mean of its nodes' positions), where the console draws the arc from.
+    const ercot = seeds.filter((x) => x.geozone === 'ERCOT').map((x) => decodeGeohash(x.geohash));
+    const centre = [0, 1].map((i) => Math.round((ercot.reduce((sum, p) => sum + p[i]!, 0) / ercot.length) * 10_000) / 10_000);
     expect(inference).toEqual({
+      seq: expect.any(Number),
       type: 'inference',
       requestId: routed.json['id'],
-      source: decodeGeohash(target.geohash),
+      source: centre,
       targetNodeId: routed.json['nodeId'],
       modelId: 'sdxl',
       priority: 'critical',
       status: 'dispatched',
       timestamp: expect.any(String),
+      requesterGeozone: 'ERCOT',
+      targetGeozone: target.geozone,
+      forwarded: target.geozone !== 'ERCOT',
     });
     const [lng, lat] = inference['source'] as [number, number];
     expect(lng).toBeLessThan(-60);

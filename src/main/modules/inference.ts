@@ -57,7 +57,7 @@ export interface InferenceModule extends ModuleHandle {
 export async function startInferenceModule(engines: BusEngines & Partial<Pick<Engines, 'stores'>>, options: InferenceOptions): Promise<InferenceModule> {
   const { bus, clock, logger, instanceId } = engines;
   const { metrics } = options;
-  const hub = new ConsoleHub();
+  const hub = new ConsoleHub({ serverInstance: instanceId });
   let nodes: Pick<NodeView, 'get'> = { get: () => undefined };
   const tracker = new InferenceTracker();
   tracker.addListener(inferenceObserver(metrics, hub, { get: (id) => nodes.get(id) }));
@@ -95,10 +95,13 @@ export async function startInferenceModule(engines: BusEngines & Partial<Pick<En
     },
     attachMesh: (mesh) => {
       nodes = mesh.nodes;
-      mesh.onTelemetry((_node, telemetry) => hub.telemetry(telemetry));
+      hub.attachNodes(mesh.nodes);
+      // Every report as the registry applied it; status changes reach the hub as the aggregator's events (tracker → observer).
+      mesh.onTelemetry((node) => hub.telemetry(node));
     },
     health: () => ({ ready: true, details: { agentsConnected: gateway.sessions, awaitingDecision: tracker.awaitingDecision } }),
     stop: async () => {
+      hub.closeAll();
       await router.stop();
       await tracker.stop();
       await records.stop();
