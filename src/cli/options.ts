@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { signingPolicy } from '../main/job-signers.ts';
+import { parseCorsOrigins } from '../api/console-delivery.ts';
 import type { AppliedSettings } from '../main/settings.ts';
 
 /** A refusal the user can fix: one line on stderr, exit status 2. */
@@ -50,6 +51,29 @@ export function logLevelOption(defaultLevel: string | undefined, description = '
   return defaultLevel === undefined ? option : option.default(defaultLevel);
 }
 
+/** `--cors-origin`, repeatable and comma-separated; each value checked as an origin (or an explicit `*`). */
+export function corsOriginOption(): Option {
+  return new Option('--cors-origin <origins>', 'let pages on these origins call the API and open /telemetry: scheme://host[:port], comma-separated or repeated, or * for any (default $ARCNET_CORS_ORIGINS or api.cors-origins; none: same-origin only)').argParser(
+    (value: string, previous: string[] | undefined) => {
+      try {
+        return [...(previous ?? []), ...parseCorsOrigins([value])];
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    },
+  );
+}
+
+/** The CORS origins of a server: the flags, else the setting; a bad setting is a usage error. */
+export function corsOriginsOf(flags: readonly string[] | undefined, applied: Pick<AppliedSettings, 'corsOrigins'>): string[] {
+  if (flags !== undefined) return [...flags];
+  try {
+    return parseCorsOrigins(applied.corsOrigins ?? []);
+  } catch (error) {
+    throw usage(`ARCNET_CORS_ORIGINS / api.cors-origins: ${(error as Error).message}`);
+  }
+}
+
 /** Where a server listens and keeps its state, shared by `up` and `coordinator`. */
 export function withServerOptions(command: Command): Command {
   return command
@@ -62,7 +86,8 @@ export function withServerOptions(command: Command): Command {
     .option('--postgres-schema <name>', 'PostgreSQL schema for ArcNet\'s tables (default public)')
     .option('--config <file>', 'JSON config file shaped like the seed\'s config.edn (see docs/configuration.md); default $ARCNET_CONFIG')
     .option('--rate-limit <n>', 'API requests a minute per key, worker or source address (0: no limit)', int('--rate-limit'), 100_000)
-    .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false);
+    .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false)
+    .addOption(corsOriginOption());
 }
 
 export interface ServerFlags {
@@ -76,6 +101,7 @@ export interface ServerFlags {
   config?: string;
   rateLimit: number;
   insecureNoAuth: boolean;
+  corsOrigin?: string[];
 }
 
 /** Flags of the verified-jobs coordinator, shared by `up` and `coordinator`. */

@@ -178,6 +178,8 @@ export interface CoordinatorProcessOptions extends ProcessOptions {
   /** HTTPS and WSS only; with `ca`, mTLS for workers. */
   readonly tls?: ServerTls;
   readonly access: AccessModuleOptions;
+  /** `--cors-origin`: pages elsewhere that may call this API; none by default. */
+  readonly corsOrigins?: readonly string[];
 }
 
 /** The verified-jobs coordinator and its API alone: workers join with `arcnet agent --worker`. */
@@ -187,7 +189,7 @@ export async function startCoordinatorProcess(options: CoordinatorProcessOptions
   const system = new System('coordinator', engines);
   const access = await system.start(() => startAccessModule(engines, options.access));
   const jobs = await system.start(() => startJobsModule(engines, { config: options.jobs, metrics, audit: access.audit }));
-  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}) });
+  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
   return { ...roleProcess(system, `coordinator at ${api.url}`, api.url, false), jobs };
 }
 

@@ -63,6 +63,8 @@ export const SETTINGS: readonly Setting[] = [
   // Signed jobs (issue 11): a directory of <key_id>.pub files (src/main/job-signers.ts), and whether unsigned jobs are refused.
   { key: 'jobs.signers', variable: 'ARCNET_JOB_SIGNERS', kind: 'text' },
   { key: 'jobs.require-signatures', variable: 'ARCNET_REQUIRE_SIGNED_JOBS', kind: 'switch' },
+  // Pages on other origins that may call the API (src/api/console-delivery.ts): comma-separated origins or *.
+  { key: 'api.cors-origins', variable: 'ARCNET_CORS_ORIGINS', kind: 'text' },
   // The shape before the seed's sections were read, still accepted.
   { key: 'geozone-id', variable: 'GEOZONE_ID', kind: 'text' },
   { key: 'log-level', variable: 'LOG_LEVEL', kind: 'level' },
@@ -194,6 +196,8 @@ export interface AppliedSettings {
   readonly jobSigners?: string;
   /** ARCNET_REQUIRE_SIGNED_JOBS / jobs.require-signatures: refuse unsigned jobs. */
   readonly requireSignedJobs?: boolean;
+  /** ARCNET_CORS_ORIGINS / api.cors-origins: as `--cors-origin`, comma-separated (checked where it is applied). */
+  readonly corsOrigins?: readonly string[];
 }
 
 export function appliedSettings(settings: Settings): AppliedSettings {
@@ -219,6 +223,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
   const tls = { cert: read('ARCNET_TLS_CERT'), key: read('ARCNET_TLS_KEY'), ca: read('ARCNET_TLS_CA') };
   const jobSigners = read('ARCNET_JOB_SIGNERS');
   const requireSignedJobs = read('ARCNET_REQUIRE_SIGNED_JOBS');
+  const corsOrigins = read('ARCNET_CORS_ORIGINS');
   return {
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(zones && zones.length > 0 ? { geozones: zones } : {}),
@@ -229,6 +234,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
     ...(tls.cert === undefined && tls.key === undefined && tls.ca === undefined ? {} : { tls: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)) }),
     ...(jobSigners === undefined ? {} : { jobSigners }),
     ...(requireSignedJobs === undefined ? {} : { requireSignedJobs: requireSignedJobs === 'true' }),
+    ...(corsOrigins === undefined ? {} : { corsOrigins: [corsOrigins] }),
   };
 }
 

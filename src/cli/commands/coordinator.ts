@@ -4,7 +4,7 @@ import { createLogger } from '../../core/logging.ts';
 import { withDefaults } from '../../main/config.ts';
 import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
-import { jobConfig, logLevelOption, withJobOptions, withServerOptions, type JobFlags, type ServerFlags } from '../options.ts';
+import { corsOriginsOf, jobConfig, logLevelOption, withJobOptions, withServerOptions, type JobFlags, type ServerFlags } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, tlsBanner, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 import { accessLine, dataDirOf, externalEngines, stateWhere } from './up.ts';
@@ -23,7 +23,7 @@ export function registerCoordinator(program: Command): void {
     const config = withDefaults({ ...serverTlsConfig(opts, applied.tls), host: opts.host, port: opts.port, dataDir: dataDirOf(opts, applied.dataDir), jobs: jobConfig(opts, applied), external: await externalEngines(opts, settings) });
     const { startCoordinatorProcess } = await import('../../main/roles.ts');
     const access = { insecure: opts.insecureNoAuth, operatorKeyFile: opts.memory ? null : join(config.dataDir ?? DEFAULT_CONFIG.dataDir ?? '.arcnet', OPERATOR_KEY_FILE), ratePerMinute: opts.rateLimit };
-    const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger, access }));
+    const coordinator = await startOrExplain(portInUse('port', config.port, config.host), () => startCoordinatorProcess({ ...config, logger, access, corsOrigins: corsOriginsOf(opts.corsOrigin, applied) }));
     process.stdout.write(
       `${colour('arcnet coordinator', 'bold')}: verified batch jobs, state ${stateWhere(config)}\n` +
         `  API: ${coordinator.url}  (POST/GET /api/v1/jobs, /api/v1/nodes, /stats, /health, /ready, /metrics; workers: arcnet agent --worker --no-inference --server ${coordinator.url})\n` +

@@ -11,7 +11,7 @@ import type { AppliedSettings, EngineFlags, Settings } from '../../main/settings
 import type { DistributedEngines, RoleProcess } from '../../main/roles.ts';
 import type { ServerTls } from '../../core/tls.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
-import { int, list, logLevelOption, usage } from '../options.ts';
+import { corsOriginOption, corsOriginsOf, int, list, logLevelOption, usage } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, serverTlsOf, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 
@@ -134,11 +134,12 @@ export function registerRoleCommands(program: Command): void {
     .option('--operator-key-file <file>', 'where the operator key is kept (created at first start, adopted into the store after)', join('.arcnet', 'operator.key'))
     .option('--rate-limit <n>', 'API requests a minute per key, worker or source address (0: no limit)', int('--rate-limit'), 100_000)
     .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false)
-    .action(async (flags: RoleFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number; operatorKeyFile: string; rateLimit: number; insecureNoAuth: boolean }) => {
+    .addOption(corsOriginOption())
+    .action(async (flags: RoleFlags & { host: string; port: number; telemetryInterval: number; offlineAfter: number; operatorKeyFile: string; rateLimit: number; insecureNoAuth: boolean; corsOrigin?: string[] }) => {
       const resolved = await resolveRole(flags, 'server');
       const [{ startServerProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
       const role = await startOrExplain(portInUse('port', flags.port, flags.host), () =>
-        startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter, access: { insecure: flags.insecureNoAuth, operatorKeyFile: flags.operatorKeyFile, ratePerMinute: flags.rateLimit } }),
+        startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter, access: { insecure: flags.insecureNoAuth, operatorKeyFile: flags.operatorKeyFile, ratePerMinute: flags.rateLimit }, corsOrigins: corsOriginsOf(flags.corsOrigin, resolved.applied) }),
       );
       runRole('server', role);
     });

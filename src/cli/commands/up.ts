@@ -8,7 +8,7 @@ import type { Settings } from '../../main/settings.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../../inference/profile.ts';
 import { colour } from '../format.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
-import { int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
+import { corsOriginsOf, int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, tlsBanner, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 
@@ -90,13 +90,14 @@ export function registerUp(program: Command): void {
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
       external: await externalEngines(opts, settings),
       ...serverTlsConfig(opts, applied.tls),
-      api: { insecureNoAuth: opts.insecureNoAuth, rateLimitPerMinute: opts.rateLimit },
+      api: { insecureNoAuth: opts.insecureNoAuth, rateLimitPerMinute: opts.rateLimit, corsOrigins: corsOriginsOf(opts.corsOrigin, applied) },
     });
     // Modules are loaded only by the commands that run them, so `arcnet list` and friends start fast.
     const [{ startEmbedded }, { startStatusLine }] = await Promise.all([import('../../main/embedded.ts'), import('../status-line.ts')]);
     const system = await startOrExplain(portInUse('port', config.port, config.host), () => startEmbedded(config, { logger }));
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
+        `  console: ${system.url}/\n` +
         `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
         `  ${accessLine(system.operatorKey, config.dataDir)}\n` +
         tlsBanner(config.tls) +
