@@ -8,6 +8,7 @@
  * React and the atlases). `--force` builds regardless. Without web/ it says so and exits 0: an
  * install never fails for want of the console. It prints one line.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -55,9 +56,9 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
-  // Loaded only when there is something to build: a skipped run costs no Vite start-up.
-  const { build } = await import('vite');
-  await build({ configFile: CONFIG, logLevel: 'warn' });
+  // Vite's own CLI on this Node (the pinned one under npm): its messages as it prints them, warnings and errors only.
+  const vite = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', CONFIG, '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
+  if (vite.status !== 0) throw new Error(vite.error ? vite.error.message : `vite build exited with ${vite.signal ?? vite.status}`);
   writeFileSync(STAMP, `${stamp}\n`);
   const files = filesUnder(DIST).filter((f) => !f.endsWith('.build-stamp'));
   const bytes = files.reduce((sum, f) => sum + readFileSync(f).length, 0);
