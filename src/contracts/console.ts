@@ -10,7 +10,8 @@
  *   second is `snapshot` (every node, recent events), unless the client asked for `snapshot=telemetry`,
  *   seed 001's form: one `telemetry` message per known node;
  * - a client that reconnects with `?session=<id>&since=<seq>` within the replay window gets exactly
- *   the messages after `since`; past the window (or after a server restart) it gets a new session and
+ *   the messages after `since`, then a `hello` with `resumed: true` numbered after them (the stream
+ *   stays gapless); past the window (or after a server restart) it gets a new session and
  *   a snapshot, with the reason in `hello.resync`;
  * - a client that asks for `?inferencePerSecond=N` gets at most N `inference` messages a second and,
  *   once a second while any were held back, one `folded` message counting them.
