@@ -1,0 +1,44 @@
+/**
+ * Every node as a table row: the accessible view of the map (and the keyboard's way to a node).
+ * Always in the DOM, shown on demand. Rows are memoised on the node object, so a telemetry update
+ * re-renders one row, not five thousand.
+ */
+import { memo } from 'react';
+import type { MeshNode } from '../feed/state.ts';
+import { percent } from '../lib/format.ts';
+import { nodeHref } from '../shell/route.ts';
+
+interface NodeTableProps {
+  nodes: ReadonlyMap<string, MeshNode>;
+  visible: boolean;
+}
+
+const Row = memo(function Row({ node }: { node: MeshNode }) {
+  return (
+    <tr data-node-id={node.id} data-status={node.status}>
+      <td><a href={nodeHref(node.id)}>{node.name || node.id}</a></td>
+      <td>{node.geozone}</td>
+      <td><span className={`badge status-${node.status}`}>{node.status}</span></td>
+      <td><span className={`badge energy-${node.energySource}`}>{node.energySource}</span></td>
+      <td className="num">{percent(node.gpuUtilization)}</td>
+      <td className="num">{percent(node.batteryLevel)}</td>
+      <td>{node.modelsLoaded.join(', ')}</td>
+    </tr>
+  );
+});
+
+export function NodeTable({ nodes, visible }: NodeTableProps) {
+  return (
+    <div className={visible ? 'node-table-wrap' : 'node-table-wrap sr-only'} id="node-table">
+      <table data-testid="node-table" className="data">
+        <caption>{nodes.size} nodes</caption>
+        <thead>
+          <tr><th>Name</th><th>Zone</th><th>Status</th><th>Energy</th><th>GPU</th><th>Battery</th><th>Models</th></tr>
+        </thead>
+        <tbody>
+          {[...nodes.values()].map((node) => <Row key={node.id} node={node} />)}
+        </tbody>
+      </table>
+    </div>
+  );
+}
