@@ -20,7 +20,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { percentileOfSorted } from '../src/core/stats.ts';
-import { ArcnetUp, launchChromium, probeChromium } from '../test/support/browser.ts';
+import { ArcnetUp, buildConsole, launchChromium, probeChromium } from '../test/support/browser.ts';
 
 export const CONSOLE_GOALS = { firstMapMs: 2_000, transferredBytes: 2 * 1024 * 1024, fps: 30, eventToScreenP99Ms: 1_000 } as const;
 
@@ -53,27 +53,31 @@ async function hooks(page: Page): Promise<ConsoleHooks | null> {
 
 /** requestAnimationFrame callbacks over `ms`: the frames the browser actually produced for this page. */
 async function animationFrames(page: Page, ms: number): Promise<{ frames: number; elapsedMs: number; longestGapMs: number }> {
-  return page.evaluate<{ frames: number; elapsedMs: number; longestGapMs: number }, number>(
-    `((ms) => new Promise((resolve) => {
-      let frames = 0, last = performance.now(), longest = 0;
+  // Runs in the page; globalThis is its window (this project's TypeScript has no DOM library to name it).
+  return page.evaluate((windowMs) => {
+    const page = globalThis as unknown as { requestAnimationFrame(callback: (now: number) => void): number };
+    return new Promise<{ frames: number; elapsedMs: number; longestGapMs: number }>((resolve) => {
+      let frames = 0;
+      let last = performance.now();
+      let longest = 0;
       const start = last;
-      const tick = (now) => {
+      const tick = (now: number): void => {
         frames++;
         longest = Math.max(longest, now - last);
         last = now;
-        if (now - start < ms) requestAnimationFrame(tick);
+        if (now - start < windowMs) page.requestAnimationFrame(tick);
         else resolve({ frames, elapsedMs: now - start, longestGapMs: longest });
       };
-      requestAnimationFrame(tick);
-    }))`,
-    ms,
-  );
+      page.requestAnimationFrame(tick);
+    });
+  }, ms);
 }
 
 export async function consoleSection(quick: boolean): Promise<void> {
   const windowMs = quick ? 5_000 : 10_000;
   console.log(`6. Console in headless Chromium: \`arcnet up\` with ${NODES.toLocaleString('en')} simulated nodes and ${RATE} requests/s, one browser on loopback, ${windowMs / 1000} s measuring window`);
   const dist = join(import.meta.dirname, '../web/dist/index.html');
+  await buildConsole().catch((error: unknown) => console.log(`   (npm run build:console failed: ${String(error).split('\n')[0]})`));
   if (!existsSync(dist)) {
     console.log('   skipped: the console is not built (npm run build:console writes web/dist)');
     return;

@@ -4,10 +4,11 @@
  * suites know whether it can (the engine probe), how a server is started and stopped, how the console
  * is opened and signed in to, and where screenshots go.
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { errorMessage } from '../../src/core/errors.ts';
 import { keyed, operatorKeyIn } from './api-key.ts';
@@ -35,6 +36,14 @@ export const CHROMIUM_ARGS: readonly string[] = [
 ];
 
 export const ARTIFACTS_DIR = join(import.meta.dirname, '../../artifacts/console');
+
+/**
+ * Builds web/ into web/dist (scripts/build-console.ts: a no-op when its stamp says the sources are
+ * unchanged), so a browser suite tests the console of this checkout, not a build left from earlier.
+ */
+export async function buildConsole(): Promise<void> {
+  await promisify(execFile)(process.execPath, [join(import.meta.dirname, '../../scripts/build-console.ts')], { timeout: 120_000 });
+}
 
 /** Playwright's plain launch gives the browser a new empty profile of its own and removes it on close. */
 export function launchChromium(): Promise<Browser> {
@@ -184,14 +193,24 @@ export interface ConsolePage {
   readonly errors: string[];
 }
 
+export interface OpenOptions {
+  /** Record when arcs and log entries first appear (see trackFirstSeen); set up before the page loads. */
+  readonly trackFirstSeen?: boolean;
+}
+
 /** A new browser context (its own sessionStorage) at the console's address, not yet signed in. */
-export async function openConsole(browser: Browser, url: string, path = '/'): Promise<ConsolePage> {
+export async function openConsole(browser: Browser, url: string, path = '/', options: OpenOptions = {}): Promise<ConsolePage> {
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 });
+  if (options.trackFirstSeen) await trackFirstSeen(context);
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`));
   page.on('console', (message) => {
     if (message.type() === 'error') errors.push(`console.error: ${message.text()}`);
+  });
+  // The console's own "failed to load resource" line does not say which: this does.
+  page.on('response', (response) => {
+    if (response.status() >= 400) errors.push(`HTTP ${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
   });
   await page.goto(`${url}${path}`);
   return { context, page, errors };
@@ -206,8 +225,8 @@ export async function signIn(page: Page, key: string): Promise<void> {
 }
 
 /** Opens the console, signs in with the key and waits for the feed to be live. */
-export async function signedInConsole(browser: Browser, up: ArcnetUp, path = '/'): Promise<ConsolePage> {
-  const opened = await openConsole(browser, up.url, path);
+export async function signedInConsole(browser: Browser, up: ArcnetUp, path = '/', options: OpenOptions = {}): Promise<ConsolePage> {
+  const opened = await openConsole(browser, up.url, path, options);
   await signIn(opened.page, up.key);
   await opened.page.locator('[data-testid="feed-status"][data-state="live"]').waitFor({ state: 'attached', timeout: 15_000 });
   return opened;
@@ -257,9 +276,10 @@ export async function trackFirstSeen(context: BrowserContext): Promise<void> {
 
 /** When the page first showed request `id` as an arc and in the log (Date.now() values), or undefined. */
 export async function firstSeen(page: Page, id: string): Promise<{ arc: number | undefined; log: number | undefined }> {
-  const seen = await page.evaluate<{ arc: number | null; log: number | null }, string>(
-    `((id) => ({ arc: window.__arcnetSeen?.arc[id] ?? null, log: window.__arcnetSeen?.log[id] ?? null }))`,
-    id,
-  );
+  // Runs in the page; globalThis is its window (this project's TypeScript has no DOM library to name it).
+  const seen = await page.evaluate((requestId) => {
+    const tracked = (globalThis as unknown as { __arcnetSeen?: { arc: Record<string, number>; log: Record<string, number> } }).__arcnetSeen;
+    return { arc: tracked?.arc[requestId] ?? null, log: tracked?.log[requestId] ?? null };
+  }, id);
   return { arc: seen.arc ?? undefined, log: seen.log ?? undefined };
 }
