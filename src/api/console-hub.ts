@@ -187,6 +187,11 @@ export class ConsoleHub {
     this.nodes = nodes;
   }
 
+  /** Whether any session is kept (attached or awaiting a resume): without one, callers need not build messages. */
+  get active(): boolean {
+    return this.sessions.size > 0;
+  }
+
   /** Clients with a socket attached. */
   get size(): number {
     let open = 0;

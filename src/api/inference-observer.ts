@@ -16,7 +16,7 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
       if (record.forwarded) metrics.totals.forwarded++;
       metrics.requestRate.mark();
       metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'dispatched' });
-      hub.inference({
+      if (hub.active) hub.inference({
         requestId: record.id,
         targetNodeId: dispatch.nodeId,
         modelId: dispatch.modelId,
@@ -31,7 +31,7 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
       metrics.totals.rejected++;
       metrics.requestRate.mark();
       metrics.requests.inc({ geozone: record.requesterGeozone ?? 'unknown', status: 'rejected' });
-      hub.rejection({
+      if (hub.active) hub.rejection({
         requestId: record.id,
         requesterGeozone: record.requesterGeozone ?? 'unknown',
         modelId: record.modelId ?? 'unknown',
@@ -48,7 +48,7 @@ export function inferenceObserver(metrics: ArcMetrics, hub: ConsoleHub, nodes: P
         metrics.latencySamples.add(result.latencyMs);
         metrics.inferenceLatency.observe({ geozone: node?.geozone ?? 'unknown' }, result.latencyMs);
       }
-      hub.inference({
+      if (hub.active) hub.inference({
         requestId: record.id,
         targetNodeId: result.nodeId,
         modelId: record.modelId ?? 'unknown',
