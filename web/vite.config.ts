@@ -13,28 +13,33 @@ const proxy = api === undefined ? undefined : {
   '/telemetry': { target: api, changeOrigin: true, ws: true },
 };
 
-export default defineConfig({
-  root: import.meta.dirname,
-  // Relative asset URLs: the same build works at `/` or behind a path prefix (routing is by hash).
-  base: './',
-  plugins: [react()],
-  build: {
-    outDir: 'dist',
-    emptyOutDir: true,
-    assetsDir: 'assets',
-    sourcemap: false,
-    rolldownOptions: {
-      output: {
-        codeSplitting: {
-          groups: [
-            // The basemap (TopoJSON and the code that projects it) changes least: its own cached chunk.
-            { name: 'map-data', test: /node_modules[\\/](us-atlas|topojson-client|d3-geo|d3-array)[\\/]/ },
-            { name: 'react', test: /node_modules[\\/](react|react-dom|scheduler)[\\/]/ },
-          ],
+export default defineConfig(({ command }) => {
+  // A build is always a production build: run from vitest (NODE_ENV=test), Vite and the React plugin
+  // would otherwise bundle React's development build and dev JSX, several times slower and larger.
+  if (command === 'build') process.env['NODE_ENV'] = 'production';
+  return {
+    root: import.meta.dirname,
+    // Relative asset URLs: the same build works at `/` or behind a path prefix (routing is by hash).
+    base: './',
+    plugins: [react()],
+    build: {
+      outDir: 'dist',
+      emptyOutDir: true,
+      assetsDir: 'assets',
+      sourcemap: false,
+      rolldownOptions: {
+        output: {
+          codeSplitting: {
+            groups: [
+              // The basemap (TopoJSON and the code that projects it) changes least: its own cached chunk.
+              { name: 'map-data', test: /node_modules[\\/](us-atlas|topojson-client|d3-geo|d3-array)[\\/]/ },
+              { name: 'react', test: /node_modules[\\/](react|react-dom|scheduler)[\\/]/ },
+            ],
+          },
         },
       },
     },
-  },
-  server: { ...(proxy ? { proxy } : {}) },
-  preview: { ...(proxy ? { proxy } : {}) },
+    server: { ...(proxy ? { proxy } : {}) },
+    preview: { ...(proxy ? { proxy } : {}) },
+  };
 });

@@ -56,13 +56,13 @@ export class MarkerLayer {
     marker.node = node;
     const at = this.positions.of(node.id, node.geohash);
     const name = node.name || node.id;
-    const gpu = Math.round(node.gpuUtilization * 100);
     this.set(marker, 'cx', at === null ? '-50' : at.x.toFixed(1));
     this.set(marker, 'cy', at === null ? '-50' : at.y.toFixed(1));
     this.set(marker, 'data-status', node.status);
     this.set(marker, 'data-energy', node.energySource);
     this.set(marker, 'data-geozone', node.geozone);
-    this.set(marker, 'aria-label', `${name}, ${node.status}, ${node.energySource}, GPU ${gpu} %`);
+    // No GPU figure here: it changes with every report, and the label should change only with the node's state.
+    this.set(marker, 'aria-label', `${name}, ${node.status}, ${node.energySource}`);
   }
 
   private set(marker: Marker, name: string, value: string): void {
