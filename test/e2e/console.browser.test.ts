@@ -160,11 +160,13 @@ describe.skipIf(!browserEngine.available)(browserEngine.title('the console in Ch
     await panel.waitFor({ state: 'hidden', timeout: 5_000 });
   });
 
+  let killedAt = 0;
+
   it('turns a node whose agent is SIGKILLed offline on the map within the offline timeout', async () => {
     await page.goto(`${up.url}/#/map`);
     const marker = page.locator(`[data-testid="node-marker"][data-node-id="${agentId}"]`);
     await until(async () => (await marker.getAttribute('data-status')) === 'online', 'the agent online on the map', 5_000, { intervalMs: 50 });
-    const killedAt = Date.now();
+    killedAt = Date.now();
     agent.kill('SIGKILL');
     await until(async () => (await marker.getAttribute('data-status')) === 'offline', 'the killed agent offline on the map', OFFLINE_AFTER_MS + 10_000, { intervalMs: 50 });
     const tookMs = Date.now() - killedAt;
@@ -173,6 +175,26 @@ describe.skipIf(!browserEngine.available)(browserEngine.title('the console in Ch
     expect(await page.locator(`table[data-testid="node-table"] tbody tr[data-node-id="${agentId}"]`).getAttribute('data-status')).toBe('offline');
     expect((await up.json<NodeRow>(`/api/v1/nodes/${agentId}`)).status).toBe('offline');
     await stopProcess(agent);
+  });
+
+  it('travels back in time: as of a moment before the kill the map shows the agent online, as GET /api/v1/nodes?asOf= does', async () => {
+    await page.locator('select[data-testid="time-mode"]').selectOption('asOf');
+    await page.locator('input[type="range"][data-testid="time-slider"]').fill(String(killedAt - 2_000));
+    const map = page.locator('svg[data-testid="mesh-map"]');
+    const asOf = await until(async () => {
+      const value = await map.getAttribute('data-as-of');
+      // The slider moves in whole seconds, so the moment shown is within a second of the one set.
+      return value !== null && Math.abs(Date.parse(value) - (killedAt - 2_000)) <= 1_000 ? value : undefined;
+    }, 'the map to carry data-as-of near the moment set', 5_000, { intervalMs: 50 }).catch((error: unknown) => {
+      throw new Error(`${String(error)}${pageErrors()}`);
+    });
+    const api = await up.json<NodesAnswer>(`/api/v1/nodes?asOf=${encodeURIComponent(asOf)}`);
+    expect(api.nodes.find((n) => n.id === agentId)?.status).toBe('online');
+    const marker = page.locator(`[data-testid="node-marker"][data-node-id="${agentId}"]`);
+    await until(async () => (await marker.getAttribute('data-status')) === 'online' && Number(await map.getAttribute('data-node-count')) === api.count, 'the past map: the agent online and as many nodes as the API had then', 5_000, { intervalMs: 50 });
+    await screenshot(page, 'map-as-of');
+    await page.locator('select[data-testid="time-mode"]').selectOption('live');
+    await until(async () => (await map.getAttribute('data-as-of')) === null && (await marker.getAttribute('data-status')) === 'offline', 'the live map again, the agent offline', 5_000, { intervalMs: 50 });
   });
 
   it('shows the zones, a node and the events views, switched by keys and links', async () => {
