@@ -69,7 +69,8 @@ export function MapView({ active }: { active: boolean }) {
     if (mode === 'live' && next !== 'live') {
       const start = Date.now();
       setAnchor(start);
-      setAt(start - 5 * 60_000);
+      // A minute back: recent enough to exist on a server that just started, far enough to differ.
+      setAt(start - 60_000);
     }
     setMode(next);
   };

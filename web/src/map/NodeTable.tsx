@@ -3,7 +3,7 @@
  * Always in the DOM, shown on demand (the toggle). Rows are memoised on the node object, so a telemetry update
  * re-renders one row, not five thousand.
  */
-import { memo } from 'react';
+import { memo, useMemo } from 'react';
 import type { MeshNode } from '../feed/state.ts';
 import { percent } from '../lib/format.ts';
 import { nodeHref } from '../shell/route.ts';
@@ -27,7 +27,15 @@ const Row = memo(function Row({ node }: { node: MeshNode }) {
   );
 });
 
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Zone, then name: the order an operator scans in. Code-point order, not localeCompare: sorting 5,000 rows four times a second must stay cheap. */
+function byZoneAndName(a: MeshNode, b: MeshNode): number {
+  return compare(a.geozone, b.geozone) || compare(a.name || a.id, b.name || b.id);
+}
+
 export function NodeTable({ nodes, visible }: NodeTableProps) {
+  const sorted = useMemo(() => [...nodes.values()].sort(byZoneAndName), [nodes]);
   return (
     // Hidden, the table is `display: none`: its rows stay in the DOM (and current) but cost no layout,
     // which for thousands of rows changing four times a second is most of the page's work.
@@ -38,7 +46,7 @@ export function NodeTable({ nodes, visible }: NodeTableProps) {
           <tr><th>Name</th><th>Zone</th><th>Status</th><th>Energy</th><th>GPU</th><th>Battery</th><th>Models</th></tr>
         </thead>
         <tbody>
-          {[...nodes.values()].map((node) => <Row key={node.id} node={node} />)}
+          {sorted.map((node) => <Row key={node.id} node={node} />)}
         </tbody>
       </table>
     </div>

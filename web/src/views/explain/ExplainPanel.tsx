@@ -5,6 +5,7 @@
  */
 import type { PlacementExplanation } from '../../../../src/contracts/console.ts';
 import { apiGet } from '../../api/client.ts';
+import { useFeed } from '../../feed/context.ts';
 import { dateTime } from '../../lib/format.ts';
 import { usePoll } from '../../lib/usePoll.ts';
 import { useApiKey } from '../../shell/api-key.ts';
@@ -21,6 +22,8 @@ export function ExplainPanel({ requestId, onClose }: ExplainPanelProps) {
   const key = useApiKey();
   const poll = usePoll((signal) => apiGet<PlacementExplanation>(`/api/v1/inference/${encodeURIComponent(requestId)}/explain`, key, signal), 0, [key, requestId]);
   const explanation = poll.data;
+  const { state } = useFeed();
+  const nodeName = (id: string) => state.nodes.get(id)?.name || explanation?.candidates.find((c) => c.nodeId === id)?.nodeName || id.slice(0, 8);
   return (
     <Panel title="Why this node?" onClose={onClose}>
       <div
@@ -52,7 +55,7 @@ export function ExplainPanel({ requestId, onClose }: ExplainPanelProps) {
                 ) : 'none'}
               </dd>
               <dt>Recorded</dt>
-              <dd>{explanation.recorded.nodeId ? <a href={nodeHref(explanation.recorded.nodeId)}>{explanation.recorded.nodeId.slice(0, 8)}</a> : 'rejected'}{explanation.recorded.reason ? `: ${explanation.recorded.reason}` : ''}</dd>
+              <dd>{explanation.recorded.nodeId ? <a href={nodeHref(explanation.recorded.nodeId)}>{nodeName(explanation.recorded.nodeId)}</a> : 'rejected'}{explanation.recorded.reason ? `: ${explanation.recorded.reason}` : ''}</dd>
               <dt>Agrees</dt>
               <dd className={explanation.agrees ? 'ok-text' : 'warn-text'}>{explanation.agrees ? 'yes: the recomputation picks the same node' : 'no: the recomputation picks differently'}</dd>
             </dl>
