@@ -56,8 +56,9 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
-  // Vite's own CLI on this Node (the pinned one under npm): its messages as it prints them, warnings and errors only.
-  const vite = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', CONFIG, '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit' });
+  // Vite's own CLI on this Node (the pinned one under npm), warnings and errors only; NODE_ENV=production
+  // whoever calls, since vitest sets `test` and Vite would then bundle React's development build.
+  const vite = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', CONFIG, '--logLevel', 'warn'], { cwd: ROOT, stdio: 'inherit', env: { ...process.env, NODE_ENV: 'production' } });
   if (vite.status !== 0) throw new Error(vite.error ? vite.error.message : `vite build exited with ${vite.signal ?? vite.status}`);
   writeFileSync(STAMP, `${stamp}\n`);
   const files = filesUnder(DIST).filter((f) => !f.endsWith('.build-stamp'));

@@ -5,8 +5,10 @@
  * Static files: `/assets/*` are content-hashed by Vite, so they are cached for a year as immutable;
  * `index.html` and other unhashed files are `no-cache` (revalidated, so a new build shows at once).
  * Any other GET that accepts HTML gets `index.html` (the app routes in the browser); API paths and
- * non-HTML requests keep the JSON 404. Bodies are gzip or brotli as `Accept-Encoding` asks
- * (@fastify/compress, for these routes only: API answers stay as they were). Without a build, `/`
+ * non-HTML requests keep the JSON 404. Bodies over 4 KiB, the console's files and the API's large
+ * answers alike (a 5,000-node list is 4 MB of JSON), are brotli or gzip as `Accept-Encoding` asks
+ * (`installCompression`); small answers, every inference submission among them, are sent as they
+ * are. Without a build, `/`
  * answers 503 saying how to make one; the API works regardless.
  *
  * CORS: none by default (the console is same-origin; no header is sent). With `--cors-origin` a page
@@ -16,6 +18,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { constants as zlibConstants } from 'node:zlib';
 import { join, relative, resolve, sep } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -42,11 +45,23 @@ export interface ConsoleDeliveryOptions {
   readonly dir?: string;
 }
 
+/**
+ * Compression for every route registered after it. Brotli at quality 4, not the default 11: these
+ * bodies are compressed per response, and 11 costs seconds on a large node list for a few percent.
+ */
+export async function installCompression(app: FastifyInstance): Promise<void> {
+  await app.register(fastifyCompress, {
+    global: true,
+    threshold: 4096,
+    encodings: ['br', 'gzip'],
+    brotliOptions: { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } },
+  });
+}
+
 /** Serves the console at `/` with its cache headers and compression (see the file header). */
 export async function registerConsoleDelivery(app: FastifyInstance, options: ConsoleDeliveryOptions = {}): Promise<void> {
   const dir = resolve(options.dir ?? DEFAULT_CONSOLE_DIR);
   await app.register(async (scope) => {
-    await scope.register(fastifyCompress, { global: true, encodings: ['br', 'gzip'] });
     await scope.register(fastifyStatic, { root: dir, serve: false });
     const index = (reply: FastifyReply): FastifyReply => {
       if (!existsSync(join(dir, 'index.html'))) return reply.status(503).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(NOT_BUILT);

@@ -45,7 +45,7 @@ import { recordRoutes } from './route-table.ts';
 import { websocketErrorHandler } from './client-errors.ts';
 import type { ConsoleHub } from './console-hub.ts';
 import { registerConsoleFeed } from './console-feed.ts';
-import { corsPolicy, installCors, registerConsoleDelivery } from './console-delivery.ts';
+import { corsPolicy, installCompression, installCors, registerConsoleDelivery } from './console-delivery.ts';
 import type { AgentGateway } from './agent-gateway.ts';
 import type { JobRoutesDeps } from './job-routes.ts';
 import { WORKERS_COLLECTION } from '../jobs/coordinator.ts';
@@ -201,10 +201,14 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   installRequestValidation(app);
   recordRoutes(app);
   // A client's broken frame or dropped connection is its problem, not the server's: warned, rate-limited (./client-errors.ts).
-  await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20 }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
+  // Per-message deflate only for messages over 64 KiB (a console's snapshot of thousands of nodes), with
+  // no context kept between messages: a session that never sends one never holds a zlib stream.
+  const perMessageDeflate = { threshold: 64 * 1024, serverNoContextTakeover: true, clientNoContextTakeover: true, concurrencyLimit: 4 };
+  await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20, perMessageDeflate }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
   // Before any route: a route added without an access rule makes buildServer throw.
   await installAccess(app, { ...deps.access, logger: deps.logger, ...(deps.jobs ? { workerOf: (credential: string) => deps.jobs?.coordinator.workerByCredential(credential) } : {}) });
   installCors(app, deps.corsOrigins ?? []);
+  await installCompression(app);
   const started = Date.now();
   const decisionTimeoutMs = deps.decisionTimeoutMs ?? 5_000;
   const maxAwaiting = deps.maxAwaitingDecisions ?? 10_000;

@@ -32,7 +32,8 @@ export function httpClient(tls?: ClientTls): HttpClient {
   return {
     tls,
     fetch: (url, init) => undiciFetch(url, { ...init, dispatcher: dispatcher() }),
-    webSocket: (url, options) => new WebSocket(url, { ...secure, ...options }),
+    // No per-message deflate from agents and workers: their messages are small, and a server would keep a zlib stream per session.
+    webSocket: (url, options) => new WebSocket(url, { perMessageDeflate: false, ...secure, ...options }),
     close: async () => {
       const closing = agent;
       agent = undefined;

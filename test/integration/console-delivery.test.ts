@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { withDefaults } from '../../src/main/config.ts';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { parseCorsOrigins } from '../../src/api/console-delivery.ts';
+import { until } from '../support/until.ts';
 
 interface Answer {
   status: number;
@@ -172,5 +173,56 @@ describe('console delivery and CORS', () => {
     expect(() => parseCorsOrigins(['console.example.com'])).toThrow('--cors-origin "console.example.com" is not an origin: expected scheme://host[:port]');
     expect(() => parseCorsOrigins(['https://a.example/app'])).toThrow('without a path');
     expect(() => parseCorsOrigins(['ftp://a.example'])).toThrow('not an origin');
+  });
+
+  describe('on a mesh of 300 nodes', () => {
+    let mesh: EmbeddedSystem;
+    beforeAll(async () => {
+      mesh = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 300, requestRate: 0 }, api: { consoleDir: dist } }));
+      const key = { authorization: `Bearer ${mesh.operatorKey!}` };
+      await until(async () => (JSON.parse((await get(`${mesh.url}/api/v1/nodes`, key)).body.toString('utf8')) as { count: number }).count === 300, 'all 300 simulated nodes to report', 20_000, { intervalMs: 200 });
+    });
+    afterAll(async () => {
+      await mesh?.stop();
+    });
+
+    it('compresses the API\'s large answers and leaves small ones as they are', async () => {
+      const key = { authorization: `Bearer ${mesh.operatorKey!}` };
+      const plain = await get(`${mesh.url}/api/v1/nodes`, key);
+      const list = JSON.parse(plain.body.toString('utf8')) as { count: number };
+      expect(list.count).toBe(300);
+      const gzipped = await get(`${mesh.url}/api/v1/nodes`, { ...key, 'accept-encoding': 'gzip' });
+      expect(gzipped.headers['content-encoding']).toBe('gzip');
+      expect(JSON.parse(gunzipSync(gzipped.body).toString('utf8'))).toEqual(list);
+      expect(gzipped.body.length).toBeLessThan(plain.body.length / 4);
+      const small = await get(`${mesh.url}/api/v1/whoami`, { ...key, 'accept-encoding': 'gzip, br' });
+      expect(small.status).toBe(200);
+      expect(small.headers['content-encoding']).toBeUndefined();
+    });
+
+    it('deflates a large snapshot on /telemetry for a client that offers it', async () => {
+      const received = async (perMessageDeflate: boolean): Promise<{ text: number; wire: number }> => {
+        const socket = new WebSocket(`${mesh.url.replace('http', 'ws')}/telemetry?key=${encodeURIComponent(mesh.operatorKey!)}`, { perMessageDeflate });
+        try {
+          const snapshot = await new Promise<string>((resolve, reject) => {
+            socket.on('message', (data: Buffer) => {
+              const text = data.toString('utf8');
+              if (text.includes('"type":"snapshot"')) resolve(text);
+            });
+            socket.once('error', reject);
+          });
+          // Bytes off the TCP socket so far: the upgrade, the hello and the snapshot as sent.
+          const wire = (socket as unknown as { _socket: { bytesRead: number } })._socket.bytesRead;
+          return { text: snapshot.length, wire };
+        } finally {
+          socket.close();
+        }
+      };
+      const deflated = await received(true);
+      const raw = await received(false);
+      expect(deflated.text).toBeGreaterThan(64 * 1024);
+      expect(raw.wire).toBeGreaterThan(raw.text);
+      expect(deflated.wire).toBeLessThan(deflated.text / 4);
+    });
   });
 });
