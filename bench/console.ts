@@ -154,6 +154,8 @@ export async function consoleSection(quick: boolean): Promise<void> {
     counting = false;
     wsBytesAtFirstMap = wsBytes;
     const firstMapMs = await page.evaluate<number>('performance.getEntriesByName("arc:first-map")[0].startTime');
+    // The map's attributes follow the canvas at the app's render rate (4 a second): read them once they have caught up.
+    await page.waitForFunction(`Number(document.querySelector('svg[data-testid="mesh-map"]')?.getAttribute('data-node-count') ?? 0) >= ${NODES}`, undefined, { timeout: 10_000, polling: 50 }).catch(() => undefined);
     const nodeCount = Number(await page.locator('svg[data-testid="mesh-map"]').getAttribute('data-node-count'));
 
     // Settle, then measure frames, map draws and event-to-screen over the same window.

@@ -17,6 +17,9 @@
  * - Inference and rejection messages pass a global cap first (a load test cannot flood a browser),
  *   then the session's own `inferencePerSecond`; whatever either held back is counted and, once a
  *   second, reported in one `folded` message.
+ * - System events pass at most `SYSTEM_PER_KIND_PER_SECOND` of one kind a second (a rejection storm
+ *   under overload is one event per request); the rest of that kind become one summary a second
+ *   with the count in `details.held`. Status changes still send the node's `telemetry` every time.
  * - A client whose socket holds more than `maxBufferedBytes` beyond its first burst is closed with
  *   4008: skipping messages silently would make gaps, closing makes it resume.
  */
@@ -27,6 +30,8 @@ import type { Priority, SystemEvent } from '../contracts/messages.ts';
 import type { ConsoleNode, FeedFolded, FeedInference, FeedRejection, FeedSystem, NodeStatus } from '../contracts/console.ts';
 import type { NodeState } from '../mesh/node.ts';
 
+/** Past this many system events of one kind in a second, the rest go out as one summary a second. */
+export const SYSTEM_PER_KIND_PER_SECOND = 20;
 export const CLOSE_TOO_SLOW = 4008;
 export const TOO_SLOW_REASON = 'too slow: resume with session/since';
 export const UNKNOWN_SESSION = 'session unknown: the server restarted or it expired';
@@ -168,6 +173,8 @@ export class ConsoleHub {
   private readonly recent: FeedSystem[] = [];
   private nodes: NodeSource = NO_NODES;
   private globalThisSecond = 0;
+  private readonly systemThisSecond = new Map<string, number>();
+  private readonly systemHeld = new Map<string, { count: number; severity: SystemEvent['severity'] }>();
   private tickedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private centres: { at: number; byZone: Map<string, [number, number]> } | undefined;
@@ -287,7 +294,35 @@ export class ConsoleHub {
     const node = event.kind.startsWith('node.') && event.subjectId !== undefined ? this.nodes.get(event.subjectId) : undefined;
     // A view's registry (arcnet server) judges silence on its own clock; the writer's event says what the node is now.
     if (node) this.broadcast(tailOf({ type: 'telemetry', node: { ...consoleNode(node), ...(typeof to === 'string' && STATUSES.has(to) ? { status: to as NodeStatus } : {}) } }));
+    // A storm of one kind (every request rejected under overload) is counted past a few a second, then summed up once a second.
+    const sent = (this.systemThisSecond.get(event.kind) ?? 0) + 1;
+    this.systemThisSecond.set(event.kind, sent);
+    if (sent > SYSTEM_PER_KIND_PER_SECOND) {
+      const held = this.systemHeld.get(event.kind);
+      if (held) held.count++;
+      else this.systemHeld.set(event.kind, { count: 1, severity: event.severity });
+      return;
+    }
     this.broadcast(tailOf(message));
+  }
+
+  /** Once a second, one `system` message per kind that was held back, counting what it stands for. */
+  private flushHeldSystem(now: number): void {
+    this.systemThisSecond.clear();
+    if (this.systemHeld.size === 0) return;
+    const timestamp = new Date(now).toISOString();
+    for (const [kind, held] of this.systemHeld) {
+      const summary: Omit<FeedSystem, 'seq'> = {
+        type: 'system',
+        severity: held.severity,
+        message: `${held.count} more ${kind} events in the last second (over ${SYSTEM_PER_KIND_PER_SECOND} a second are counted, not sent; GET /api/v1/events has each)`,
+        details: { kind, held: held.count },
+        timestamp,
+        kind,
+      };
+      this.broadcast(tailOf(summary));
+    }
+    this.systemHeld.clear();
   }
 
   closeAll(): void {
@@ -372,6 +407,7 @@ export class ConsoleHub {
     const intervalMs = now - this.tickedAt;
     this.tickedAt = now;
     this.globalThisSecond = 0;
+    this.flushHeldSystem(now);
     for (const [id, session] of this.sessions) {
       session.sentThisSecond = 0;
       if (session.heldBack) {

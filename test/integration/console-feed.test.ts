@@ -6,13 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { seededUuid } from '../../src/core/ids.ts';
+import { newId, seededUuid } from '../../src/core/ids.ts';
 import { NodeTelemetryV2, type NodeTelemetry } from '../../src/contracts/messages.ts';
-import type { FeedFolded, FeedHello, FeedMessage, FeedSnapshot } from '../../src/contracts/console.ts';
+import type { FeedFolded, FeedHello, FeedMessage, FeedSnapshot, FeedSystem } from '../../src/contracts/console.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import { withDefaults } from '../../src/main/config.ts';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
-import { CLOSE_TOO_SLOW, TOO_SLOW_REASON, UNKNOWN_SESSION } from '../../src/api/console-hub.ts';
+import { CLOSE_TOO_SLOW, SYSTEM_PER_KIND_PER_SECOND, TOO_SLOW_REASON, UNKNOWN_SESSION } from '../../src/api/console-hub.ts';
 import { keyed } from '../support/api-key.ts';
 import { until } from '../support/until.ts';
 
@@ -260,6 +260,24 @@ describe('console feed /telemetry', () => {
     expect(sentLimited).toBeLessThan(produced);
     expect(sentLimited).toBeGreaterThanOrEqual(2);
     expect(limited.firstGap()).toBeUndefined();
+  });
+
+  it('sends a burst of one kind of system event up to the per-kind rate and sums up the rest once a second', async () => {
+    const feed = await open();
+    await feed.waitFor((m) => m.length >= 2, 'hello and snapshot');
+    const burst = SYSTEM_PER_KIND_PER_SECOND * 3;
+    const kind = 'test.storm';
+    for (let i = 0; i < burst; i++) {
+      await system.bus.publish(topics.systemEvent, 'SystemEvent', { schemaVersion: 1, id: newId(), kind, severity: 'warn', message: `storm ${i}`, timestamp: new Date().toISOString() });
+    }
+    const stormOf = (messages: readonly FeedMessage[]): FeedSystem[] => messages.filter((m): m is FeedSystem => m.type === 'system' && m.kind === kind);
+    const accounted = (messages: readonly FeedMessage[]): number => stormOf(messages).reduce((sum, m) => sum + (typeof m.details?.['held'] === 'number' ? m.details['held'] : 1), 0);
+    await feed.waitFor((m) => accounted(m) === burst, `all ${burst} storm events sent or counted`, 5_000);
+    const storm = stormOf(feed.messages);
+    expect(storm.length).toBeLessThan(burst);
+    expect(storm.some((m) => typeof m.details?.['held'] === 'number' && m.message.includes(`more ${kind} events`))).toBe(true);
+    expect(feed.firstGap()).toBeUndefined();
+    await feed.close();
   });
 
   it('gives seed 001\'s form on snapshot=telemetry: hello, then one telemetry message per node', async () => {
