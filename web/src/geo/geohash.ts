@@ -1,32 +1,11 @@
 /**
- * Geohash to [longitude, latitude], in the browser: the feed and the node list give a node's place
- * only as its geohash (seed 001). Decodes to the centre of the cell.
+ * A node's place for the map: the feed and the node list give it only as a geohash (seed 001). The
+ * server's decoder (src/core/geohash.ts, pure) is the one used here; a malformed hash from an old or
+ * foreign node is no place rather than an exception in the render loop.
  */
-const BASE32 = '0123456789bcdefghjkmnpqrstuvwxyz';
+import { decodeGeohash as decodeCell, isGeohash } from '../../../src/core/geohash.ts';
 
 export function decodeGeohash(hash: string): [number, number] | null {
-  let latMin = -90;
-  let latMax = 90;
-  let lngMin = -180;
-  let lngMax = 180;
-  let even = true;
-  if (hash.length === 0) return null;
-  for (const char of hash.toLowerCase()) {
-    const value = BASE32.indexOf(char);
-    if (value < 0) return null;
-    for (let bit = 4; bit >= 0; bit--) {
-      const on = (value >> bit) & 1;
-      if (even) {
-        const mid = (lngMin + lngMax) / 2;
-        if (on) lngMin = mid;
-        else lngMax = mid;
-      } else {
-        const mid = (latMin + latMax) / 2;
-        if (on) latMin = mid;
-        else latMax = mid;
-      }
-      even = !even;
-    }
-  }
-  return [(lngMin + lngMax) / 2, (latMin + latMax) / 2];
+  const lower = hash.toLowerCase();
+  return lower.length > 0 && isGeohash(lower) ? decodeCell(lower) : null;
 }
