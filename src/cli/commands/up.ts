@@ -97,7 +97,7 @@ export function registerUp(program: Command): void {
     const system = await startOrExplain(portInUse('port', config.port, config.host), () => startEmbedded(config, { logger }));
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
-        `  console: ${system.url}/\n` +
+        `  console: ${system.url}/  (sign in with an API key: ${system.operatorKey === undefined ? 'none needed' : config.dataDir === null ? 'the operator key below' : `the operator key in ${join(config.dataDir, OPERATOR_KEY_FILE)}`})\n` +
         `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
         `  ${accessLine(system.operatorKey, config.dataDir)}\n` +
         tlsBanner(config.tls) +
