@@ -1,9 +1,9 @@
 /**
  * The console's feed reducer (web/src/feed/state.ts): resume, gap detection, snapshot replace,
- * folded counts, and seed 001's unsequenced feed.
+ * folded counts, seed 001's unsequenced feed, and when a (re)connection shows as live.
  */
 import { describe, expect, it } from 'vitest';
-import { applyMessages, initialFeedState, mergeRestNodes, type IncomingMessage } from '../../web/src/feed/state.ts';
+import { applyMessages, connectionClosed, connectionState, initialFeedState, mergeRestNodes, type IncomingMessage } from '../../web/src/feed/state.ts';
 import type { ConsoleNode, FeedHello, FeedSystem } from '../../src/contracts/console.ts';
 
 const T = '2026-01-01T00:00:00.000Z';
@@ -112,6 +112,51 @@ describe('console feed state', () => {
     expect(s.nodes.get('a')).toMatchObject({ geozone: 'PJM', name: 'PJM-1', energySource: 'cogen', gpuUtilization: 0.9 });
     expect(s.nodes.get('a')?.partial).toBeUndefined();
     expect(s.nodes.size).toBe(2);
+  });
+
+  it('a connection is live only once its own hello has been applied, and then with that hello\'s session', () => {
+    const fresh = initialFeedState();
+    expect(connectionState('connecting', fresh)).toBe('connecting');
+    // The socket is open, the hello not applied yet: still connecting, no session to show.
+    expect(connectionState('live', fresh)).toBe('connecting');
+    const first = applyMessages(fresh, [hello(1, 'S1'), { type: 'snapshot', seq: 2, nodes: [node('a')], events: [], timestamp: T }, system(3, 'x')]);
+    expect(connectionState('live', first)).toBe('live');
+
+    // The connection drops and a new one opens: the state still names S1, so it must not say live.
+    const reopened = connectionClosed(first);
+    expect(reopened.session).toBe('S1');
+    expect(connectionState('reconnecting', reopened)).toBe('reconnecting');
+    expect(connectionState('live', reopened)).toBe('reconnecting');
+
+    // A restarted server: live and the new session come with the same hello.
+    const resynced = applyMessages(reopened, [hello(1, 'S2', false, { resync: 'unknown session' })]);
+    expect(resynced.session).toBe('S2');
+    expect(connectionState('live', resynced)).toBe('live');
+
+    // A resume: the replay comes first and is not the hello; live once the resumed hello is applied.
+    const replayed = applyMessages(reopened, [system(4, 'replayed')]);
+    expect(connectionState('live', replayed)).toBe('reconnecting');
+    const resumed = applyMessages(replayed, [hello(5, 'S1', true)]);
+    expect(resumed.lastSeq).toBe(5);
+    expect(connectionState('live', resumed)).toBe('live');
+
+    // Seed 001's feed sends no hello: its first message is what makes the connection live.
+    expect(connectionState('live', applyMessages(fresh, [system(undefined, 'x')]))).toBe('live');
+    expect(connectionClosed(fresh)).toBe(fresh);
+  });
+
+  it('workers known only from the node list follow the list; once the feed reports one, the feed wins', () => {
+    let s = applyMessages(initialFeedState(), [hello(1, 'S1'), telemetry(2, node('a'))]);
+    s = mergeRestNodes(s, [node('a', { status: 'offline' }), node('w', { status: 'online' })]);
+    expect(s.nodes.get('a')?.status).toBe('online');
+    expect(s.nodes.get('w')?.status).toBe('online');
+    s = mergeRestNodes(s, [node('a', { status: 'offline' }), node('w', { status: 'offline' })]);
+    expect(s.nodes.get('a')?.status).toBe('online');
+    expect(s.nodes.get('w')?.status).toBe('offline');
+    s = applyMessages(s, [telemetry(3, node('w', { status: 'busy' }))]);
+    s = mergeRestNodes(s, [node('w', { status: 'offline' })]);
+    expect(s.nodes.get('w')?.status).toBe('busy');
+    expect(s.nodes.get('w')?.restOnly).toBeUndefined();
   });
 
   it('never mutates the state it was given', () => {

@@ -92,6 +92,7 @@ export class FeedSocket {
     let opened = false;
     socket.onopen = () => {
       opened = true;
+      // Open, not yet live for the console: the store shows `live` once this connection's hello is applied (connectionState in state.ts).
       this.setStatus({ state: 'live', retryAt: null, failures: 0 });
     };
     socket.onmessage = (event: MessageEvent) => {

@@ -13,10 +13,15 @@
  * (counted, then applied). Seed 001's older feed sends no seq: its messages apply, and nothing is
  * counted, because there is nothing to count against.
  */
+import type { ConnectionState } from './socket.ts';
 import type { ConsoleNode, FeedFolded, FeedHello, FeedHpc, FeedInference, FeedMessage, FeedRejection, FeedSnapshot, FeedSystem } from '../../../src/contracts/console.ts';
 
-/** A node as the console holds it. `partial` marks one known only from seed 001's telemetry fields. */
-export type MeshNode = ConsoleNode & { partial?: true };
+/**
+ * A node as the console holds it. `partial` marks one known only from seed 001's telemetry fields;
+ * `restOnly` one known only from `GET /api/v1/nodes` (a worker that sends no telemetry), which the
+ * next read of that list replaces.
+ */
+export type MeshNode = ConsoleNode & { partial?: true; restOnly?: true };
 
 /** A message as seed 001's feed sends it: the same fields, no `seq`. */
 type Unsequenced<T> = T extends unknown ? Omit<T, 'seq'> & { seq?: undefined } : never;
@@ -73,6 +78,12 @@ export interface FeedState {
   sessions: number;
   /** Why the last new session was not a resume, as the server said. */
   lastResync: string | null;
+  /**
+   * Whether the current connection's hello has been applied (on seed 001's feed, which sends no
+   * hello: its first message). Until then `session` is still the previous connection's, and the
+   * console is not live (`connectionState`).
+   */
+  greeted: boolean;
   nodes: ReadonlyMap<string, MeshNode>;
   /** Newest first. */
   events: readonly FeedEvent[];
@@ -96,6 +107,7 @@ export function initialFeedState(): FeedState {
     resyncs: 0,
     sessions: 0,
     lastResync: null,
+    greeted: false,
     nodes: new Map(),
     events: [],
     inference: [],
@@ -214,6 +226,7 @@ function step(draft: Draft, message: IncomingMessage): void {
     hello(draft, message);
     return;
   }
+  if (message.seq === undefined && !draft.state.greeted) draft.state = { ...draft.state, greeted: true };
   if (typeof message.seq === 'number' && !inSequence(draft, message.seq)) return;
   switch (message.type) {
     case 'snapshot':
@@ -244,7 +257,8 @@ function step(draft: Draft, message: IncomingMessage): void {
 }
 
 function hello(draft: Draft, message: Body<FeedHello> & { seq?: number }): void {
-  const s = draft.state;
+  const s = draft.state.greeted ? draft.state : { ...draft.state, greeted: true };
+  draft.state = s;
   if (message.resumed && message.session === s.session) {
     // The server replays what we missed first and then sends this hello as the next message of
     // the stream (numbered right after the replay). A hello numbered otherwise must not move our
@@ -261,6 +275,22 @@ function hello(draft: Draft, message: Body<FeedHello> & { seq?: number }): void 
     resyncs: s.sessions > 0 ? s.resyncs + 1 : s.resyncs,
     lastResync: message.resync ?? (s.sessions > 0 ? 'new session' : null),
   };
+}
+
+/** The connection closed: the next one is not live until its own hello has been applied. */
+export function connectionClosed(state: FeedState): FeedState {
+  return state.greeted ? { ...state, greeted: false } : state;
+}
+
+/**
+ * The connection state to show: the socket's, except that an open socket is only live once its
+ * hello has been applied; before that it is still connecting (no session yet) or reconnecting
+ * (the session shown is the previous connection's). The store publishes this with the state, so
+ * `live` and the new session appear together.
+ */
+export function connectionState(socket: ConnectionState, state: FeedState): ConnectionState {
+  if (socket !== 'live' || state.greeted) return socket;
+  return state.sessions > 0 ? 'reconnecting' : 'connecting';
 }
 
 /** Checks a sequenced message against the last applied one; false means drop it (a duplicate). */
@@ -295,12 +325,19 @@ function telemetry(draft: Draft, node: Partial<ConsoleNode> & { id: string }): v
   const nodes = draft.nodes();
   const known = nodes.get(node.id);
   if (known !== undefined) {
-    nodes.set(node.id, { ...known, ...node, ...(node.timestamp !== undefined && node.lastSeen === undefined ? { lastSeen: node.timestamp } : {}) });
+    // Now the feed reports it: the feed's copy, no longer the node list's.
+    const base = known.restOnly === true ? withoutRestOnly(known) : known;
+    nodes.set(node.id, { ...base, ...node, ...(node.timestamp !== undefined && node.lastSeen === undefined ? { lastSeen: node.timestamp } : {}) });
     return;
   }
   const complete = node.geozone !== undefined && node.status !== undefined && node.name !== undefined;
   const filled = { ...TELEMETRY_DEFAULTS, name: node.id, lastSeen: node.timestamp ?? '', ...node } as ConsoleNode;
   nodes.set(node.id, complete ? filled : { ...filled, partial: true });
+}
+
+function withoutRestOnly(node: MeshNode): MeshNode {
+  const { restOnly: _restOnly, ...rest } = node;
+  return rest;
 }
 
 function inference(draft: Draft, message: Body<FeedInference>): void {
@@ -362,14 +399,16 @@ function folded(draft: Draft, message: Body<FeedFolded>): void {
 
 /**
  * Merges nodes read over REST (`GET /api/v1/nodes`) into the feed's: they fill in what seed 001's
- * telemetry does not carry (name, geozone, status) and nodes the feed has not mentioned yet; where
- * the feed already knows a node fully, the feed's copy is the fresher one and wins.
+ * telemetry does not carry (name, geozone, status) and nodes the feed has not mentioned (workers
+ * that send no telemetry: the list's copy stays theirs, so their status follows the list); where
+ * the feed already knows a node fully, the feed's copy is the fresher one and wins. The merged set
+ * is the one `/stats` counts (telemetry nodes plus workers), so the status bar counts it.
  */
 export function mergeRestNodes(state: FeedState, nodes: readonly ConsoleNode[]): FeedState {
   const merged = new Map(state.nodes);
   for (const rest of nodes) {
     const known = merged.get(rest.id);
-    if (known === undefined) merged.set(rest.id, rest);
+    if (known === undefined || known.restOnly === true) merged.set(rest.id, { ...rest, restOnly: true });
     else if (known.partial === true) {
       const { partial: _partial, ...telemetryFields } = known;
       merged.set(rest.id, { ...rest, ...pickTelemetry(telemetryFields) });

@@ -5,7 +5,7 @@
  */
 import type { FeedInference, FeedRejection } from '../../../src/contracts/console.ts';
 import { FeedSocket, type SocketStatus } from './socket.ts';
-import { applyMessages, initialFeedState, mergeRestNodes, type FeedState, type IncomingMessage, type MeshNode } from './state.ts';
+import { applyMessages, connectionClosed, connectionState, initialFeedState, mergeRestNodes, type FeedState, type IncomingMessage, type MeshNode } from './state.ts';
 
 export type TrafficMessage = Omit<FeedInference, 'seq'> | Omit<FeedRejection, 'seq'>;
 
@@ -53,6 +53,8 @@ export class FeedStore {
       onBatch: (batch) => this.apply(batch),
       onStatus: (status) => {
         this.status = status;
+        // The socket flushed the closed connection's messages before saying so.
+        if (status.state !== 'live') this.state = connectionClosed(this.state);
         this.publishNow();
       },
       onRepeatedFailure,
@@ -85,7 +87,8 @@ export class FeedStore {
   private publishNow(): void {
     if (this.publishTimer !== null) clearTimeout(this.publishTimer);
     this.publishTimer = null;
-    this.published = { state: this.state, status: this.status };
+    const shown = connectionState(this.status.state, this.state);
+    this.published = { state: this.state, status: shown === this.status.state ? this.status : { ...this.status, state: shown } };
     for (const listener of this.listeners) listener();
   }
 }

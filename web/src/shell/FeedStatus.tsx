@@ -15,7 +15,9 @@ export function FeedStatus({ status, state }: FeedStatusProps) {
       ? 'live'
       : status.state === 'connecting'
         ? 'connecting…'
-        : `reconnecting in ${Math.max(0, Math.ceil(((status.retryAt ?? now) - now) / 1000))} s…`;
+        : status.retryAt === null
+          ? 'reconnecting…' // open again, waiting for its hello
+          : `reconnecting in ${Math.max(0, Math.ceil((status.retryAt - now) / 1000))} s…`;
   const title = [
     state.session ? `session ${state.session}` : 'no session yet',
     state.lastSeq !== null ? `seq ${state.lastSeq}` : 'unsequenced feed',

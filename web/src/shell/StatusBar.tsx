@@ -8,6 +8,10 @@ export function StatusBar() {
   const { state, status } = useFeed();
   const store = useFeedStore();
   const requestsPerSecond = useRate(() => store.getSnapshot().state.counts.requests);
+  // The feed's nodes merged with GET /api/v1/nodes (useRestNodes: every 30 s and after each new
+  // session; every 2 s while the Jobs view polls it): telemetry nodes plus workers that send none,
+  // the set /stats counts. Counted here rather than read from /stats, which the bar would have to
+  // poll: the merged set moves with the feed between reads and needs no request of its own.
   let online = 0;
   for (const node of state.nodes.values()) if (node.status !== 'offline') online++;
   return (

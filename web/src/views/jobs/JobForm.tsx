@@ -1,8 +1,9 @@
-/** Submit a job (seed 004's fields); it then shows in the list and runs live. */
+/** Submit a job (seed 004's fields); it then shows in the list and runs live, and so does its confirmation. */
 import { useState, type FormEvent } from 'react';
 import { ApiError, apiPost } from '../../api/client.ts';
 import type { Job } from '../../api/types.ts';
 import { useApiKey } from '../../shell/api-key.ts';
+import { verdictOf } from './verdict.ts';
 
 /** Splits a command line on spaces, keeping "double quoted" parts whole. */
 export function splitCommand(line: string): string[] {
@@ -11,11 +12,15 @@ export function splitCommand(line: string): string[] {
   return parts;
 }
 
-export function JobForm({ onSubmitted }: { onSubmitted: (job: Job) => void }) {
+/** `jobs` is the list the view polls: the confirmation follows the submitted job's status in it. */
+export function JobForm({ jobs, onSubmitted }: { jobs: readonly Job[] | null; onSubmitted: (job: Job) => void }) {
   const key = useApiKey();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [submitted, setSubmitted] = useState<Job | null>(null);
+
+  // The POST's answer until the polled list has the job.
+  const current = submitted === null ? null : (jobs?.find((job) => job.id === submitted.id) ?? submitted);
 
   const submit = (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
@@ -50,9 +55,10 @@ export function JobForm({ onSubmitted }: { onSubmitted: (job: Job) => void }) {
       <label>Consensus <input name="consensus" type="number" min={1} defaultValue={2} /></label>
       <button type="submit" disabled={busy}>{busy ? 'Submitting…' : 'Submit'}</button>
       {error !== null && <p role="alert" className="alert wide">{error}</p>}
-      {submitted !== null && (
-        <p className="ok-text wide" data-testid="job-submitted" data-job-id={submitted.id}>
-          Submitted <strong>{submitted.name}</strong> ({submitted.id.slice(0, 8)}): {submitted.status}
+      {current !== null && (
+        <p className="ok-text wide" data-testid="job-submitted" data-job-id={current.id} data-status={current.status}>
+          Submitted <strong>{current.name}</strong> ({current.id.slice(0, 8)}): {current.status}
+          {(current.status === 'completed' || current.status === 'failed') && ` — ${verdictOf(current)}`}
         </p>
       )}
     </form>

@@ -1,11 +1,13 @@
 /**
  * Seed 004's dashboard inside the console: stat cards, workers, recent jobs with their executions,
  * and a form to submit one. `/stats`, the jobs and the node list are polled every 2 s while the
- * view is open. A job's executions come with `GET /api/v1/jobs/:id`: fetched for the newest jobs,
+ * view is open (the node list is merged into the feed's nodes as well, for the status bar). A job's executions come with `GET /api/v1/jobs/:id`: fetched for the newest jobs,
  * and once only for a job that has finished (it will not change).
  */
 import { useRef } from 'react';
 import { apiGet, query } from '../../api/client.ts';
+import { useFeedStore } from '../../feed/context.ts';
+import { toMeshNode } from '../../feed/rest-node.ts';
 import type { Job, JobList, NodeList } from '../../api/types.ts';
 import { usePoll } from '../../lib/usePoll.ts';
 import { useApiKey } from '../../shell/api-key.ts';
@@ -20,9 +22,15 @@ const FINAL = new Set(['completed', 'failed']);
 
 export function JobsView() {
   const key = useApiKey();
+  const store = useFeedStore();
   const finished = useRef(new Map<string, Job>());
   const stats = usePoll((signal) => apiGet<unknown>('/stats', key, signal), 2000, [key]);
-  const nodes = usePoll((signal) => apiGet<NodeList>('/api/v1/nodes', key, signal), 2000, [key]);
+  const nodes = usePoll(async (signal) => {
+    const list = await apiGet<NodeList>('/api/v1/nodes', key, signal);
+    // Into the feed's nodes too: the status bar counts them, and beside these cards it must be as fresh.
+    store.mergeRest(list.nodes.map(toMeshNode));
+    return list;
+  }, 2000, [key, store]);
   const jobs = usePoll(async (signal) => {
     const list = await apiGet<JobList>(`/api/v1/jobs${query({ limit: JOBS_SHOWN })}`, key, signal);
     return Promise.all(
@@ -49,7 +57,7 @@ export function JobsView() {
       <StatCards stats={stats.data} />
       <div className="jobs-columns">
         <div>
-          <JobForm onSubmitted={() => jobs.refresh()} />
+          <JobForm jobs={jobs.data} onSubmitted={() => jobs.refresh()} />
           <WorkerList workers={workers} />
         </div>
         <section aria-labelledby="recent-jobs-title">
