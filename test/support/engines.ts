@@ -1,5 +1,5 @@
 /**
- * Which real engines (Kafka, PostgreSQL, a Docker Engine API, headless Chromium) this test run has, decided once per run
+ * Which real engines (Kafka, PostgreSQL, a Docker Engine API, headless Chromium, Slurm) this test run has, decided once per run
  * by the global setup and read by every suite that needs one, so all of them run or skip for the
  * same reason.
  *
@@ -9,7 +9,7 @@
  */
 import { inject } from 'vitest';
 
-export type EngineName = 'kafka' | 'postgres' | 'containers' | 'chromium';
+export type EngineName = 'kafka' | 'postgres' | 'containers' | 'chromium' | 'slurm';
 
 export type EngineStatus = { readonly available: true } | { readonly available: false; readonly reason: string };
 
@@ -26,6 +26,7 @@ export const ENGINE_LABELS: Readonly<Record<EngineName, string>> = {
   postgres: 'PostgreSQL',
   containers: 'container engine',
   chromium: 'Chromium',
+  slurm: 'Slurm',
 };
 
 export function enginesRequired(env: NodeJS.ProcessEnv = process.env): boolean {

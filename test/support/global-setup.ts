@@ -8,12 +8,14 @@ import { probeTestEngine } from './containers.ts';
 import { ENGINE_LABELS, enginesRequired, probeWithRetry, type EngineName, type EngineReport, type EngineStatus } from './engines.ts';
 import { probeKafka } from './kafka.ts';
 import { probePostgres } from './postgres.ts';
+import { probeSlurm } from './slurm.ts';
 
 const probes: Readonly<Record<EngineName, () => Promise<EngineStatus>>> = {
   kafka: probeKafka,
   postgres: probePostgres,
   containers: probeTestEngine,
   chromium: probeChromium,
+  slurm: probeSlurm,
 };
 
 function budgetMs(): number {
