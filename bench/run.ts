@@ -15,6 +15,8 @@
  *  6. The console in headless Chromium (bench/console.ts) against `arcnet up` with 5,000 nodes and
  *     about 500 inference events/s: time to first map <= 2 s, initial load <= 2 MB gzipped, >= 30 fps,
  *     event-to-screen p99 <= 1 s; skipped when Chromium or the built console (web/dist) is missing.
+ *  7. Decision record writes on the SQLite store (bench/records.ts): as bitemporal documents vs
+ *     write-once records, per record on the event loop: goal records >= 5x cheaper.
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -44,6 +46,7 @@ import { withDefaults } from '../src/main/config.ts';
 import { jobsSection } from './jobs.ts';
 import { kafkaSection } from './kafka.ts';
 import { consoleSection } from './console.ts';
+import { recordsSection } from './records.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -244,7 +247,7 @@ function apiLatency(url: string, paths: readonly string[], seconds: number, key:
   });
 }
 
-async function apiUnderLoad(rate: number, seconds: number, dir: string): Promise<{ routed: number; api: { count: number; p50: number; p99: number; errors: number } }> {
+async function apiUnderLoad(rate: number, seconds: number, dir: string): Promise<{ routed: number; dropped: number; api: { count: number; p50: number; p99: number; errors: number } }> {
   const system = await startEmbedded(
     withDefaults({ port: 0, dataDir: join(dir, 'api'), telemetryIntervalMs: 10_000, simulation: { nodes: 3_000, requestRate: rate, seed: 3, speed: 0.02 } }),
   );
@@ -256,7 +259,9 @@ async function apiUnderLoad(rate: number, seconds: number, dir: string): Promise
     // With the operator key, as a console or CLI would call: the access hook and the rate limiter are in the measured path.
     const api = await apiLatency(system.url, ['/stats', `/api/v1/nodes/${someNode}`, '/api/v1/inference?limit=20', '/health'], seconds, system.operatorKey);
     const routed = (system.metrics.totals.dispatched + system.metrics.totals.rejected - before) / ((performance.now() - started) / 1000);
-    return { routed, api };
+    // Decision records the log could not write within its budget (src/inference/decision-log.ts), since boot.
+    const dropped = (await system.metrics.registry.getSingleMetric('arcnet_decision_records_dropped_total')?.get())?.values[0]?.value ?? 0;
+    return { routed, dropped, api };
   } finally {
     await system.stop();
   }
@@ -303,9 +308,9 @@ async function main(): Promise<void> {
     if (runs(3)) {
       console.log('3. API latency while routing runs: `arcnet up` with 3,000 simulated nodes and its own request load; a client thread GETs /stats, a node, recent requests, /health');
       for (const rate of [0, 2_000, 5_000]) {
-        const { routed, api } = await apiUnderLoad(rate, seconds, dir);
+        const { routed, dropped, api } = await apiUnderLoad(rate, seconds, dir);
         const goal = rate > 0 ? ` (goal p99 <= 10 ms: ${api.p99 <= 10 ? 'MET' : 'NOT MET'})` : '';
-        console.log(`   routing ${Math.round(routed).toLocaleString('en')} req/s: ${api.count.toLocaleString('en')} API calls, p50 ${api.p50.toFixed(3)} ms, p99 ${api.p99.toFixed(3)} ms, ${api.errors} errors${goal}`);
+        console.log(`   routing ${Math.round(routed).toLocaleString('en')} req/s: ${api.count.toLocaleString('en')} API calls, p50 ${api.p50.toFixed(3)} ms, p99 ${api.p99.toFixed(3)} ms, ${api.errors} errors${goal}; ${dropped.toLocaleString('en')} decision records dropped`);
       }
       console.log('');
     }
@@ -317,6 +322,10 @@ async function main(): Promise<void> {
     if (runs(6)) {
       console.log('');
       await consoleSection(quick);
+    }
+    if (runs(7)) {
+      console.log('');
+      await recordsSection(dir, quick);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

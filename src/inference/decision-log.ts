@@ -1,18 +1,23 @@
 /**
- * A compact record of every routing decision the tracker sees (dispatched or rejected), kept in the
- * documents collection `inference_decisions` so "why this node" (`src/inference/explain.ts`) still
- * answers after a restart. Off the hot path: records queue in memory and go to the store in one
- * `putMany` of up to 250 every 250 ms (or sooner when that many wait). On SQLite a write runs on the
- * event loop routing shares (about 15-40 µs a record), so writing gets a time budget: after a batch
- * that took d ms the next waits d / 3 % at least, which holds the log to about 3 % of the loop. What
+ * A compact record of every routing decision the tracker sees (dispatched or rejected), kept as a
+ * write-once record (RecordStore, ADR 0014) in the collection `inference_decisions`, so "why this
+ * node" (`src/inference/explain.ts`) still answers after a restart. Off the hot path: records queue in
+ * memory and go to the store in one `insertMany` of up to 100 every 250 ms (or sooner when that many
+ * wait). On SQLite a write runs on the event loop routing shares (about 6-13 µs a record, a third of
+ * what a document version cost: bench section 7), so writing gets a time budget: after a batch that
+ * took d ms the next waits d / WRITE_BUDGET at least, and a batch stays around a millisecond. What
  * does not fit waits in a bounded queue; past its bound the oldest unwritten records are dropped and
- * counted (`arcnet_decision_records_dropped_total`), never routing held up. At the default 20 req/s
- * nothing waits; at thousands a second on SQLite most records are dropped, and their explain is a 404.
+ * counted (`arcnet_decision_records_dropped_total`), never routing held up.
  *
  * One record per request, whoever writes it: every `arcnet server` runs a tracker and sees the same
- * dispatches, so each write is a compare-and-set on "no version yet" (expectedVersion 0). The first
- * writer wins and the others' writes of that id are no-ops; no lease to hold, and no gap while one
- * would change hands. The record's valid time is the decision time.
+ * dispatches, and insertMany keeps the first body of an id, so the first writer wins and the others'
+ * writes of that id are no-ops; no lease to hold, and no gap while one would change hands.
+ *
+ * Expiry: records live as long as the requests they explain are on the bus (arc.request.inference's
+ * retention, 24 h). A sweep every minute removes older ones in chunks, yielding between them. Every
+ * server sweeps and needs no lease for it: the sweeps are deletes by age, so two at once remove each
+ * record once (PostgreSQL skips rows another sweep holds) and a sweep that dies leaves the rest to the
+ * next.
  *
  * Reservations: the scheduler's own reservation book is not on the bus, so the record carries the
  * nodes other requests held as this tracker saw it (dispatched, no result yet, within the
@@ -21,14 +26,18 @@
 import type { InferenceDispatch, Priority } from '../contracts/messages.ts';
 import type { Logger } from '../core/logging.ts';
 import { errorMessage } from '../core/errors.ts';
-import type { DocumentPut, DocumentStore } from '../store/ports.ts';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { topicSpecFor, topics } from '../contracts/topics.ts';
+import type { RecordStore } from '../store/ports.ts';
 import type { RequestRecord, TrackerListener } from './tracker.ts';
 
 export const DECISIONS_COLLECTION = 'inference_decisions';
 /** Nodes listed as held by others in one record; past it the record says `reservedTruncated`. */
 export const MAX_RESERVED = 32;
 /** The share of wall time writes may take. */
-export const WRITE_BUDGET = 0.03;
+export const WRITE_BUDGET = 0.08;
+/** How long a record is kept: as long as its request is kept on the bus. */
+export const DECISION_RETENTION_MS = topicSpecFor(topics.inferenceRequest)?.retentionMs ?? 24 * 60 * 60 * 1000;
 
 export interface DecisionRecord {
   readonly id: string;
@@ -53,7 +62,7 @@ export interface DecisionRecord {
 }
 
 export interface DecisionLogOptions {
-  readonly documents: DocumentStore;
+  readonly records: RecordStore;
   readonly logger: Logger;
   readonly instanceId: string;
   /** How long a dispatch counts as holding its node without a result (the scheduler's reservation TTL). */
@@ -64,6 +73,13 @@ export interface DecisionLogOptions {
   readonly maxQueued?: number;
   /** Called with how many records were dropped (a metric). */
   readonly onDropped?: (count: number) => void;
+  /** Records older than this are removed (default DECISION_RETENTION_MS). */
+  readonly retentionMs?: number;
+  readonly sweepMs?: number;
+  /** Records removed per expire call: one short write each on SQLite's event loop. */
+  readonly sweepChunk?: number;
+  /** The clock the cutoff is taken from (the store stamps records with its own, the same in production). */
+  readonly now?: () => number;
 }
 
 interface Held {
@@ -84,30 +100,41 @@ export class DecisionLog {
   private readonly unwritten = new Map<string, DecisionRecord>();
   private readonly held = new Map<string, Held>();
   private timer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  private sweeping: Promise<number> | undefined;
+  private stopped = false;
   private lastWarning = 0;
   private rejectionAt: { readonly id: string; readonly at: number } | undefined;
   /** performance.now() before which no batch starts (the write budget). */
   private nextWriteAt = 0;
   written = 0;
   dropped = 0;
+  expired = 0;
 
   constructor(options: DecisionLogOptions) {
     this.options = options;
     this.flushMs = options.flushMs ?? 250;
-    this.batchSize = options.batchSize ?? 250;
+    this.batchSize = options.batchSize ?? 100;
     this.maxQueued = options.maxQueued ?? 20_000;
     this.ttlMs = options.reservationTtlMs ?? 30_000;
   }
 
   start(): void {
+    this.stopped = false;
     this.timer ??= setInterval(() => void this.flush(), this.flushMs);
     this.timer.unref();
+    this.sweepTimer ??= setInterval(() => void this.sweep(), this.options.sweepMs ?? 60_000);
+    this.sweepTimer.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.timer = undefined;
+    this.sweepTimer = undefined;
+    await this.sweeping;
     await this.writing;
     // What is still queued is written before the store closes.
     await this.flush(true);
@@ -136,7 +163,34 @@ export class DecisionLog {
   async get(id: string): Promise<DecisionRecord | undefined> {
     const pending = this.unwritten.get(id);
     if (pending) return pending;
-    return (await this.options.documents.get<DecisionRecord>(DECISIONS_COLLECTION, id))?.body;
+    return (await this.options.records.get<DecisionRecord>(DECISIONS_COLLECTION, id))?.body;
+  }
+
+  /**
+   * Removes the records older than the retention, a chunk per store call with the event loop free
+   * between chunks; resolves to how many. A sweep already running is joined.
+   */
+  sweep(): Promise<number> {
+    // Checked here, not only in the loop: a body that never awaits would clear `sweeping` before it is set.
+    if (this.stopped) return Promise.resolve(0);
+    this.sweeping ??= (async () => {
+      const chunk = this.options.sweepChunk ?? 200;
+      const before = (this.options.now ?? Date.now)() - (this.options.retentionMs ?? DECISION_RETENTION_MS);
+      let removed = 0;
+      try {
+        for (let n = chunk; n === chunk && !this.stopped; removed += n) {
+          n = await this.options.records.expire(DECISIONS_COLLECTION, before, chunk);
+          if (n === chunk) await yieldToLoop();
+        }
+      } catch (error) {
+        this.warn(`expired decision records not removed (the next sweep tries again): ${errorMessage(error)}`);
+      } finally {
+        this.expired += removed;
+        this.sweeping = undefined;
+      }
+      return removed;
+    })();
+    return this.sweeping;
   }
 
   private reservedAt(now: number, except: string | undefined): { reserved: string[]; truncated: boolean } {
@@ -259,19 +313,9 @@ export class DecisionLog {
     return this.writing;
   }
 
-  /** First writer wins: a batch that meets records another tracker wrote is retried without them. */
+  /** First writer wins: an id another tracker already wrote is left as it is. */
   private async write(records: readonly DecisionRecord[]): Promise<void> {
-    let pending = records;
-    for (let attempt = 0; attempt < 5 && pending.length > 0; attempt++) {
-      const puts: DocumentPut<DecisionRecord>[] = pending.map((record) => ({ collection: DECISIONS_COLLECTION, id: record.id, body: record, options: { validFrom: record.decidedAt, expectedVersion: 0 } }));
-      const outcomes = await this.options.documents.putMany(puts);
-      if (outcomes.every((o) => o.ok)) return;
-      // The batch rolled back; the ids that already had a version are someone else's write.
-      pending = pending.filter((_record, i) => {
-        const outcome = outcomes[i]!;
-        return !outcome.ok && outcome.currentVersion === 0;
-      });
-    }
+    await this.options.records.insertMany(records.map((record) => ({ collection: DECISIONS_COLLECTION, id: record.id, body: record })));
   }
 
   private warn(message: string): void {

@@ -5,12 +5,13 @@
  */
 import type { Logger } from '../core/logging.ts';
 import type { Clock } from '../core/clock.ts';
-import type { DocumentStore, KvStore, LeaseStore } from './ports.ts';
-import { meterDocuments, meterKv, meterLeases, type QueryMeter } from './query-metrics.ts';
+import type { DocumentStore, KvStore, LeaseStore, RecordStore } from './ports.ts';
+import { meterDocuments, meterKv, meterLeases, meterRecords, type QueryMeter } from './query-metrics.ts';
 import { startRetention, type CompactionEngine, type OpenedStores, type RetentionPolicy } from './retention.ts';
 
 export interface EngineParts {
   readonly documents: DocumentStore;
+  readonly records: RecordStore;
   readonly kv: KvStore;
   readonly leases: LeaseStore;
   readonly compaction: CompactionEngine;
@@ -29,6 +30,7 @@ export function assembleStores(parts: EngineParts, options: AssembleOptions): Op
   const retention = startRetention(parts.compaction, options.retention, options.clock, options.logger, options.meter);
   return {
     documents: meterDocuments(parts.documents, options.meter),
+    records: meterRecords(parts.records, options.meter),
     kv: meterKv(parts.kv, options.meter),
     leases: meterLeases(parts.leases, options.meter),
     compactHistory: () => retention.compactHistory(),

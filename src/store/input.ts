@@ -20,6 +20,11 @@ export function requireTime(value: number, what: string): number {
   return value;
 }
 
+export function requireLimit(limit: number): number {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new ArcError('INVALID_INPUT', `limit must be a positive integer, got ${limit}`);
+  return limit;
+}
+
 export function requireExpected(value: number | undefined, what: string): void {
   if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
     throw new ArcError('INVALID_INPUT', `${what} must be a non-negative integer, got ${value}`);

@@ -1,7 +1,7 @@
 /**
- * State ports: bitemporal documents, a revisioned KV store with prefix watch, and leases with
- * fencing tokens. Each adapter (SQLite embedded, PostgreSQL later) writes its own SQL behind these
- * contracts; one contract suite per port runs against every adapter.
+ * State ports: bitemporal documents, write-once records with expiry, a revisioned KV store with
+ * prefix watch, and leases with fencing tokens. Each adapter (SQLite embedded, PostgreSQL) writes
+ * its own SQL behind these contracts; one contract suite per port runs against every adapter.
  *
  * Times are milliseconds since the epoch. "Valid time" is when a fact was true in the world;
  * "transaction time" is when the store learned it. Both are assigned by the adapter's clock unless
@@ -66,6 +66,41 @@ export interface DocumentStore {
   list<T>(collection: string, options?: ReadOptions): Promise<DocumentVersion<T>[]>;
   /** Every version of a document, in transaction-time order. */
   history<T>(collection: string, id: string): Promise<DocumentVersion<T>[]>;
+}
+
+/**
+ * A write-once record of a collection: stored once under its id, read back by id, and removed whole
+ * when it is old. No versions, no valid time: for facts that are never corrected (ADR 0014), which the
+ * bitemporal documents' version bookkeeping and as-of index would only make dearer to write.
+ */
+export interface RecordPut<T> {
+  readonly collection: string;
+  readonly id: string;
+  readonly body: T;
+}
+
+export interface StoredRecord<T> {
+  readonly collection: string;
+  readonly id: string;
+  /** Transaction time: when the store wrote it (the store's clock); expiry is by this time. */
+  readonly recordedAt: number;
+  readonly body: T;
+}
+
+export interface RecordStore {
+  /**
+   * Stores each record whose id its collection does not hold yet, all in one transaction; an id
+   * already there (or given twice in the batch) keeps its first body. Written-or-not per record, in
+   * input order.
+   */
+  insertMany<T>(records: readonly RecordPut<T>[]): Promise<boolean[]>;
+  get<T>(collection: string, id: string): Promise<StoredRecord<T> | undefined>;
+  /**
+   * Removes at most `limit` of the collection's records recorded before `before`, oldest first, and
+   * says how many: one short transaction, so a sweep calls it again while it returns `limit`. Safe to
+   * run from several processes at once (a record removed twice is removed once).
+   */
+  expire(collection: string, before: number, limit: number): Promise<number>;
 }
 
 export interface KvEntry<T = unknown> {
@@ -152,9 +187,10 @@ export interface LeaseStore {
   current(name: string): Promise<LeaseGrant | undefined>;
 }
 
-/** What a composition root opens: the three state ports over one backing store. */
+/** What a composition root opens: the state ports over one backing store. */
 export interface StateStores {
   readonly documents: DocumentStore;
+  readonly records: RecordStore;
   readonly kv: KvStore;
   readonly leases: LeaseStore;
   close(): Promise<void>;

@@ -7,6 +7,7 @@ import { assembleStores } from './assemble.ts';
 import { queryMeter } from './query-metrics.ts';
 import { INT8, Pg, connectWithin, type ClientOptions } from './postgres-client.ts';
 import { PgDocumentStore } from './postgres-documents.ts';
+import { PgRecordStore } from './postgres-records.ts';
 import { PgKvStore } from './postgres-kv.ts';
 import { PgLeaseStore } from './postgres-leases.ts';
 import { PgCompaction } from './postgres-retention.ts';
@@ -95,6 +96,7 @@ export async function openPostgresStores(options: PostgresStoreOptions): Promise
   const kv = new PgKvStore(pg, options.watchPollMs ?? 1_000, meter);
   const parts = {
     documents: new PgDocumentStore(pg),
+    records: new PgRecordStore(pg),
     kv,
     leases: new PgLeaseStore(pg),
     compaction: new PgCompaction(pg, schema),

@@ -97,6 +97,35 @@ export const MIGRATIONS: readonly Migration[] = [
       COMMENT ON COLUMN retention_progress.compacted_through IS 'Transaction time (epoch ms) up to which this tier has compacted the collection.';
     `,
   },
+  {
+    version: 4,
+    name: 'write-once records',
+    sql: `
+      -- RecordStore (ADR 0014): a record is one row and one key; no head row, no version numbering.
+      CREATE TABLE records (
+        collection     text        COLLATE "C" NOT NULL,
+        id             text        COLLATE "C" NOT NULL,
+        recorded_at    bigint      NOT NULL,
+        body           text        NOT NULL,
+        recorded_at_at timestamptz GENERATED ALWAYS AS (to_timestamp(recorded_at / 1000.0)) STORED,
+        PRIMARY KEY (collection, id)
+      );
+      CREATE INDEX records_age ON records (collection, recorded_at);
+      -- Decision records were documents for one build (d07f941); they move here, where they expire.
+      INSERT INTO records (collection, id, recorded_at, body)
+        SELECT collection, id, tx_time, body FROM documents
+        WHERE collection = 'inference_decisions' AND version = 1 AND NOT deleted;
+      DELETE FROM documents WHERE collection = 'inference_decisions';
+      DELETE FROM document_heads WHERE collection = 'inference_decisions';
+      COMMENT ON TABLE records IS 'Write-once records (ADR 0014): stored once per id, removed whole by age (inference_decisions: 24 h).';
+      COMMENT ON COLUMN records.collection IS 'Collection the record belongs to.';
+      COMMENT ON COLUMN records.id IS 'Record id, unique per collection; the first writer''s body is kept.';
+      COMMENT ON COLUMN records.recorded_at IS 'Transaction time (epoch ms, the writer''s clock): when the record was stored; expiry is by it.';
+      COMMENT ON COLUMN records.body IS 'The record as JSON text (body::jsonb to query it).';
+      COMMENT ON COLUMN records.recorded_at_at IS 'recorded_at as timestamptz.';
+      COMMENT ON INDEX records_age IS 'Expiry reads a collection oldest first.';
+    `,
+  },
 ];
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

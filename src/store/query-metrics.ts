@@ -8,7 +8,7 @@
  * wrapped and nothing is timed. One decorator per port serves both engines.
  */
 import { Histogram, type Registry } from 'prom-client';
-import type { DocumentStore, KvStore, LeaseStore } from './ports.ts';
+import type { DocumentStore, KvStore, LeaseStore, RecordStore } from './ports.ts';
 
 export const STORE_QUERY_DURATION = 'arcnet_store_query_duration_ms';
 
@@ -21,6 +21,9 @@ export type StoreQueryType =
   | 'document_get'
   | 'document_list'
   | 'document_history'
+  | 'record_insert_many'
+  | 'record_get'
+  | 'record_expire'
   | 'kv_put'
   | 'kv_delete'
   | 'kv_get'
@@ -100,6 +103,15 @@ export function meterDocuments(documents: DocumentStore, meter: QueryMeter): Doc
     get: (collection, id, options) => meter.time('document_get', () => documents.get(collection, id, options)),
     list: (collection, options) => meter.time('document_list', () => documents.list(collection, options)),
     history: (collection, id) => meter.time('document_history', () => documents.history(collection, id)),
+  };
+}
+
+export function meterRecords(records: RecordStore, meter: QueryMeter): RecordStore {
+  if (!meter.enabled) return records;
+  return {
+    insertMany: (batch) => meter.time('record_insert_many', () => records.insertMany(batch)),
+    get: (collection, id) => meter.time('record_get', () => records.get(collection, id)),
+    expire: (collection, before, limit) => meter.time('record_expire', () => records.expire(collection, before, limit)),
   };
 }
 

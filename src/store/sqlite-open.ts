@@ -1,4 +1,4 @@
-/** Opens the three state ports on one SQLite connection (a file, or ':memory:'). */
+/** Opens the state ports on one SQLite connection (a file, or ':memory:'). */
 import type { Logger } from '../core/logging.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import type { Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { queryMeter } from './query-metrics.ts';
 import { resolveRetention, type OpenedStores, type RetentionOption } from './retention.ts';
 import { Sqlite } from './sqlite-client.ts';
 import { SqliteDocumentStore } from './sqlite-documents.ts';
+import { SqliteRecordStore } from './sqlite-records.ts';
 import { SqliteKvStore } from './sqlite-kv.ts';
 import { SqliteLeaseStore } from './sqlite-leases.ts';
 import { SqliteCompaction } from './sqlite-retention.ts';
@@ -44,6 +45,7 @@ export function openSqliteStores(options: SqliteStoreOptions): OpenedStores {
   const kv = new SqliteKvStore(sqlite, options.watchPollMs ?? 250, options.logger, meter);
   const parts = {
     documents: new SqliteDocumentStore(sqlite),
+    records: new SqliteRecordStore(sqlite),
     kv,
     leases: new SqliteLeaseStore(sqlite),
     compaction: new SqliteCompaction(sqlite, policy?.collections ?? []),

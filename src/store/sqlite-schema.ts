@@ -85,6 +85,30 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    name: 'write-once records',
+    sql: `
+      -- RecordStore (ADR 0014): one row per record and one random-key index, where a document version
+      -- pays for two (the version key and the as-of index) and a read of the id's latest version.
+      -- seq without AUTOINCREMENT: no sqlite_sequence row to update per insert.
+      CREATE TABLE records (
+        seq         INTEGER PRIMARY KEY,
+        collection  TEXT    NOT NULL,
+        id          TEXT    NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        body        TEXT    NOT NULL
+      );
+      CREATE UNIQUE INDEX records_id ON records (collection, id);
+      -- Expiry walks a collection oldest first; its keys grow with time, so inserts append at its right edge.
+      CREATE INDEX records_age ON records (collection, recorded_at);
+      -- Decision records were documents for one build (d07f941); they move here, where they expire.
+      INSERT INTO records (collection, id, recorded_at, body)
+        SELECT collection, id, tx_time, body FROM documents
+        WHERE collection = 'inference_decisions' AND version = 1 AND deleted = 0 ORDER BY seq;
+      DELETE FROM documents WHERE collection = 'inference_decisions';
+    `,
+  },
 ];
 
 /** Applies the pending migrations; `inWriteTransaction` runs its body under the write lock. */

@@ -16,6 +16,7 @@ import { needEngines } from '../support/engines.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
+import { recordStoreContract } from './records.contract.ts';
 import { granted, sharedStoreContract } from './shared-store.contract.ts';
 import { retentionContract } from './store-retention.contract.ts';
 
@@ -95,6 +96,7 @@ describe.skipIf(!probe.available)(suite, () => {
   documentStoreContract('PostgreSQL', openFresh);
   kvStoreContract('PostgreSQL', openFresh);
   leaseStoreContract('PostgreSQL', openFresh);
+  recordStoreContract('PostgreSQL', openFresh);
   retentionContract('PostgreSQL', async (clock, retention) => open(await schemas.fresh(), { clock, retention }));
   sharedStoreContract('PostgreSQL, two pools on one schema', async (clock) => {
     const schema = await schemas.fresh();

@@ -15,6 +15,7 @@ import type { KvEvent, StateStores } from '../../src/store/ports.ts';
 import { documentStoreContract } from './documents.contract.ts';
 import { kvStoreContract } from './kv.contract.ts';
 import { leaseStoreContract } from './leases.contract.ts';
+import { recordStoreContract } from './records.contract.ts';
 import { granted, sharedStoreContract } from './shared-store.contract.ts';
 import { retentionContract } from './store-retention.contract.ts';
 
@@ -41,6 +42,7 @@ for (const [label, path, metered] of variants) {
   documentStoreContract(label, open);
   kvStoreContract(label, open);
   leaseStoreContract(label, open);
+  recordStoreContract(label, open);
 }
 
 retentionContract('SQLite file', async (clock, retention) => openSqliteStores({ path: freshPath(), clock, retention }));
@@ -86,6 +88,27 @@ describe('SQLite adapter', () => {
         expect(migrations.map((m) => m['version'])).toEqual(MIGRATIONS.map((m) => m.version));
       } finally {
         raw.close();
+      }
+    });
+
+    it('moves the decision records an older build kept as documents into records, where they expire', async () => {
+      const path = freshPath();
+      const stores = openSqliteStores({ path, retention: false });
+      await stores.close();
+      // Back to migration 3, with one decision written as a document the way build d07f941 wrote it.
+      const raw = new DatabaseSync(path);
+      try {
+        raw.exec("DROP TABLE records; DELETE FROM schema_migrations WHERE version >= 4");
+        raw.prepare("INSERT INTO documents (collection, id, version, valid_from, tx_time, body, deleted) VALUES ('inference_decisions', 'req-1', 1, 5, 7, ?, 0)").run('{"id":"req-1"}');
+      } finally {
+        raw.close();
+      }
+      const reopened = openSqliteStores({ path, retention: false });
+      try {
+        expect(await reopened.records.get('inference_decisions', 'req-1')).toEqual({ collection: 'inference_decisions', id: 'req-1', recordedAt: 7, body: { id: 'req-1' } });
+        expect(await reopened.documents.history('inference_decisions', 'req-1')).toEqual([]);
+      } finally {
+        await reopened.close();
       }
     });
 

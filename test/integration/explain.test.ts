@@ -56,7 +56,7 @@ describe('explain', () => {
     const routed = await call<{ id: string; nodeId: string; forwarded: boolean }>('POST', '/api/v1/inference', { modelId: model, contextWindowTokens: 128, requesterGeozone: 'CAISO' });
     expect(routed.status).toBe(201);
     // Written to the store by the decision log's batch, so the answer below is the store's.
-    await until(async () => (await system.stores.documents.get(DECISIONS_COLLECTION, routed.body.id)) !== undefined, 'the decision record in the store');
+    await until(async () => (await system.stores.records.get(DECISIONS_COLLECTION, routed.body.id)) !== undefined, 'the decision record in the store');
 
     const { status, body: why } = await call<PlacementExplanation>('GET', `/api/v1/inference/${routed.body.id}/explain`);
     expect(status).toBe(200);

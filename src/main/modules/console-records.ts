@@ -12,7 +12,7 @@ import { DecisionLog } from '../../inference/decision-log.ts';
 import type { InferenceProfileConfig } from '../../inference/profile.ts';
 import type { ArcMetrics } from '../../api/metrics.ts';
 import { EventLog } from '../../api/event-log.ts';
-import type { DocumentStore } from '../../store/ports.ts';
+import type { RecordStore } from '../../store/ports.ts';
 import type { BusEngines } from '../engines.ts';
 
 export interface ConsoleRecords {
@@ -25,7 +25,7 @@ export interface ConsoleRecords {
 
 export interface ConsoleRecordOptions {
   readonly metrics: ArcMetrics;
-  readonly documents: DocumentStore | undefined;
+  readonly records: RecordStore | undefined;
   readonly placement?: InferenceProfileConfig;
 }
 
@@ -37,9 +37,9 @@ export async function startConsoleRecords(engines: BusEngines, tracker: Inferenc
   tracker.addListener(events.listener());
   tracker.addListener(metrics.zones.listener());
   let decisions: DecisionLog | undefined;
-  if (options.documents) {
+  if (options.records) {
     const dropped = new Counter({ name: 'arcnet_decision_records_dropped_total', help: 'Routing decision records dropped unwritten because the store fell behind', registers: [metrics.registry] });
-    decisions = new DecisionLog({ documents: options.documents, logger, instanceId, onDropped: (count) => dropped.inc(count) });
+    decisions = new DecisionLog({ records: options.records, logger, instanceId, onDropped: (count) => dropped.inc(count) });
     tracker.addListener(decisions.listener());
     decisions.start();
   }

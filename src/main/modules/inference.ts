@@ -62,7 +62,7 @@ export async function startInferenceModule(engines: BusEngines & Partial<Pick<En
   const tracker = new InferenceTracker();
   tracker.addListener(inferenceObserver(metrics, hub, { get: (id) => nodes.get(id) }));
   // Events, zone summaries and decision records for the console's REST routes (./console-records.ts).
-  const records = await startConsoleRecords(engines, tracker, { metrics, documents: engines.stores?.documents, ...(options.placement ? { placement: options.placement } : {}) });
+  const records = await startConsoleRecords(engines, tracker, { metrics, records: engines.stores?.records, ...(options.placement ? { placement: options.placement } : {}) });
   await tracker.start(bus, options.geozones, instanceId);
   const router = await startDispatchRouter(engines, options.geozones);
   const gateway = new AgentGateway({
