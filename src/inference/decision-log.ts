@@ -101,6 +101,7 @@ export class DecisionLog {
   private readonly held = new Map<string, Held>();
   private timer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private firstSweep: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
   private sweeping: Promise<number> | undefined;
   private stopped = false;
@@ -126,12 +127,17 @@ export class DecisionLog {
     this.timer.unref();
     this.sweepTimer ??= setInterval(() => void this.sweep(), this.options.sweepMs ?? 60_000);
     this.sweepTimer.unref();
+    // Soon after start as well: a process restarted more often than the sweep interval would otherwise never sweep.
+    this.firstSweep ??= setTimeout(() => void this.sweep(), Math.min(5_000, this.options.sweepMs ?? 60_000));
+    this.firstSweep.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.firstSweep) clearTimeout(this.firstSweep);
+    this.firstSweep = undefined;
     this.timer = undefined;
     this.sweepTimer = undefined;
     await this.sweeping;
