@@ -118,9 +118,16 @@ export const TrainingJobV1 = Type.Object({
   datasetSizeGb: Type.Number({ minimum: 0, maximum: 1e9 }),
   estimatedFlops: Type.Number({ minimum: 0, maximum: 1e30 }),
   checkpointUri: Type.Optional(Uri),
-  target: Type.Union([Type.Literal('hpc'), Type.Literal('federated')]),
-  routingReason: Type.String({ maxLength: 10_000 }),
+  // The seed has both required, yet classifying is the bridge's job after it consumes the submission
+  // (seed 001 Pattern 3, step 2): on `arc.job.submission` `target` is the submitter's explicit choice
+  // (honoured as given) or absent, and the bridge's decision with its reason is the training
+  // document's (src/training/model.ts). Optional, so a seed-shaped message with both still validates.
+  target: Type.Optional(Type.Union([Type.Literal('hpc'), Type.Literal('federated')])),
+  routingReason: Type.Optional(Type.String({ maxLength: 10_000 })),
   urgency: Type.Optional(Type.Union([Type.Literal('critical'), Type.Literal('normal'), Type.Literal('low')])),
+  // ArcNet additions: the node holding the dataset and its geozone, when the submitter knows them (the console's arc, hpc.failed's zone).
+  sourceNodeId: Type.Optional(Uuid),
+  geozone: Type.Optional(Geozone),
 });
 export type TrainingJob = Static<typeof TrainingJobV1>;
 
@@ -139,11 +146,20 @@ export const HpcJobV1 = Type.Object({
     Type.Literal('running'),
     Type.Literal('completed'),
     Type.Literal('failed'),
+    Type.Literal('cancelled'),
   ]),
   bytesTransferred: Counter,
   submittedAt: Instant,
   sourceNodeId: Type.Optional(Uuid),
   schedulerJobId: Type.Optional(Type.String({ maxLength: 256 })),
+  // ArcNet additions (issue 13), optional so earlier HpcJobs still validate: why it is in this state
+  // (a failure's or cancel's sentence), the transfer's share done, the checkpoint a completed job
+  // wrote, when this state began, and the job's geozone where known.
+  reason: Type.Optional(Type.String({ maxLength: 10_000 })),
+  progress: Type.Optional(Fraction),
+  checkpointUri: Type.Optional(Uri),
+  updatedAt: Type.Optional(Instant),
+  geozone: Type.Optional(Geozone),
 });
 export type HpcJob = Static<typeof HpcJobV1>;
 
@@ -153,7 +169,8 @@ export const FederatedTaskV1 = Type.Object({
   id: Uuid,
   trainingJobId: Uuid,
   round: Type.Integer({ minimum: 0, maximum: 1_000_000 }),
-  nodeId: Uuid,
+  // Absent on round 0, the bridge's announcement of a job classified federated, before any node is picked (issue 13).
+  nodeId: Type.Optional(Uuid),
   datasetUri: Uri,
   partition: Type.Object({ index: Type.Integer({ minimum: 0, maximum: 1_000_000 }), count: Type.Integer({ minimum: 1, maximum: 1_000_000 }) }),
   checkpointUri: Type.Optional(Type.String({ maxLength: 4_096 })),
