@@ -78,6 +78,8 @@ write_conf() {
   chown slurm:slurm "$state" "$logs"
   # MinJobAge=3600: without slurmdbd the controller's memory is the only record of how a job ended, so
   # ended jobs stay listed an hour (the default 300 s is shorter than a bridge restart may take).
+  # MaxJobCount=100000: those ended jobs count against the limit (default 10,000), and the bench
+  # submits 1,000 a run.
   # KillWait=2: a cancelled or timed-out job gets SIGKILL 2 s after SIGTERM rather than 30 s.
   # OverSubscribe=FORCE:8: each CPU takes up to 8 jobs, so suites running side by side on a 2-CPU
   # machine do not queue behind each other's sleeping jobs.
@@ -101,6 +103,7 @@ JobCompType=jobcomp/none
 SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge=3600
+MaxJobCount=100000
 KillWait=2
 InactiveLimit=0
 MessageTimeout=10
