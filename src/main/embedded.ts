@@ -32,6 +32,7 @@ import { serveApi } from './serve.ts';
 import { startAccessModule, OPERATOR_KEY_FILE } from './modules/access.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startMeshModule } from './modules/mesh.ts';
+import { startCentralModule } from './modules/central.ts';
 import { startSchedulerModule } from './modules/scheduler.ts';
 import { startJobsModule } from './modules/jobs.ts';
 import { startSimulatorModule } from './modules/simulator.ts';
@@ -111,6 +112,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   );
   // Readers start before writers, so nothing published during start-up goes unseen.
   const inference = await system.start(() => startInferenceModule(engines, { geozones, telemetryIntervalMs: config.telemetryIntervalMs, metrics, keys: access.keys, audit: access.audit, placement: config.placement }));
+  // A reader of the summaries and events, so it starts before the mesh publishes them.
+  await system.start(() => startCentralModule(engines, { writer: 'sole', geozones, summaryIntervalMs: config.summaryIntervalMs, metrics }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'sole', geozones, offlineAfterMs: config.offlineAfterMs, summaryIntervalMs: config.summaryIntervalMs, metrics }));
   inference.attachMesh(mesh);
   const scheduler = await system.start(() =>
