@@ -1,0 +1,249 @@
+/**
+ * The DataMover contract run against the POSIX mover (temp directories on this disk) and the Globus
+ * mover (against the local Transfer API server moving bytes between two temp directories mapped as
+ * two endpoints), plus what only one of them has.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { dataMoverContract, type MoverHarness, type Place } from './data-mover.contract.ts';
+import { FileJournal } from '../support/file-journal.ts';
+import { PosixDataMover, type SliceWrite } from '../../src/training/posix-mover.ts';
+import { manifestPath, parseManifest, partialPath } from '../../src/training/transfer-manifest.ts';
+import type { TransferSpec } from '../../src/training/ports.ts';
+
+const CHILD = join(import.meta.dirname, '../support/mover-child.ts');
+const isRoot = process.getuid?.() === 0;
+const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Makes `dir` unwritable even for root (chattr +i) or, for anyone else, by its mode. */
+async function denyWrites(dir: string): Promise<(() => Promise<void>) | string> {
+  if (!isRoot) {
+    await chmod(dir, 0o555);
+    return () => chmod(dir, 0o755);
+  }
+  try {
+    execFileSync('chattr', ['+i', dir], { stdio: 'pipe' });
+  } catch (error) {
+    return `running as root, where modes do not stop writes, and chattr +i failed here: ${(error as Error).message}`;
+  }
+  return async () => void execFileSync('chattr', ['-i', dir], { stdio: 'pipe' });
+}
+
+/** Spawns the mover child with `config`, SIGKILLs it once its progress reaches `fraction`, resolves when it is gone. */
+export async function killMidway(config: Record<string, unknown>, fraction: number): Promise<void> {
+  const child = spawn(process.execPath, [CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let killed = false;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    for (const line of chunk.toString().split('\n')) {
+      if (!line.startsWith('progress ')) continue;
+      const progress = (JSON.parse(line.slice('progress '.length)) as { progress: number }).progress;
+      if (progress >= fraction && !killed) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    }
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+  if (!killed) throw new Error(`the mover child ended before it was killed:\n${output}`);
+}
+
+async function posixHarness(): Promise<MoverHarness & { root: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'arcnet-posix-mover-'));
+  const journalDir = join(root, 'journal');
+  await mkdir(join(root, 'src'), { recursive: true });
+  await mkdir(journalDir);
+  const journal = new FileJournal(journalDir);
+  const chunkBytes = 256 * 1024;
+  let corrupt = false;
+  let transient = false;
+  const restores: (() => Promise<void>)[] = [];
+  const beforeWrite = (write: SliceWrite): void => {
+    if (write.chunk !== 1) return;
+    if (corrupt) {
+      corrupt = false;
+      write.bytes[7] = write.bytes[7]! ^ 0xff;
+    }
+    if (transient) {
+      transient = false;
+      throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    }
+  };
+  const place = (path: string): Place => ({ uri: pathToFileURL(path).href, path });
+  return {
+    root,
+    chunkBytes,
+    mover: (options = {}) => new PosixDataMover({ chunkBytes, journal, beforeWrite, maxBytesPerSecond: options.bytesPerSecond, progressIntervalMs: 200, retry: { attempts: 4, baseMs: 20, capMs: 200 } }),
+    source: async (name, bytes) => {
+      const path = join(root, 'src', name);
+      await writeFile(path, bytes);
+      return place(path);
+    },
+    missingSource: (name) => place(join(root, 'src', name)),
+    destination: (name) => place(join(root, 'dst', name)),
+    deniedDestination: async (name) => {
+      const dir = join(root, 'locked');
+      await mkdir(dir, { recursive: true });
+      const restore = await denyWrites(dir);
+      if (typeof restore === 'string') return restore;
+      restores.push(restore);
+      return { place: place(join(dir, name)), restore: async () => { await restore(); restores.splice(restores.indexOf(restore), 1); } };
+    },
+    unreadableSource: async (name, bytes) => {
+      if (isRoot) return 'running as root, which reads a file whatever its mode (the unwritable destination case covers PERMISSION)';
+      const path = join(root, 'src', name);
+      await writeFile(path, bytes);
+      await chmod(path, 0o000);
+      return { place: place(path), restore: () => chmod(path, 0o644) };
+    },
+    corruptNext: () => void (corrupt = true),
+    transientFaultNext: () => void (transient = true),
+    runAndKill: (spec, fraction, bytesPerSecond) =>
+      killMidway({ mover: 'posix', options: { chunkBytes, maxBytesPerSecond: bytesPerSecond, progressIntervalMs: 50 }, journalDir, spec }, fraction),
+    close: async () => {
+      for (const restore of [...restores]) await restore();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+dataMoverContract('posix', posixHarness);
+
+describe('POSIX mover', () => {
+  let harness: Awaited<ReturnType<typeof posixHarness>> | undefined;
+  afterEach(async () => {
+    await harness?.close();
+    harness = undefined;
+  });
+
+  it('computes the SHA-256 itself when the spec gives none, and leaves no partial file or manifest', async () => {
+    harness = await posixHarness();
+    const bytes = randomBytes(harness.chunkBytes * 3 + 17);
+    const source = await harness.source('a.bin', bytes);
+    const destination = harness.destination('a.bin');
+    const outcome = await harness.mover().transfer({ transferId: 'a', source: source.uri, destination: destination.uri });
+    expect(outcome).toEqual({ status: 'completed', bytesTransferred: bytes.length, sha256: sha(bytes), bytesResent: 0 });
+    await expect(readFile(partialPath(destination.path))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readFile(manifestPath(destination.path))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('moves an empty file', async () => {
+    harness = await posixHarness();
+    const source = await harness.source('empty.bin', new Uint8Array());
+    const destination = harness.destination('empty.bin');
+    const outcome = await harness.mover().transfer({ transferId: 'e', source: source.uri, destination: destination.uri });
+    expect(outcome).toEqual({ status: 'completed', bytesTransferred: 0, sha256: sha(new Uint8Array()), bytesResent: 0 });
+    expect((await readFile(destination.path)).length).toBe(0);
+  });
+
+  it('resends what a torn chunk left and rehashes the kept ones; restarts from zero when the source changed', async () => {
+    harness = await posixHarness();
+    const { chunkBytes } = harness;
+    const bytes = randomBytes(chunkBytes * 4);
+    const source = await harness.source('r.bin', bytes);
+    const destination = harness.destination('r.bin');
+    const spec: TransferSpec = { transferId: 'r', source: source.uri, destination: destination.uri };
+    await harness.runAndKill(spec, 0.6, chunkBytes * 3);
+    const manifest = parseManifest(await readFile(manifestPath(destination.path), 'utf8'))!;
+    expect(manifest.chunks.length).toBeGreaterThan(0);
+    // A byte changed in a kept chunk is caught on resume and that chunk is sent again.
+    const partial = await readFile(partialPath(destination.path));
+    partial[3] = partial[3]! ^ 0x01;
+    await writeFile(partialPath(destination.path), partial);
+    const resumed = await harness.mover().transfer(spec);
+    expect(resumed).toMatchObject({ status: 'completed', sha256: sha(bytes) });
+    expect(Buffer.compare(await readFile(destination.path), bytes)).toBe(0);
+
+    // A source changed since the manifest: nothing of the old copy is kept.
+    await rm(destination.path);
+    await harness.runAndKill({ ...spec, transferId: 'r2' }, 0.5, chunkBytes * 3);
+    const changed = randomBytes(chunkBytes * 4);
+    await writeFile(source.path, changed);
+    const again = await harness.mover().transfer({ ...spec, transferId: 'r2' });
+    expect(again).toMatchObject({ status: 'completed', sha256: sha(changed), bytesResent: 0 });
+    expect(Buffer.compare(await readFile(destination.path), changed)).toBe(0);
+  });
+
+  it('gives up on a transient error that does not clear, with the reason', async () => {
+    harness = await posixHarness();
+    const bytes = randomBytes(harness.chunkBytes * 2);
+    const source = await harness.source('f.bin', bytes);
+    const mover = new PosixDataMover({
+      chunkBytes: harness.chunkBytes,
+      retry: { attempts: 3, baseMs: 5, capMs: 10 },
+      beforeWrite: () => { throw Object.assign(new Error('EBUSY: resource busy'), { code: 'EBUSY' }); },
+    });
+    const outcome = await mover.transfer({ transferId: 'f', source: source.uri, destination: harness.destination('f.bin').uri });
+    expect(outcome).toMatchObject({ status: 'failed', code: 'REMOTE_FAULT' });
+    expect(outcome.status === 'failed' && outcome.reason).toMatch(/EBUSY.*after 3 attempts at chunk 0/);
+  });
+
+  it('fails at once on a full disk (ENOSPC is not transient)', async () => {
+    harness = await posixHarness();
+    const source = await harness.source('n.bin', randomBytes(harness.chunkBytes * 2));
+    let calls = 0;
+    const mover = new PosixDataMover({
+      chunkBytes: harness.chunkBytes,
+      beforeWrite: () => { calls++; throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }); },
+    });
+    const outcome = await mover.transfer({ transferId: 'n', source: source.uri, destination: harness.destination('n.bin').uri });
+    expect(outcome).toMatchObject({ status: 'failed', code: 'REMOTE_FAULT' });
+    expect(outcome.status === 'failed' && outcome.reason).toContain('ENOSPC');
+    expect(calls).toBe(1);
+  });
+
+  it('cancels through the journal a transfer this process is not running', async () => {
+    harness = await posixHarness();
+    const { chunkBytes } = harness;
+    const bytes = randomBytes(chunkBytes * 4);
+    const source = await harness.source('c.bin', bytes);
+    const destination = harness.destination('c.bin');
+    const spec: TransferSpec = { transferId: 'c', source: source.uri, destination: destination.uri };
+    await harness.runAndKill(spec, 0.3, chunkBytes * 3);
+    await harness.mover().cancel('c');
+    await expect(readFile(partialPath(destination.path))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await harness.mover().transfer(spec)).toMatchObject({ status: 'failed', code: 'CANCELLED' });
+  });
+
+  it('refuses a source that is not a file:// URI or absolute path, or not a regular file', async () => {
+    harness = await posixHarness();
+    const mover = harness.mover();
+    expect(await mover.transfer({ transferId: 'x', source: 'globus://ep/a', destination: harness.destination('x').uri })).toMatchObject({ status: 'failed', code: 'INVALID_REQUEST' });
+    expect(await mover.transfer({ transferId: 'y', source: pathToFileURL(dirname(harness.destination('y').path)).href.replace(/dst$/, 'src'), destination: harness.destination('y').uri }))
+      .toMatchObject({ status: 'failed', code: 'INVALID_REQUEST' });
+  });
+
+  it('notices a source that shrinks while it is copied', async () => {
+    harness = await posixHarness();
+    const bytes = randomBytes(harness.chunkBytes * 4);
+    const source = await harness.source('s.bin', bytes);
+    let shrunk = false;
+    const mover = new PosixDataMover({
+      chunkBytes: harness.chunkBytes,
+      beforeWrite: async (write) => { if (write.chunk === 1 && !shrunk) { shrunk = true; await truncate(source.path, harness!.chunkBytes * 2 + 5); } },
+    });
+    const outcome = await mover.transfer({ transferId: 's', source: source.uri, destination: harness.destination('s.bin').uri });
+    // Either the short read is seen (a failure naming it) or the changed size restarts the copy.
+    if (outcome.status === 'completed') expect(outcome.bytesTransferred).toBe(harness.chunkBytes * 2 + 5);
+    else expect(outcome.reason).toMatch(/changed|ended at byte/);
+  });
+
+  it('names the transfer id in what it keeps beside the destination', async () => {
+    harness = await posixHarness();
+    const source = await harness.source('m.bin', randomBytes(harness.chunkBytes * 4));
+    const destination = harness.destination('m.bin');
+    const id = randomUUID();
+    await harness.runAndKill({ transferId: id, source: source.uri, destination: destination.uri }, 0.4, harness.chunkBytes * 3);
+    expect(parseManifest(await readFile(manifestPath(destination.path), 'utf8'))).toMatchObject({ transferId: id, chunkBytes: harness.chunkBytes });
+  });
+});
