@@ -16,6 +16,11 @@ export interface TransferSpec {
   readonly destination: string;
   /** When the submitter said how big it is; the mover measures it regardless. */
   readonly expectedBytes?: number;
+  /**
+   * The source's SHA-256 (hex) when the submitter knows it: the transfer fails CHECKSUM_MISMATCH if the
+   * bytes differ. The Globus mover hands it to the service (`external_checksum`, SHA256) to verify against.
+   */
+  readonly sha256?: string;
 }
 
 export interface TransferProgress {
@@ -30,7 +35,11 @@ export type TransferOutcome =
   | {
       readonly status: 'completed';
       readonly bytesTransferred: number;
-      /** SHA-256 (hex) of the whole file as it arrived, verified against the source's. */
+      /**
+       * SHA-256 (hex) of the whole file as it arrived, verified against the source's. Empty when the
+       * mover does not see the bytes and the spec named none: Globus verifies its own checksum
+       * (verify_checksum) and reports no value.
+       */
       readonly sha256: string;
       /** Bytes sent again after a resume (at most one chunk for the POSIX mover). */
       readonly bytesResent: number;
