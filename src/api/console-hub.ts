@@ -26,8 +26,8 @@
 import type { WebSocket } from 'ws';
 import { decodeGeohash, isGeohash } from '../core/geohash.ts';
 import { newId } from '../core/ids.ts';
-import type { Priority, SystemEvent } from '../contracts/messages.ts';
-import type { ConsoleNode, FeedFolded, FeedInference, FeedRejection, FeedSystem, NodeStatus } from '../contracts/console.ts';
+import type { HpcJob, Priority, SystemEvent } from '../contracts/messages.ts';
+import type { ConsoleNode, FeedFolded, FeedHpc, FeedInference, FeedRejection, FeedSystem, NodeStatus } from '../contracts/console.ts';
 import type { NodeState } from '../mesh/node.ts';
 
 /** Past this many system events of one kind in a second, the rest go out as one summary a second. */
@@ -274,6 +274,25 @@ export class ConsoleHub {
     if (this.sessions.size === 0) return;
     const message: Omit<FeedRejection, 'seq'> = { type: 'rejection', ...notice, source: this.sourceOf(notice.requesterGeozone, undefined) };
     this.rated('rejected', () => tailOf(message));
+  }
+
+  /**
+   * An HPC job's state or transfer progress as the bridge published it (seed 001's `hpc` message). Not
+   * rated: the bridge sends a job's progress at most twice a second, and every state change must show.
+   */
+  hpc(job: HpcJob): void {
+    if (this.sessions.size === 0) return;
+    const message: Omit<FeedHpc, 'seq'> = {
+      type: 'hpc',
+      jobId: job.id,
+      sourceNodeId: job.sourceNodeId ?? '',
+      datasetSizeGb: job.datasetSizeGb,
+      status: job.status,
+      progress: job.progress ?? 0,
+      bytesTransferred: job.bytesTransferred,
+      timestamp: job.updatedAt ?? new Date().toISOString(),
+    };
+    this.broadcast(tailOf(message));
   }
 
   /** A system event; a node's status change also goes out as its `telemetry`, so the map can turn it offline. */

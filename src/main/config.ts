@@ -5,6 +5,21 @@ import { DEFAULT_COORDINATOR_CONFIG, type CoordinatorConfig } from '../jobs/coor
 import type { KafkaConnectionOptions } from '../bus/kafka-config.ts';
 import type { ServerTls } from '../core/tls.ts';
 import type { PostgresChoice } from './engines.ts';
+import { DEFAULT_BRIDGE_CONFIG, type BridgeConfig } from '../training/bridge.ts';
+
+/** The training bridge (issue 13): its workflow settings, and which adapters the module picks. */
+export interface BridgeSettings extends Omit<BridgeConfig, 'stagingDir'> {
+  /** Where datasets land; unset: `<dataDir>/hpc-staging` (a temporary directory when state is in memory). */
+  readonly stagingDir?: string;
+  /** `auto`: Slurm when `sbatch` is on PATH; `none`: HPC jobs wait in pending. */
+  readonly hpcScheduler: 'slurm' | 'none' | 'auto';
+  readonly slurmConf?: string;
+  /** The POSIX mover's chunk size in bytes (default 64 MiB). */
+  readonly chunkBytes?: number;
+  /** Caps the POSIX mover's copy rate, bytes a second. */
+  readonly maxBytesPerSecond?: number;
+  readonly globusEndpoint?: string;
+}
 
 export interface EmbeddedConfig {
   readonly host: string;
@@ -37,6 +52,8 @@ export interface EmbeddedConfig {
   };
   /** The verified-jobs coordinator (seed 004). */
   readonly jobs: CoordinatorConfig;
+  /** The training bridge (seed 000 §4, issue 13). */
+  readonly bridge: BridgeSettings;
   /**
    * External engines instead of the embedded ones: Kafka for the bus, PostgreSQL for state
    * (reservations then become durable leases there). Unset keeps the in-memory bus and SQLite.
@@ -70,12 +87,14 @@ export const DEFAULT_CONFIG: EmbeddedConfig = {
   placement: DEFAULT_INFERENCE_PROFILE,
   api: { decisionTimeoutMs: 5_000, maxAwaitingDecisions: 10_000, insecureNoAuth: false, rateLimitPerMinute: 100_000, corsOrigins: [] },
   jobs: DEFAULT_COORDINATOR_CONFIG,
+  bridge: { ...DEFAULT_BRIDGE_CONFIG, hpcScheduler: 'auto' },
   simulation: { nodes: 60, requestRate: 20, seed: 42, speed: 1 },
 };
 
 export function withDefaults(
-  overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement' | 'api' | 'jobs'>> & {
+  overrides: Partial<Omit<EmbeddedConfig, 'simulation' | 'placement' | 'api' | 'jobs' | 'bridge'>> & {
     jobs?: Partial<CoordinatorConfig>;
+    bridge?: Partial<BridgeSettings>;
     simulation?: Partial<EmbeddedConfig['simulation']>;
     placement?: Partial<InferenceProfileConfig>;
     api?: Partial<EmbeddedConfig['api']>;
@@ -89,6 +108,7 @@ export function withDefaults(
     placement: { ...DEFAULT_CONFIG.placement, offlineAfterMs, ...overrides.placement },
     api: { ...DEFAULT_CONFIG.api, ...overrides.api },
     jobs: { ...DEFAULT_CONFIG.jobs, ...overrides.jobs },
+    bridge: { ...DEFAULT_CONFIG.bridge, ...overrides.bridge },
     simulation: { ...DEFAULT_CONFIG.simulation, ...overrides.simulation },
   };
 }

@@ -33,6 +33,7 @@ import { startAccessModule, OPERATOR_KEY_FILE } from './modules/access.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startMeshModule } from './modules/mesh.ts';
 import { startCentralModule } from './modules/central.ts';
+import { bridgeOptionsOf, startBridgeModule } from './modules/bridge.ts';
 import { startSchedulerModule } from './modules/scheduler.ts';
 import { startJobsModule } from './modules/jobs.ts';
 import { startSimulatorModule } from './modules/simulator.ts';
@@ -120,6 +121,8 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     startSchedulerModule(engines, { geozones, placement: config.placement, reservationTtlMs: config.reservationTtlMs, maxRetries: config.maxRetries, metrics }),
   );
   const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics, audit: access.audit }));
+  // The training bridge and its API; without an HPC scheduler it still classifies, and HPC jobs wait in pending (its health says so).
+  await system.start(() => startBridgeModule(engines, bridgeOptionsOf(config.bridge, config.dataDir, { hub: inference.hub, routes: true })));
   const api = await serveApi(system, engines, {
     host: config.host,
     port: config.port,

@@ -92,6 +92,8 @@ export interface TrainingRecord extends TrainingSubmission {
   readonly target: TrainingTarget | null;
   readonly routingReason: string | null;
   readonly classifiedAt: string | null;
+  /** Why a job that is not on the HPC path is where it is (waiting for federated rounds, cancelled before anything ran); HPC jobs say it in `hpc.reason`. */
+  readonly reason?: string;
   /** The HPC path's state; null for a federated or unclassified job. */
   readonly hpc: HpcState | null;
   readonly updatedAt: string;
