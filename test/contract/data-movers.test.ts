@@ -6,13 +6,15 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile, truncate } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { dataMoverContract, type MoverHarness, type Place } from './data-mover.contract.ts';
 import { FileJournal } from '../support/file-journal.ts';
+import { GlobusTransferServer } from '../support/globus-transfer-server.ts';
 import { PosixDataMover, type SliceWrite } from '../../src/training/posix-mover.ts';
+import { GlobusDataMover, type GlobusMoverOptions } from '../../src/training/globus-mover.ts';
 import { manifestPath, parseManifest, partialPath } from '../../src/training/transfer-manifest.ts';
 import type { TransferSpec } from '../../src/training/ports.ts';
 
@@ -245,5 +247,161 @@ describe('POSIX mover', () => {
     const id = randomUUID();
     await harness.runAndKill({ transferId: id, source: source.uri, destination: destination.uri }, 0.4, harness.chunkBytes * 3);
     expect(parseManifest(await readFile(manifestPath(destination.path), 'utf8'))).toMatchObject({ transferId: id, chunkBytes: harness.chunkBytes });
+  });
+});
+
+const SOURCE_ENDPOINT = 'arcnet-datasets';
+const HPC_ENDPOINT = 'ornl-frontier';
+const TOKEN = 'test-transfer-token';
+
+async function globusHarness(): Promise<MoverHarness & { server: GlobusTransferServer; journal: FileJournal; root: string; options: (extra?: Partial<GlobusMoverOptions>) => GlobusMoverOptions }> {
+  const root = await mkdtemp(join(tmpdir(), 'arcnet-globus-mover-'));
+  const journalDir = join(root, 'journal');
+  for (const dir of ['src', 'dst', 'journal']) await mkdir(join(root, dir));
+  const journal = new FileJournal(journalDir);
+  const chunkBytes = 256 * 1024;
+  const server = await GlobusTransferServer.start({ endpoints: { [SOURCE_ENDPOINT]: join(root, 'src'), [HPC_ENDPOINT]: join(root, 'dst') }, token: TOKEN, chunkBytes, retryAfterMs: 300 });
+  const restores: (() => Promise<void>)[] = [];
+  const options = (extra: Partial<GlobusMoverOptions> = {}): GlobusMoverOptions =>
+    ({ baseUrl: server.url, token: TOKEN, journal, defaultEndpoint: HPC_ENDPOINT, pollIntervalMs: 100, transferTimeoutMs: 60_000, ...extra });
+  const inSource = (name: string): Place => ({ uri: `globus://${SOURCE_ENDPOINT}/${name}`, path: join(root, 'src', name) });
+  return {
+    server, journal, root, options, chunkBytes,
+    mover: (rate = {}) => {
+      server.setRate(rate.bytesPerSecond);
+      return new GlobusDataMover(options());
+    },
+    source: async (name, bytes) => {
+      await writeFile(join(root, 'src', name), bytes);
+      return inSource(name);
+    },
+    missingSource: inSource,
+    destination: (name) => ({ uri: `globus://${HPC_ENDPOINT}/${name}`, path: join(root, 'dst', name) }),
+    deniedDestination: async (name) => {
+      const dir = join(root, 'dst', 'locked');
+      await mkdir(dir, { recursive: true });
+      const restore = await denyWrites(dir);
+      if (typeof restore === 'string') return restore;
+      restores.push(restore);
+      return { place: { uri: `globus://${HPC_ENDPOINT}/locked/${name}`, path: join(dir, name) }, restore: async () => { await restore(); restores.splice(restores.indexOf(restore), 1); } };
+    },
+    unreadableSource: async (name, bytes) => {
+      if (isRoot) return 'running as root, which reads a file whatever its mode (the unwritable destination case covers PERMISSION)';
+      await writeFile(join(root, 'src', name), bytes);
+      await chmod(join(root, 'src', name), 0o000);
+      return { place: inSource(name), restore: () => chmod(join(root, 'src', name), 0o644) };
+    },
+    corruptNext: () => server.injectNext({ kind: 'corrupt' }),
+    transientFaultNext: () => server.injectNext({ kind: 'transient', afterFraction: 0.5, forMs: 1_500 }),
+    runAndKill: async (spec, fraction, bytesPerSecond) => {
+      server.setRate(bytesPerSecond);
+      const { journal: _journal, ...childOptions } = options({ pollIntervalMs: 50 });
+      await killMidway({ mover: 'globus', options: childOptions, journalDir, spec }, fraction);
+    },
+    tasksSubmitted: () => server.tasks.size,
+    close: async () => {
+      for (const restore of [...restores]) await restore();
+      await server.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+dataMoverContract('globus (local Transfer API server)', globusHarness);
+
+describe('Globus mover', () => {
+  let harness: Awaited<ReturnType<typeof globusHarness>> | undefined;
+  afterEach(async () => {
+    await harness?.close();
+    harness = undefined;
+  });
+
+  it('resubmits a journaled submission id after a kill before the task id was saved: Globus answers Duplicate, one task', async () => {
+    harness = await globusHarness();
+    const bytes = randomBytes(harness.chunkBytes * 3);
+    const source = await harness.source('d.bin', bytes);
+    const destination = harness.destination('d.bin');
+    // What a bridge killed right after its POST /transfer left: the submission id journaled, the task made, its id not saved.
+    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const { value } = (await (await fetch(`${harness.server.url}/submission_id`, { headers })).json()) as { value: string };
+    await harness.journal.save('d', { submissionId: value, startedAt: Date.now() });
+    const first = await fetch(`${harness.server.url}/transfer`, {
+      method: 'POST', headers,
+      body: JSON.stringify({ DATA_TYPE: 'transfer', submission_id: value, source_endpoint: SOURCE_ENDPOINT, destination_endpoint: HPC_ENDPOINT, verify_checksum: true, DATA: [{ DATA_TYPE: 'transfer_item', source_path: '/d.bin', destination_path: '/d.bin' }] }),
+    });
+    expect(first.status).toBe(202);
+    const outcome = await harness.mover().transfer({ transferId: 'd', source: source.uri, destination: destination.uri, sha256: sha(bytes) });
+    expect(outcome).toMatchObject({ status: 'completed', sha256: sha(bytes) });
+    expect(harness.server.tasks.size).toBe(1);
+    expect(harness.server.requests.filter((r) => r === 'POST /v0.10/transfer')).toHaveLength(2);
+    expect(await harness.journal.load('d')).toMatchObject({ submissionId: value, taskId: [...harness.server.tasks.keys()][0] });
+  });
+
+  it('fails SOURCE_MISSING within seconds when the source vanishes mid-task (Globus would retry FILE_NOT_FOUND until its deadline)', async () => {
+    harness = await globusHarness();
+    const source = await harness.source('v.bin', randomBytes(harness.chunkBytes * 4));
+    const mover = harness.mover({ bytesPerSecond: harness.chunkBytes });
+    let moving = false;
+    const running = mover.transfer({ transferId: 'v', source: source.uri, destination: harness.destination('v.bin').uri }, { onProgress: (p) => void (moving ||= p.bytesTransferred > 0) });
+    while (!moving) await new Promise((resolve) => setTimeout(resolve, 20));
+    await rm(source.path);
+    const removed = Date.now();
+    const outcome = await running;
+    expect(outcome).toMatchObject({ status: 'failed', code: 'SOURCE_MISSING', reason: expect.stringContaining('FILE_NOT_FOUND') });
+    expect(outcome.status === 'failed' && outcome.reason).toContain('v.bin');
+    expect(Date.now() - removed).toBeLessThan(3_000);
+    expect([...harness.server.tasks.values()][0]).toMatchObject({ status: 'FAILED', fatalError: { code: 'CANCELED' } });
+  });
+
+  it('fails TIMEOUT past transfer-timeout-ms and cancels the task', async () => {
+    harness = await globusHarness();
+    const source = await harness.source('slow.bin', randomBytes(harness.chunkBytes * 4));
+    harness.server.setRate(64 * 1024);
+    const mover = new GlobusDataMover(harness.options({ transferTimeoutMs: 600 }));
+    const started = Date.now();
+    const outcome = await mover.transfer({ transferId: 'slow', source: source.uri, destination: harness.destination('slow.bin').uri });
+    expect(outcome).toMatchObject({ status: 'failed', code: 'TIMEOUT' });
+    expect(Date.now() - started).toBeLessThan(3_000);
+    const [task] = [...harness.server.tasks.values()];
+    expect(task).toMatchObject({ status: 'FAILED', fatalError: { code: 'CANCELED' } });
+  });
+
+  it('lands a bare destination path on the configured endpoint (--globus-endpoint), without a sha256 when given none', async () => {
+    harness = await globusHarness();
+    const bytes = randomBytes(1_000);
+    const source = await harness.source('b.bin', bytes);
+    const outcome = await harness.mover().transfer({ transferId: 'b', source: source.uri, destination: '/scratch/b.bin' });
+    expect(outcome).toEqual({ status: 'completed', bytesTransferred: 1_000, sha256: '', bytesResent: 0 });
+    expect(Buffer.compare(await readFile(join(harness.root, 'dst', 'scratch', 'b.bin')), bytes)).toBe(0);
+  });
+
+  it('fails PERMISSION on a token Globus refuses, and INVALID_REQUEST on an unknown endpoint', async () => {
+    harness = await globusHarness();
+    const source = await harness.source('k.bin', randomBytes(100));
+    const refused = new GlobusDataMover(harness.options({ token: 'wrong' }));
+    expect(await refused.transfer({ transferId: 'k', source: source.uri, destination: '/k.bin' })).toMatchObject({ status: 'failed', code: 'PERMISSION', reason: expect.stringContaining('401') });
+    expect(await harness.mover().transfer({ transferId: 'k2', source: source.uri, destination: 'globus://nowhere/k.bin' })).toMatchObject({ status: 'failed', code: 'INVALID_REQUEST' });
+  });
+});
+
+describe('POSIX mover leaves no destination file', () => {
+  it('when the bytes arrive changed, or the transfer is cancelled', async () => {
+    const harness = await posixHarness();
+    try {
+      const source = await harness.source('x.bin', randomBytes(harness.chunkBytes * 4));
+      const destination = harness.destination('x.bin');
+      harness.corruptNext();
+      expect(await harness.mover().transfer({ transferId: 'x', source: source.uri, destination: destination.uri })).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+      await expect(stat(destination.path)).rejects.toMatchObject({ code: 'ENOENT' });
+      const mover = harness.mover({ bytesPerSecond: harness.chunkBytes * 2 });
+      const running = mover.transfer({ transferId: 'y', source: source.uri, destination: destination.uri });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await mover.cancel('y');
+      expect(await running).toMatchObject({ code: 'CANCELLED' });
+      await expect(stat(destination.path)).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(stat(partialPath(destination.path))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await harness.close();
+    }
   });
 });
