@@ -5,9 +5,7 @@
  * Messages are handed over in batches, at most one per ~16 ms, so the reducer copies state once
  * per batch and not once per message.
  */
-import type { IncomingMessage } from './state.ts';
-
-export type ConnectionState = 'connecting' | 'live' | 'reconnecting';
+import type { ConnectionState, IncomingMessage } from './state.ts';
 
 export interface SocketStatus {
   state: ConnectionState;

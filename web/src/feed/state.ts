@@ -13,8 +13,10 @@
  * (counted, then applied). Seed 001's older feed sends no seq: its messages apply, and nothing is
  * counted, because there is nothing to count against.
  */
-import type { ConnectionState } from './socket.ts';
 import type { ConsoleNode, FeedFolded, FeedHello, FeedHpc, FeedInference, FeedMessage, FeedRejection, FeedSnapshot, FeedSystem } from '../../../src/contracts/console.ts';
+
+/** The socket's state as the status shows it; defined here, with the reducer, so pure code and its tests need no DOM types. */
+export type ConnectionState = 'connecting' | 'live' | 'reconnecting';
 
 /**
  * A node as the console holds it. `partial` marks one known only from seed 001's telemetry fields;
