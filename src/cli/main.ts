@@ -20,6 +20,7 @@ import { registerToken } from './commands/token.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerRoleCommands } from './commands/roles.ts';
 import { registerJobCommands } from './jobs-commands.ts';
+import { registerTrain } from './commands/train.ts';
 
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
@@ -35,6 +36,7 @@ registerExplain(program);
 registerToken(program);
 registerAudit(program);
 registerJobCommands(program, usage);
+registerTrain(program);
 registerRoleCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {

@@ -5,7 +5,7 @@
  * ARCNET_*), then a JSON config file shaped like seed 000's config.edn (docs/configuration.md).
  *
  * Every file key stands for one variable (`SETTINGS`), so each setting is parsed and checked in one
- * place. A key the seed's file carries that ArcNet does not act on yet (`kafka.acks`, `bridge.*`,
+ * place. A key the seed's file carries that ArcNet does not act on yet (`kafka.acks`,
  * `observability.otel-endpoint`, …) is accepted and named in one warning line at start; a key nobody
  * knows is refused, naming the file and the key, so a typo never silently falls back to a default.
  */
@@ -18,8 +18,8 @@ import type { PostgresChoice } from './engines.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** `text`: a non-empty string; `count`: a whole number ≥ 0 (a JSON number or its digits); `level`: a log level (EDN's `:info` too); `switch`: true or false (a JSON boolean, or true/false/1/0). */
-type Kind = 'text' | 'count' | 'level' | 'switch';
+/** `text`: a non-empty string; `count`: a whole number ≥ 0 (a JSON number or its digits); `number`: a finite number ≥ 0 (`1e18` too); `level`: a log level (EDN's `:info` too); `switch`: true or false (a JSON boolean, or true/false/1/0). */
+type Kind = 'text' | 'count' | 'number' | 'level' | 'switch';
 
 interface Setting {
   /** Where it stands in the config file: `section.key`, or a bare key at the top. */
@@ -51,8 +51,15 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'scheduler.poll-interval-ms', kind: 'count', notUsedYet: 'requests are pushed to the scheduler, never polled' },
   { key: 'scheduler.reservation-timeout-ms', variable: 'ARCNET_RESERVATION_TIMEOUT_MS', kind: 'count' },
   { key: 'scheduler.max-retries', variable: 'ARCNET_MAX_RETRIES', kind: 'count' },
-  { key: 'bridge.globus-endpoint', kind: 'text', notUsedYet: 'the training bridge is not built yet' },
-  { key: 'bridge.transfer-timeout-ms', kind: 'count', notUsedYet: 'the training bridge is not built yet' },
+  // The training bridge (issue 13): seed 000's two, and ArcNet's thresholds, chunk size, staging directory, poll interval and scheduler.
+  { key: 'bridge.globus-endpoint', variable: 'ARCNET_GLOBUS_ENDPOINT', kind: 'text', notUsedYet: 'the Globus mover is not wired into the bridge yet (file:// datasets move with the POSIX mover)' },
+  { key: 'bridge.transfer-timeout-ms', variable: 'ARCNET_TRANSFER_TIMEOUT_MS', kind: 'count' },
+  { key: 'bridge.hpc-flops-threshold', variable: 'ARCNET_HPC_FLOPS_THRESHOLD', kind: 'number' },
+  { key: 'bridge.hpc-dataset-gb-threshold', variable: 'ARCNET_HPC_DATASET_GB_THRESHOLD', kind: 'number' },
+  { key: 'bridge.chunk-size-bytes', variable: 'ARCNET_CHUNK_SIZE_BYTES', kind: 'count' },
+  { key: 'bridge.staging-dir', variable: 'ARCNET_STAGING_DIR', kind: 'text' },
+  { key: 'bridge.poll-interval-ms', variable: 'ARCNET_HPC_POLL_INTERVAL_MS', kind: 'count' },
+  { key: 'bridge.hpc-scheduler', variable: 'ARCNET_HPC_SCHEDULER', kind: 'text' },
   { key: 'observability.prometheus-port', variable: 'PROMETHEUS_PORT', kind: 'count' },
   { key: 'observability.otel-endpoint', variable: 'OTEL_EXPORTER_ENDPOINT', kind: 'text', notUsedYet: 'no trace exporter yet' },
   { key: 'observability.log-level', variable: 'LOG_LEVEL', kind: 'level' },
@@ -81,6 +88,10 @@ function normalise(kind: Kind, value: unknown): string | { problem: string } {
   if (kind === 'count') {
     const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
     return Number.isSafeInteger(n) && n >= 0 ? String(n) : { problem: 'must be a whole number ≥ 0' };
+  }
+  if (kind === 'number') {
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : Number.NaN;
+    return Number.isFinite(n) && n >= 0 ? String(n) : { problem: 'must be a number ≥ 0' };
   }
   if (kind === 'switch') {
     const text = typeof value === 'boolean' ? String(value) : typeof value === 'string' ? value.trim().toLowerCase() : '';
@@ -198,6 +209,44 @@ export interface AppliedSettings {
   readonly requireSignedJobs?: boolean;
   /** ARCNET_CORS_ORIGINS / api.cors-origins: as `--cors-origin`, comma-separated (checked where it is applied). */
   readonly corsOrigins?: readonly string[];
+  /** The training bridge's `bridge.*` settings (flags `--hpc-*`, `--chunk-size`, … win). */
+  readonly bridge?: AppliedBridgeSettings;
+}
+
+export interface AppliedBridgeSettings {
+  readonly globusEndpoint?: string;
+  readonly transferTimeoutMs?: number;
+  readonly hpcFlopsThreshold?: number;
+  readonly hpcDatasetGbThreshold?: number;
+  readonly chunkBytes?: number;
+  readonly stagingDir?: string;
+  readonly pollIntervalMs?: number;
+  readonly hpcScheduler?: 'slurm' | 'none' | 'auto';
+}
+
+const HPC_SCHEDULERS = ['slurm', 'none', 'auto'] as const;
+
+function bridgeSettings(read: (variable: string) => string | undefined): AppliedBridgeSettings | undefined {
+  const number = (variable: string): number | undefined => {
+    const value = read(variable);
+    return value === undefined ? undefined : Number(value);
+  };
+  const scheduler = read('ARCNET_HPC_SCHEDULER')?.trim().toLowerCase();
+  if (scheduler !== undefined && !(HPC_SCHEDULERS as readonly string[]).includes(scheduler)) throw invalid(`ARCNET_HPC_SCHEDULER / bridge.hpc-scheduler "${scheduler}" is not one of ${HPC_SCHEDULERS.join(', ')}`);
+  const chunkBytes = number('ARCNET_CHUNK_SIZE_BYTES');
+  if (chunkBytes === 0) throw invalid('ARCNET_CHUNK_SIZE_BYTES / bridge.chunk-size-bytes must be at least 1');
+  const out: Record<string, unknown> = {
+    globusEndpoint: read('ARCNET_GLOBUS_ENDPOINT'),
+    transferTimeoutMs: number('ARCNET_TRANSFER_TIMEOUT_MS'),
+    hpcFlopsThreshold: number('ARCNET_HPC_FLOPS_THRESHOLD'),
+    hpcDatasetGbThreshold: number('ARCNET_HPC_DATASET_GB_THRESHOLD'),
+    chunkBytes,
+    stagingDir: read('ARCNET_STAGING_DIR'),
+    pollIntervalMs: number('ARCNET_HPC_POLL_INTERVAL_MS'),
+    hpcScheduler: scheduler,
+  };
+  const given = Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+  return Object.keys(given).length === 0 ? undefined : (given as AppliedBridgeSettings);
 }
 
 export function appliedSettings(settings: Settings): AppliedSettings {
@@ -224,6 +273,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
   const jobSigners = read('ARCNET_JOB_SIGNERS');
   const requireSignedJobs = read('ARCNET_REQUIRE_SIGNED_JOBS');
   const corsOrigins = read('ARCNET_CORS_ORIGINS');
+  const bridge = bridgeSettings(read);
   return {
     ...(dataDir === undefined ? {} : { dataDir }),
     ...(zones && zones.length > 0 ? { geozones: zones } : {}),
@@ -235,6 +285,7 @@ export function appliedSettings(settings: Settings): AppliedSettings {
     ...(jobSigners === undefined ? {} : { jobSigners }),
     ...(requireSignedJobs === undefined ? {} : { requireSignedJobs: requireSignedJobs === 'true' }),
     ...(corsOrigins === undefined ? {} : { corsOrigins: [corsOrigins] }),
+    ...(bridge === undefined ? {} : { bridge }),
   };
 }
 

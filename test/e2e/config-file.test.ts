@@ -56,7 +56,7 @@ describe('arcnet up with a config file', () => {
     const health = (await (await fetch(`${url}/health`)).json()) as { modules: { scheduler: Record<string, unknown> } };
     expect(health.modules.scheduler).toMatchObject({ geozones: ['CAISO'], reservationTtlMs: 20000, maxRetries: 2 });
     const warnings = up.output().split('\n').filter((line) => line.includes('not used yet'));
-    expect(warnings).toEqual([`arcnet: warning: accepted but not used yet (config file ${config}): scheduler.poll-interval-ms, bridge.globus-endpoint, bridge.transfer-timeout-ms, observability.otel-endpoint`]);
+    expect(warnings).toEqual([`arcnet: warning: accepted but not used yet (config file ${config}): scheduler.poll-interval-ms, bridge.globus-endpoint, observability.otel-endpoint`]);
     expect(up.output()).toContain(`3 simulated nodes in CAISO, 0 req/s, state in ${dataDir}`);
     up.kill('SIGTERM');
     expect(await exited(up)).toBe(0);

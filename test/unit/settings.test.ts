@@ -31,11 +31,11 @@ describe('settings', () => {
   it("accepts seed 000's whole config.edn, applies what ArcNet uses, and names the rest in one line", () => {
     const path = file(SEED_CONFIG);
     const settings = loadSettings(path, {});
-    expect(appliedSettings(settings)).toEqual({ dataDir: '/var/lib/arcnet/xtdb', geozones: ['CAISO'], reservationTimeoutMs: 30000, maxRetries: 3, prometheusPort: 9090, logLevel: 'info' });
-    expect(settings.notUsedYet).toEqual(['kafka.acks', 'kafka.retries', 'scheduler.poll-interval-ms', 'bridge.globus-endpoint', 'bridge.transfer-timeout-ms', 'observability.otel-endpoint']);
+    expect(appliedSettings(settings)).toEqual({ dataDir: '/var/lib/arcnet/xtdb', geozones: ['CAISO'], reservationTimeoutMs: 30000, maxRetries: 3, prometheusPort: 9090, logLevel: 'info', bridge: { globusEndpoint: 'ornl-frontier', transferTimeoutMs: 3600000 } });
+    expect(settings.notUsedYet).toEqual(['kafka.acks', 'kafka.retries', 'scheduler.poll-interval-ms', 'bridge.globus-endpoint', 'observability.otel-endpoint']);
     const warning = notUsedWarning(settings)!;
     expect(warning.split('\n')).toHaveLength(1);
-    expect(warning).toBe(`warning: accepted but not used yet (config file ${path}): kafka.acks, kafka.retries, scheduler.poll-interval-ms, bridge.globus-endpoint, bridge.transfer-timeout-ms, observability.otel-endpoint`);
+    expect(warning).toBe(`warning: accepted but not used yet (config file ${path}): kafka.acks, kafka.retries, scheduler.poll-interval-ms, bridge.globus-endpoint, observability.otel-endpoint`);
     // The kafka section is there, so even `up` runs on Kafka, under the file's client id.
     const engines = resolveEngines({}, { required: false }, settings);
     expect(engines.kafka).toMatchObject({ bootstrapServers: ['localhost:9092'], clientId: 'arcnet-aggregator' });
@@ -91,5 +91,12 @@ describe('settings', () => {
 
   it('accepts counts as JSON numbers or digits', () => {
     expect(readConfigFile(file({ scheduler: { 'reservation-timeout-ms': '15000', 'max-retries': 0 } })).values).toEqual({ ARCNET_RESERVATION_TIMEOUT_MS: '15000', ARCNET_MAX_RETRIES: '0' });
+  });
+
+  it("reads the bridge's thresholds as numbers (1e18 too), its scheduler from a fixed list", () => {
+    const bridge = { 'hpc-flops-threshold': '1e18', 'hpc-dataset-gb-threshold': 50.5, 'chunk-size-bytes': 65536, 'staging-dir': '/scratch', 'poll-interval-ms': 500, 'hpc-scheduler': 'none' };
+    expect(appliedSettings(loadSettings(file({ bridge }), {})).bridge).toEqual({ hpcFlopsThreshold: 1e18, hpcDatasetGbThreshold: 50.5, chunkBytes: 65536, stagingDir: '/scratch', pollIntervalMs: 500, hpcScheduler: 'none' });
+    expect(() => readConfigFile(file({ bridge: { 'hpc-flops-threshold': 'lots' } }))).toThrow(/"bridge.hpc-flops-threshold" must be a number ≥ 0/);
+    expect(() => appliedSettings(loadSettings(undefined, { ARCNET_HPC_SCHEDULER: 'pbs' }))).toThrow(/ARCNET_HPC_SCHEDULER \/ bridge.hpc-scheduler "pbs" is not one of slurm, none, auto/);
   });
 });

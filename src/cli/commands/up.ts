@@ -11,6 +11,7 @@ import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { corsOriginsOf, int, jobConfig, list, logLevelOption, weights, withJobOptions, withServerOptions, type JobFlags, type ServerFlags, type Weights } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, tlsBanner, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
+import { bridgeSettingsOf, withBridgeOptions, type BridgeFlags } from '../bridge-options.ts';
 
 /** External engines for `up` and `coordinator`: only an explicit flag or a config file switches modes, never a stray environment variable. */
 export async function externalEngines(opts: Pick<ServerFlags, 'kafka' | 'postgres' | 'postgresSchema' | 'config'>, settings: Settings): Promise<EmbeddedConfig['external']> {
@@ -39,7 +40,7 @@ export function accessLine(operatorKey: string | undefined, dataDir: string | nu
   return `operator key in ${join(dataDir, OPERATOR_KEY_FILE)} (the CLI here reads it; arcnet token create --role viewer|developer|operator|enrolment makes more)`;
 }
 
-interface UpFlags extends JobFlags, ServerFlags, TlsFlags {
+interface UpFlags extends JobFlags, ServerFlags, TlsFlags, BridgeFlags {
   geozones?: string[];
   reservationTimeout?: number;
   maxRetries?: number;
@@ -55,7 +56,7 @@ interface UpFlags extends JobFlags, ServerFlags, TlsFlags {
 }
 
 export function registerUp(program: Command): void {
-  withJobOptions(
+  withBridgeOptions(withJobOptions(
     withServerTlsOptions(withServerOptions(program.command('up')))
       .description('run every role in one process: simulated mesh, scheduler, aggregator, jobs coordinator, API and console feed (embedded mode)')
       .option('--geozones <list>', `geozones, comma-separated (default $GEOZONE_ID, xtdb.geozone-id, or ${DEFAULT_GEOZONES.join(',')})`, list)
@@ -70,7 +71,7 @@ export function registerUp(program: Command): void {
       .option('--max-retries <n>', 'further reservation attempts on the next-best node (default scheduler.max-retries or 3)', int('--max-retries'))
       .option('--no-status', 'no live status line')
       .addOption(logLevelOption(undefined, 'log level (logs go to stderr; default $LOG_LEVEL or warn)')),
-  ).action(async (opts: UpFlags) => {
+  )).action(async (opts: UpFlags) => {
     const { settings, applied } = await commandSettings(opts.config);
     const logger = createLogger({ level: opts.logLevel ?? applied.logLevel ?? 'warn' });
     const reservationTtlMs = opts.reservationTimeout ?? applied.reservationTimeoutMs;
@@ -87,6 +88,7 @@ export function registerUp(program: Command): void {
       summaryIntervalMs: opts.summaryInterval,
       placement: { weights: { ...DEFAULT_INFERENCE_PROFILE.weights, ...opts.weights } },
       jobs: jobConfig(opts, applied),
+      bridge: bridgeSettingsOf(opts, applied),
       simulation: { nodes: opts.nodes, requestRate: opts.rate, seed: opts.seed },
       external: await externalEngines(opts, settings),
       ...serverTlsConfig(opts, applied.tls),
@@ -98,7 +100,7 @@ export function registerUp(program: Command): void {
     process.stdout.write(
       `${colour('arcnet up', 'bold')}: ${config.simulation.nodes} simulated nodes in ${config.geozones.join(', ')}, ${config.simulation.requestRate} req/s, state ${stateWhere(config)}\n` +
         `  console: ${system.url}/  (sign in with an API key: ${system.operatorKey === undefined ? 'none needed' : config.dataDir === null ? 'the operator key below' : `the operator key in ${join(config.dataDir, OPERATOR_KEY_FILE)}`})\n` +
-        `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
+        `  API and console feed: ${system.url}  (GET /stats, /health, /ready, /api/v1/nodes, /api/v1/jobs, /api/v1/training, /metrics; WebSocket /telemetry; agents: arcnet agent --server ${system.url} [--worker])\n` +
         `  ${accessLine(system.operatorKey, config.dataDir)}\n` +
         tlsBanner(config.tls) +
         `  Ctrl-C stops cleanly.\n`,
