@@ -12,6 +12,8 @@
  *   agents connected to it.
  * - coordinator: the verified-jobs coordinator and its API, on the embedded engines or PostgreSQL.
  * - simulate: simulated nodes publishing telemetry and running their dispatches, plus request load.
+ * - central: the central orchestrator and its API (global view, history, alerts); every replica
+ *   consumes every summary, the holder of the lease `central` writes the history and the alerts.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.ts';
@@ -33,6 +35,7 @@ import { KeyRing } from '../access/api-keys.ts';
 import { startInferenceModule } from './modules/inference.ts';
 import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
+import { startCentralModule, type CentralModule, type CentralOptions } from './modules/central.ts';
 
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
@@ -191,6 +194,29 @@ export async function startCoordinatorProcess(options: CoordinatorProcessOptions
   const jobs = await system.start(() => startJobsModule(engines, { config: options.jobs, metrics, audit: access.audit }));
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
   return { ...roleProcess(system, `coordinator at ${api.url}`, api.url, false), jobs };
+}
+
+export interface CentralProcessOptions extends ProcessOptions, Omit<CentralOptions, 'writer' | 'metrics'> {
+  readonly engines: DistributedEngines;
+  readonly host: string;
+  readonly port: number;
+  /** HTTPS only. */
+  readonly tls?: ServerTls;
+  readonly access: AccessModuleOptions;
+  /** `--cors-origin`: pages elsewhere that may call this API; none by default. */
+  readonly corsOrigins?: readonly string[];
+}
+
+/** The central orchestrator and its API on Kafka and PostgreSQL; replicas stand by warm behind the `central` lease. */
+export async function startCentralProcess(options: CentralProcessOptions): Promise<RoleProcess & { central: CentralModule }> {
+  const metrics = new ArcMetrics();
+  const engines = await openDistributed('central', options.geozones, options.engines, options, metrics);
+  const system = new System('central', engines);
+  await system.start(() => startAccessModule(engines, options.access));
+  const { engines: _engines, logger: _logger, clock: _clock, host: _host, port: _port, tls: _tls, access: _access, corsOrigins: _cors, ...centralOptions } = options;
+  const central = await system.start(() => startCentralModule(engines, { ...centralOptions, writer: 'lease', metrics }));
+  const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones: options.geozones, metrics, ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
+  return { ...roleProcess(system, `central orchestrator at ${api.url} (/api/v1/global, lease central; standby until it is won) for ${options.geozones.join(', ')}`, api.url, false), central };
 }
 
 export type SimulatorProcessOptions = ProcessOptions & { readonly kafka: KafkaChoice } & Omit<SimulatorOptions, 'router' | 'submit' | 'silencesPerHour'>;

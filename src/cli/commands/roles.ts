@@ -1,6 +1,6 @@
 /**
  * The distributed roles as commands (seed 000 "Running Components"): `arcnet aggregator`,
- * `arcnet scheduler`, `arcnet server`, each on Kafka and PostgreSQL from flags, the seed's
+ * `arcnet scheduler`, `arcnet server`, `arcnet central`, each on Kafka and PostgreSQL from flags, the seed's
  * environment variables or a config file (`src/main/settings.ts`), started by `src/main/roles.ts`.
  * Each prints what it runs, logs to stderr, and stops cleanly on SIGINT/SIGTERM.
  */
@@ -11,7 +11,7 @@ import type { AppliedSettings, EngineFlags, Settings } from '../../main/settings
 import type { DistributedEngines, RoleProcess } from '../../main/roles.ts';
 import type { ServerTls } from '../../core/tls.ts';
 import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
-import { corsOriginOption, corsOriginsOf, int, list, logLevelOption, usage } from '../options.ts';
+import { corsOriginOption, corsOriginsOf, fraction, int, list, logLevelOption, usage } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, serverTlsOf, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
 
@@ -142,5 +142,40 @@ export function registerRoleCommands(program: Command): void {
         startServerProcess({ ...serverTlsConfig(flags, resolved.applied.tls), engines, logger: resolved.logger, host: flags.host, port: flags.port, geozones: resolved.geozones, telemetryIntervalMs: flags.telemetryInterval, offlineAfterMs: flags.offlineAfter, access: { insecure: flags.insecureNoAuth, operatorKeyFile: flags.operatorKeyFile, ratePerMinute: flags.rateLimit }, corsOrigins: corsOriginsOf(flags.corsOrigin, resolved.applied) }),
       );
       runRole('server', role);
+    });
+  withServerTlsOptions(withEngineOptions(program.command('central')))
+    .description('central orchestrator on Kafka and PostgreSQL: global view of the regional summaries, its history, alerts; replicas stand by warm and take over through the central lease')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'HTTP port for /api/v1/global (0 picks a free one)', int('--port'), 8090)
+    .option('--summary-interval <ms>', "the aggregators' summary period: a zone silent for two is alerted", int('--summary-interval', 100), 60_000)
+    .option('--loss-share <fraction>', 'alert when a zone loses more than this share of its active nodes within --loss-window', fraction('--loss-share'), 0.3)
+    .option('--loss-window <ms>', 'window of --loss-share', int('--loss-window', 1000), 300_000)
+    .option('--gpu-jump <fraction>', "alert when a zone's GPU average changes by more than this between consecutive summaries", fraction('--gpu-jump'), 0.4)
+    .option('--failure-threshold <n>', 'alert at this many training/HPC job failures within --failure-window', int('--failure-threshold', 1), 3)
+    .option('--failure-window <ms>', 'window of --failure-threshold', int('--failure-window', 1000), 600_000)
+    .option('--lease-ttl <ms>', "writer lease TTL: how long a dead leader's duties wait for a standby", int('--lease-ttl', 300), 6_000)
+    .option('--operator-key-file <file>', 'where the operator key is kept (created at first start, adopted into the store after)', join('.arcnet', 'operator.key'))
+    .option('--rate-limit <n>', 'API requests a minute per key or source address (0: no limit)', int('--rate-limit'), 100_000)
+    .option('--insecure-no-auth', 'DEVELOPMENT ONLY: no API keys, anyone who reaches the port is an operator', false)
+    .addOption(corsOriginOption())
+    .action(async (flags: RoleFlags & { host: string; port: number; summaryInterval: number; lossShare: number; lossWindow: number; gpuJump: number; failureThreshold: number; failureWindow: number; leaseTtl: number; operatorKeyFile: string; rateLimit: number; insecureNoAuth: boolean; corsOrigin?: string[] }) => {
+      const resolved = await resolveRole(flags, 'central');
+      const [{ startCentralProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
+      const role = await startOrExplain(portInUse('port', flags.port, flags.host), () =>
+        startCentralProcess({
+          ...serverTlsConfig(flags, resolved.applied.tls),
+          engines,
+          logger: resolved.logger,
+          host: flags.host,
+          port: flags.port,
+          geozones: resolved.geozones,
+          summaryIntervalMs: flags.summaryInterval,
+          thresholds: { lossShare: flags.lossShare, lossWindowMs: flags.lossWindow, gpuJump: flags.gpuJump, failureThreshold: flags.failureThreshold, failureWindowMs: flags.failureWindow },
+          leaseTtlMs: flags.leaseTtl,
+          access: { insecure: flags.insecureNoAuth, operatorKeyFile: flags.operatorKeyFile, ratePerMinute: flags.rateLimit },
+          corsOrigins: corsOriginsOf(flags.corsOrigin, resolved.applied),
+        }),
+      );
+      runRole('central', role);
     });
 }
