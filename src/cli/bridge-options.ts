@@ -21,6 +21,7 @@ export interface BridgeFlags {
   transferTimeout?: number;
   globusEndpoint?: string;
   bridgeLeaseTtl?: number;
+  transferMaxRate?: number;
 }
 
 const SCHEDULERS = ['slurm', 'none', 'auto'] as const;
@@ -48,6 +49,7 @@ export function withBridgeOptions(command: Command): Command {
     .option('--hpc-dataset-gb-threshold <gb>', 'datasets over this many GB go to HPC (seed: 100, or bridge.hpc-dataset-gb-threshold)', amount('--hpc-dataset-gb-threshold'))
     .option('--transfer-timeout <ms>', 'a dataset transfer running longer fails (seed: 3600000, or bridge.transfer-timeout-ms)', int('--transfer-timeout', 1))
     .option('--globus-endpoint <id>', 'the HPC system\'s Globus endpoint (seed\'s bridge.globus-endpoint; accepted, the Globus mover is not wired in yet)')
+    .option('--transfer-max-rate <bytes>', 'caps the POSIX mover\'s copy rate in bytes a second (a shared filesystem; off by default)', int('--transfer-max-rate', 1))
     .option('--bridge-lease-ttl <ms>', 'a job\'s ownership lease: a dead bridge\'s jobs move after at most this long (default 10000)', int('--bridge-lease-ttl', 300));
 }
 
@@ -66,6 +68,7 @@ export function bridgeSettingsOf(flags: BridgeFlags, applied: Pick<AppliedSettin
     ...pick(flags.transferTimeout ?? set.transferTimeoutMs, 'transferTimeoutMs'),
     ...pick(flags.globusEndpoint ?? set.globusEndpoint, 'globusEndpoint'),
     ...pick(flags.bridgeLeaseTtl, 'leaseTtlMs'),
+    ...pick(flags.transferMaxRate, 'maxBytesPerSecond'),
     ...(flops === undefined && gb === undefined ? {} : { thresholds: { hpcFlops: flops ?? DEFAULT_THRESHOLDS.hpcFlops, hpcDatasetGb: gb ?? DEFAULT_THRESHOLDS.hpcDatasetGb } }),
   };
 }
