@@ -14,6 +14,8 @@
  * - simulate: simulated nodes publishing telemetry and running their dispatches, plus request load.
  * - central: the central orchestrator and its API (global view, history, alerts); every replica
  *   consumes every summary, the holder of the lease `central` writes the history and the alerts.
+ * - bridge: the training bridge; replicas share submissions through one consumer group and own each
+ *   HPC job through its lease `bridge/job/<id>` (fenced writes), so no two transfer or submit one job.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.ts';
@@ -36,6 +38,7 @@ import { startInferenceModule } from './modules/inference.ts';
 import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
 import { startCentralModule, type CentralModule, type CentralOptions } from './modules/central.ts';
+import { startBridgeModule, startTrainingApiModule, type BridgeModule, type BridgeModuleOptions } from './modules/bridge.ts';
 
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
@@ -166,6 +169,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   const inference = await system.start(() => startInferenceModule(engines, { geozones, metrics, keys: access.keys, audit: access.audit, ...(options.telemetryIntervalMs ? { telemetryIntervalMs: options.telemetryIntervalMs } : {}) }));
   const mesh = await system.start(() => startMeshModule(engines, { writer: 'view', geozones, metrics, ...(options.offlineAfterMs ? { offlineAfterMs: options.offlineAfterMs } : {}) }));
   inference.attachMesh(mesh);
+  // Training submissions are taken here and driven by `arcnet bridge` replicas; their hpc messages reach this console.
+  await system.start(() => startTrainingApiModule(engines, { hub: inference.hub }));
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
   return { ...roleProcess(system, `server at ${api.url} (API, console at ${api.url}/, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
 }
@@ -228,4 +233,13 @@ export async function startSimulatorProcess(options: SimulatorProcessOptions): P
   const system = new System('simulate', engines);
   const simulator = await system.start(() => startSimulatorModule(engines, { ...simulatorOptions, silencesPerHour: 0 }));
   return { ...roleProcess(system, `${options.nodes} simulated nodes in ${options.geozones.join(', ')}${options.rate > 0 ? `, ${options.rate} req/s` : ''}`, undefined, false), simulator };
+}
+
+export type BridgeProcessOptions = DistributedProcessOptions & { readonly geozones: readonly string[]; readonly bridge: Omit<BridgeModuleOptions, 'hub' | 'routes'> };
+
+/** The training bridge alone (`arcnet bridge`): submissions from Kafka, job state in PostgreSQL; the API servers take the submissions. */
+export async function startBridgeProcess(options: BridgeProcessOptions): Promise<RoleProcess & { bridge: BridgeModule }> {
+  const summary = `training bridge (group arc-bridge; HPC jobs owned through leases bridge/job/<id>; staging ${options.bridge.config.stagingDir})`;
+  const { process, module } = await startHealthPortRole('bridge', options, summary, (engines) => startBridgeModule(engines, options.bridge));
+  return { ...process, bridge: module };
 }

@@ -1,6 +1,6 @@
 /**
  * The distributed roles as commands (seed 000 "Running Components"): `arcnet aggregator`,
- * `arcnet scheduler`, `arcnet server`, `arcnet central`, each on Kafka and PostgreSQL from flags, the seed's
+ * `arcnet scheduler`, `arcnet server`, `arcnet central`, `arcnet bridge`, each on Kafka and PostgreSQL from flags, the seed's
  * environment variables or a config file (`src/main/settings.ts`), started by `src/main/roles.ts`.
  * Each prints what it runs, logs to stderr, and stops cleanly on SIGINT/SIGTERM.
  */
@@ -14,6 +14,7 @@ import { startOrExplain, portInUse, stopOnSignal } from '../lifecycle.ts';
 import { corsOriginOption, corsOriginsOf, fraction, int, list, logLevelOption, usage } from '../options.ts';
 import { commandSettings } from '../settings.ts';
 import { serverTlsConfig, serverTlsOf, withServerTlsOptions, type TlsFlags } from '../tls-options.ts';
+import { bridgeSettingsOf, withBridgeOptions, type BridgeFlags } from '../bridge-options.ts';
 
 export interface RoleFlags extends EngineFlags, TlsFlags {
   geozone?: string[];
@@ -177,5 +178,23 @@ export function registerRoleCommands(program: Command): void {
         }),
       );
       runRole('central', role);
+    });
+
+  withBridgeOptions(withHttpOptions(withEngineOptions(program.command('bridge'))))
+    .description('training bridge on Kafka and PostgreSQL: classifies arc.job.submission, announces federated jobs, moves HPC datasets and runs them on Slurm; replicas share the work, one owner per job through its lease')
+    .action(async (flags: RoleFlags & HttpFlags & BridgeFlags) => {
+      const resolved = await resolveRole(flags, 'bridge');
+      const [{ startBridgeProcess }, { withDefaults }, { bridgeOptionsOf }, engines] = await Promise.all([
+        import('../../main/roles.ts'),
+        import('../../main/config.ts'),
+        import('../../main/modules/bridge.ts'),
+        distributedEngines(resolved),
+      ]);
+      const settings = withDefaults({ bridge: bridgeSettingsOf(flags, resolved.applied) }).bridge;
+      const http = healthPort(flags, resolved.applied);
+      const role = await startOrExplain(portInUse('--http-port', http.http?.port ?? 0, flags.httpHost), () =>
+        startBridgeProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, bridge: bridgeOptionsOf(settings, resolved.applied.dataDir ?? '.arcnet'), ...http }),
+      );
+      runRole('bridge', role);
     });
 }

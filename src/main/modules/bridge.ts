@@ -97,18 +97,39 @@ function chooseMover(options: BridgeModuleOptions, journal: TransferJournal): Da
   return new PosixDataMover({ journal, ...(options.chunkBytes ? { chunkBytes: options.chunkBytes } : {}), ...(options.maxBytesPerSecond ? { maxBytesPerSecond: options.maxBytesPerSecond } : {}) });
 }
 
+/** The console's `hpc` messages from what any bridge publishes (an `arcnet bridge` elsewhere too), from now on. */
+function feedHpc(engines: Engines, hub: ConsoleHub | undefined): Promise<Consumer | undefined> {
+  if (!hub) return Promise.resolve(undefined);
+  return engines.bus.subscribe(`${engines.instanceId}-hpc-feed`, [topics.bridgePending, topics.bridgeIngress], 'HpcJob', (job) => hub.hpc(job), { startAt: 'latest' });
+}
+
+const trainingRoutes = (engines: Engines): ModuleHandle['api'] => ({
+  routes: [(app) => registerTrainingRoutes(app, { bus: engines.bus, documents: engines.stores.documents, kv: engines.stores.kv, clock: engines.clock })],
+});
+
+/**
+ * The training API without a bridge, for `arcnet server`: submissions are stored and published, and
+ * the bridges (`arcnet bridge`) consume them; the console gets their `hpc` messages.
+ */
+export async function startTrainingApiModule(engines: Engines, options: { readonly hub?: ConsoleHub }): Promise<ModuleHandle> {
+  const feed = await feedHpc(engines, options.hub);
+  return {
+    name: 'training',
+    api: trainingRoutes(engines),
+    health: () => ({ ready: true, details: { routes: '/api/v1/training', bridge: 'elsewhere (arcnet bridge)' } }),
+    stop: async () => {
+      await feed?.close();
+    },
+  };
+}
+
 export async function startBridgeModule(engines: Engines, options: BridgeModuleOptions): Promise<BridgeModule> {
   const { bus, stores, clock, logger, instanceId } = engines;
   const journal = new KvTransferJournal(stores.kv);
   const mover = chooseMover(options, journal);
   const scheduler = chooseScheduler(options);
   const bridgeLogger = logger.child({ component: 'bridge' });
-  // The feed reads what any bridge publishes, so an `arcnet bridge` elsewhere shows here too; from now on only.
-  let feed: Consumer | undefined;
-  const hub = options.hub;
-  if (hub) {
-    feed = await bus.subscribe(`${instanceId}-hpc-feed`, [topics.bridgePending, topics.bridgeIngress], 'HpcJob', (job) => hub.hpc(job), { startAt: 'latest' });
-  }
+  const feed = await feedHpc(engines, options.hub);
   const bridge = new TrainingBridge({ bus, documents: stores.documents, kv: stores.kv, leases: stores.leases, clock, logger: bridgeLogger, instanceId, mover, scheduler, config: options.config });
   try {
     await bridge.start();
@@ -119,7 +140,7 @@ export async function startBridgeModule(engines: Engines, options: BridgeModuleO
   return {
     name: 'bridge',
     bridge,
-    ...(options.routes ? { api: { routes: [(app) => registerTrainingRoutes(app, { bus, documents: stores.documents, kv: stores.kv, clock })] } } : {}),
+    ...(options.routes ? { api: trainingRoutes(engines) } : {}),
     health: () => {
       const stats = bridge.stats();
       const details = {
