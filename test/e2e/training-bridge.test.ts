@@ -15,6 +15,7 @@ import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FeedHpc } from '../../src/contracts/console.ts';
 import type { TrainingRecord } from '../../src/training/model.ts';
+import { DEFAULT_SCRIPT } from '../../src/training/bridge.ts';
 import { needEngines } from '../support/engines.ts';
 import { FeedClient } from '../support/feed.ts';
 import { CLI, freePort } from '../support/processes.ts';
@@ -140,7 +141,10 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge end to end: arcne
     const set = dataset('set.bin', 2 * 1024 * 1024 + 5);
     const feed = await FeedClient.connect(url, ENV['ARCNET_API_KEY']!);
     try {
-      const id = await submit(['--dataset', set.path, '--size-gb', '250', '--flops', '1e15', '--geozone', 'CAISO']);
+      // The default script a second slower: a job quicker than one poll interval would go from queued to completed unseen running.
+      const script = join(dir, 'default-slower.sh');
+      writeFileSync(script, DEFAULT_SCRIPT.replace('set -eu\n', 'set -eu\nsleep 1\n'));
+      const id = await submit(['--dataset', set.path, '--size-gb', '250', '--flops', '1e15', '--geozone', 'CAISO', '--script', script]);
       const watch = cli(['train', 'get', id, '--watch', '--server', url, '--interval', '200'], 90_000);
       const done = await waitFor(id, 'completed', 60_000);
       expect(done).toMatchObject({ target: 'hpc', routingReason: 'dataset 250 GB is over the 100 GB HPC threshold' });

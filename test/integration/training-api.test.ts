@@ -7,6 +7,7 @@
  * writes the checkpoint that is recorded; failures and cancels end in the right state with the reason.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,12 @@ import type { FederatedTask, HpcJob, SystemEvent } from '../../src/contracts/mes
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { withDefaults, type BridgeSettings } from '../../src/main/config.ts';
 import { TRAINING_COLLECTION, type TrainingRecord } from '../../src/training/model.ts';
+import { systemClock } from '../../src/core/clock.ts';
+import { silentLogger } from '../../src/core/logging.ts';
+import { DEFAULT_BRIDGE_CONFIG, DEFAULT_SCRIPT, TrainingBridge } from '../../src/training/bridge.ts';
+import { PosixDataMover } from '../../src/training/posix-mover.ts';
+import { SlurmScheduler } from '../../src/training/slurm-scheduler.ts';
+import { KvTransferJournal } from '../../src/main/modules/bridge.ts';
 import { needEngines } from '../support/engines.ts';
 import { SLURM_CONF } from '../support/slurm.ts';
 import { until } from '../support/until.ts';
@@ -175,6 +182,8 @@ describe('training API and classification (no HPC scheduler)', () => {
 });
 
 const slurm = needEngines('slurm');
+/** The default script, a second slower: a job quicker than one poll interval goes from queued to completed unseen running. */
+const SLOWER_DEFAULT = DEFAULT_SCRIPT.replace('set -eu\n', 'set -eu\nsleep 1\n');
 
 describe.skipIf(!slurm.available)(slurm.title('training bridge on real Slurm and the POSIX mover'), () => {
   let h: Harness;
@@ -194,7 +203,7 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge on real Slurm and
 
   it('moves a job through every state: the data arrives verified, the Slurm job reads it and writes the checkpoint that is recorded', async () => {
     const set = dataset(data, 1024 * 1024 + 17);
-    const { json } = await h.call('POST', '/api/v1/training', { datasetUri: set.uri, datasetSizeGb: 250, estimatedFlops: 1, geozone: 'CAISO' });
+    const { json } = await h.call('POST', '/api/v1/training', { datasetUri: set.uri, datasetSizeGb: 250, estimatedFlops: 1, geozone: 'CAISO', script: SLOWER_DEFAULT });
     const id = String(json['id']);
     const done = await h.waitFor(id, 'completed', 60_000);
     expect(done.hpc).toMatchObject({ sha256: set.sha256, bytesTransferred: 1024 * 1024 + 17, progress: 1, nativeState: 'COMPLETED', exitCode: 0 });
@@ -226,6 +235,41 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge on real Slurm and
     const failed = await h.waitFor(String(json['id']), 'failed', 10_000);
     expect(failed.hpc?.reason).toMatch(/^transfer failed \(SOURCE_MISSING\)/);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('with two bridge replicas, each job has one owner: one transfer, one Slurm job, one pass through the states', async () => {
+    const { stores, bus } = h.system;
+    const second = new TrainingBridge({
+      bus,
+      documents: stores.documents,
+      kv: stores.kv,
+      leases: stores.leases,
+      clock: systemClock,
+      logger: silentLogger,
+      instanceId: 'replica-2',
+      mover: new PosixDataMover({ journal: new KvTransferJournal(stores.kv), chunkBytes: 64 * 1024 }),
+      scheduler: new SlurmScheduler({ slurmConf: SLURM_CONF }),
+      config: { ...DEFAULT_BRIDGE_CONFIG, stagingDir: join(h.staging, 'staging'), pollIntervalMs: 200, scanIntervalMs: 300, leaseTtlMs: 3_000, progressIntervalMs: 50 },
+    });
+    await second.start();
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const set = dataset(data, 200 * 1024 + i, `replica-${i}.bin`);
+        ids.push(String((await h.call('POST', '/api/v1/training', { datasetUri: set.uri, datasetSizeGb: 1, estimatedFlops: 1, target: 'hpc', script: SLOWER_DEFAULT })).json['id']));
+      }
+      for (const id of ids) await h.waitFor(id, 'completed', 60_000);
+      for (const id of ids) {
+        const statuses = (await stores.documents.history<TrainingRecord>(TRAINING_COLLECTION, id)).map((v) => v.body!.status);
+        // Progress rewrites repeat `transferring`; no state is ever entered twice.
+        const entered = statuses.filter((s, i) => s !== statuses[i - 1]);
+        expect(entered).toEqual(['submitted', 'pending', 'transferring', 'queued', 'running', 'completed']);
+        const slurmJobs = execFileSync('squeue', ['--states=all', '--noheader', `--name=arcnet-${id}`, '--format=%i'], { env: { ...process.env, SLURM_CONF }, encoding: 'utf8' }).trim().split('\n');
+        expect(slurmJobs).toHaveLength(1);
+      }
+    } finally {
+      await second.stop();
+    }
   });
 
   it('cancels a running job on Slurm and ends cancelled with the reason', async () => {
