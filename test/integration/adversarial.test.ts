@@ -123,7 +123,7 @@ describe('adversarial: identity and access', () => {
     expect(reach('enrolment')).toEqual(['GET /agent', 'GET /api/v1/whoami', 'POST /api/v1/nodes/register']);
     expect(reach('viewer').filter((r) => !r.startsWith('GET '))).toEqual([]);
     expect(reach('viewer').filter((r) => /tokens|audit/.test(r))).toEqual([]);
-    expect(reach('developer').filter((r) => !r.startsWith('GET '))).toEqual(['POST /api/v1/inference', 'POST /api/v1/jobs']);
+    expect(reach('developer').filter((r) => !r.startsWith('GET '))).toEqual(['POST /api/v1/inference', 'POST /api/v1/jobs', 'POST /api/v1/training', 'POST /api/v1/training/:id/cancel']);
   });
 
   it('will not start a server with a route that declares no access rule', async () => {
