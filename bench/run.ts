@@ -17,6 +17,10 @@
  *     event-to-screen p99 <= 1 s; skipped when Chromium or the built console (web/dist) is missing.
  *  7. Decision record writes on the SQLite store (bench/records.ts): as bitemporal documents vs
  *     write-once records, per record on the event loop: goal records >= 5x cheaper.
+ *  8. Training jobs classified and routed through the real bridge (bench/training.ts): goal >= 5,000/s.
+ *  9. The POSIX data mover against a plain `cp` of the same file (bench/data-mover.ts): goal >= 80 %.
+ * 10. Slurm status queries per poll cycle with 1,000 held jobs in flight (bench/slurm.ts): goal 1;
+ *     skipped when the project's Slurm (scripts/slurm.sh) does not answer.
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -47,6 +51,9 @@ import { jobsSection } from './jobs.ts';
 import { kafkaSection } from './kafka.ts';
 import { consoleSection } from './console.ts';
 import { recordsSection } from './records.ts';
+import { trainingSection } from './training.ts';
+import { dataMoverSection } from './data-mover.ts';
+import { slurmSection } from './slurm.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -326,6 +333,18 @@ async function main(): Promise<void> {
     if (runs(7)) {
       console.log('');
       await recordsSection(dir, quick);
+    }
+    if (runs(8)) {
+      console.log('');
+      await trainingSection(dir, quick);
+    }
+    if (runs(9)) {
+      console.log('');
+      await dataMoverSection(dir, quick);
+    }
+    if (runs(10)) {
+      console.log('');
+      await slurmSection(quick, 10);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

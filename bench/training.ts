@@ -91,7 +91,7 @@ export async function trainingThroughput(dir: string, jobs: number): Promise<Tra
 
 export async function trainingSection(dir: string, quick: boolean): Promise<void> {
   const jobs = quick ? 5_000 : 20_000;
-  console.log(`N. Training jobs: ${jobs.toLocaleString('en')} TrainingJobs on arc.job.submission through the real bridge (SQLite file, memory bus): store, classify, store the classification (CAS), publish on arc.scheduler.training / arc.bridge.pending; no HPC scheduler (no lease, no transfer)`);
+  console.log(`8. Training jobs: ${jobs.toLocaleString('en')} TrainingJobs on arc.job.submission through the real bridge (SQLite file, memory bus): store, classify, store the classification (CAS), publish on arc.scheduler.training / arc.bridge.pending; no HPC scheduler (no lease, no transfer)`);
   const workDir = join(dir, 'training');
   try {
     const r = await trainingThroughput(workDir, jobs);
