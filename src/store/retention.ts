@@ -60,11 +60,12 @@ export interface RetentionPolicy {
 }
 
 /**
- * Node documents (a version per telemetry report) and worker records (one per heartbeat) are state
- * that churns; jobs and job executions keep every version, since their history is the audit trail.
+ * Node documents (a version per telemetry report), worker records (one per heartbeat) and the central
+ * orchestrator's global view (one per zone per summary) are state that churns; jobs, job executions
+ * and training jobs keep every version, since their history is the audit trail.
  */
 export const DEFAULT_RETENTION: RetentionPolicy = {
-  collections: ['nodes', 'workers'],
+  collections: ['nodes', 'workers', 'global_view'],
   tiers: [
     { olderThanMs: DAY_MS, everyMs: MINUTE_MS },
     { olderThanMs: 7 * DAY_MS, everyMs: HOUR_MS },

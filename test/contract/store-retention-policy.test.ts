@@ -7,7 +7,7 @@ import { DAY_MS, DEFAULT_RETENTION, HOUR_MS, MINUTE_MS, resolveRetention } from 
 describe('retention policy', () => {
   it('is on with the documented defaults when not given, and off with false', () => {
     expect(resolveRetention(undefined)).toEqual({
-      collections: ['nodes', 'workers'],
+      collections: ['nodes', 'workers', 'global_view'],
       tiers: [
         { olderThanMs: DAY_MS, everyMs: MINUTE_MS },
         { olderThanMs: 7 * DAY_MS, everyMs: HOUR_MS },
