@@ -22,6 +22,8 @@
  *   with the count in `details.held`. Status changes still send the node's `telemetry` every time.
  * - A client whose socket holds more than `maxBufferedBytes` beyond its first burst is closed with
  *   4008: skipping messages silently would make gaps, closing makes it resume.
+ * - The latest `hpc` message of each HPC job is kept (at most `SNAPSHOT_HPC_JOBS`, finished ones for
+ *   `SNAPSHOT_HPC_FINISHED_MS`), so a console that connects mid-job gets it in the snapshot.
  */
 import type { WebSocket } from 'ws';
 import { decodeGeohash, isGeohash } from '../core/geohash.ts';
@@ -35,6 +37,10 @@ export const SYSTEM_PER_KIND_PER_SECOND = 20;
 export const CLOSE_TOO_SLOW = 4008;
 export const TOO_SLOW_REASON = 'too slow: resume with session/since';
 export const UNKNOWN_SESSION = 'session unknown: the server restarted or it expired';
+/** HPC jobs the snapshot carries: at most this many, finished ones for this long after they ended. */
+export const SNAPSHOT_HPC_JOBS = 200;
+export const SNAPSHOT_HPC_FINISHED_MS = 10 * 60_000;
+const HPC_FINAL: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 
 export interface ConsoleHubOptions {
   /** The process's instance id: a client seeing it change knows the server restarted. */
@@ -67,6 +73,7 @@ export interface NodeSource {
 }
 
 type FoldedCounts = FeedFolded['inference'];
+type HpcBody = Omit<FeedHpc, 'seq'>;
 type InferenceStatus = FeedInference['status'];
 
 /** A dispatch or a result, as the tracker saw it (src/api/inference-observer.ts). */
@@ -178,6 +185,8 @@ export class ConsoleHub {
   private tickedAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private centres: { at: number; byZone: Map<string, [number, number]> } | undefined;
+  /** Each HPC job's latest message and, once finished, when (this clock): oldest update first. */
+  private readonly hpcJobs = new Map<string, { message: HpcBody; finishedAt: number | null }>();
 
   constructor(options: ConsoleHubOptions) {
     this.serverInstance = options.serverInstance;
@@ -238,8 +247,10 @@ export class ConsoleHub {
     this.append(session, tailOf(this.hello(session, false, resync)), now);
     if (request.snapshot === 'telemetry') {
       for (const node of this.nodes.all()) this.append(session, tailOf({ type: 'telemetry', node: consoleNode(node) }), now);
+      // Seed 001's form has no snapshot: the current HPC jobs come as its own `hpc` messages.
+      for (const job of this.currentHpcJobs(now)) this.append(session, tailOf(job), now);
     } else {
-      this.append(session, tailOf({ type: 'snapshot', nodes: [...this.nodes.all()].map((n) => consoleNode(n)), events: [...this.recent].reverse(), timestamp: new Date(now).toISOString() }), now);
+      this.append(session, tailOf({ type: 'snapshot', nodes: [...this.nodes.all()].map((n) => consoleNode(n)), events: [...this.recent].reverse(), timestamp: new Date(now).toISOString(), hpcJobs: this.currentHpcJobs(now) }), now);
     }
     this.settleBurst(session);
   }
@@ -281,8 +292,7 @@ export class ConsoleHub {
    * rated: the bridge sends a job's progress at most twice a second, and every state change must show.
    */
   hpc(job: HpcJob): void {
-    if (this.sessions.size === 0) return;
-    const message: Omit<FeedHpc, 'seq'> = {
+    const message: HpcBody = {
       type: 'hpc',
       jobId: job.id,
       sourceNodeId: job.sourceNodeId ?? '',
@@ -291,8 +301,48 @@ export class ConsoleHub {
       progress: job.progress ?? 0,
       bytesTransferred: job.bytesTransferred,
       timestamp: job.updatedAt ?? new Date().toISOString(),
+      ...(job.geozone === undefined ? {} : { geozone: job.geozone }),
+      ...(job.schedulerJobId === undefined ? {} : { schedulerJobId: job.schedulerJobId }),
+      ...(job.reason === undefined ? {} : { reason: job.reason }),
+      ...(job.checkpointUri === undefined ? {} : { checkpointUri: job.checkpointUri }),
     };
+    this.keepHpc(message);
+    if (this.sessions.size === 0) return;
     this.broadcast(tailOf(message));
+  }
+
+  /** The latest message per job, moved to the newest end; past the bound, finished jobs go first, then the oldest updated. */
+  private keepHpc(message: HpcBody): void {
+    const known = this.hpcJobs.get(message.jobId);
+    const finishedAt = HPC_FINAL.has(message.status) ? (known?.finishedAt ?? Date.now()) : null;
+    this.hpcJobs.delete(message.jobId);
+    this.hpcJobs.set(message.jobId, { message, finishedAt });
+    if (this.hpcJobs.size <= SNAPSHOT_HPC_JOBS) return;
+    this.dropFinishedHpc(Date.now() - SNAPSHOT_HPC_FINISHED_MS);
+    if (this.hpcJobs.size <= SNAPSHOT_HPC_JOBS) return;
+    this.dropFinishedHpc(Infinity, this.hpcJobs.size - SNAPSHOT_HPC_JOBS);
+    for (const id of this.hpcJobs.keys()) {
+      if (this.hpcJobs.size <= SNAPSHOT_HPC_JOBS) break;
+      this.hpcJobs.delete(id);
+    }
+  }
+
+  /** Drops finished jobs that ended before `before`, oldest update first, at most `count`. */
+  private dropFinishedHpc(before: number, count = Infinity): void {
+    let dropped = 0;
+    for (const [id, kept] of this.hpcJobs) {
+      if (dropped >= count) break;
+      if (kept.finishedAt !== null && kept.finishedAt < before) {
+        this.hpcJobs.delete(id);
+        dropped++;
+      }
+    }
+  }
+
+  /** What a new session's snapshot carries: every unfinished job and the recently finished ones. */
+  private currentHpcJobs(now: number): HpcBody[] {
+    this.dropFinishedHpc(now - SNAPSHOT_HPC_FINISHED_MS);
+    return [...this.hpcJobs.values()].map((kept) => kept.message);
   }
 
   /** A system event; a node's status change also goes out as its `telemetry`, so the map can turn it offline. */

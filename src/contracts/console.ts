@@ -64,6 +64,12 @@ export interface FeedSnapshot extends Sequenced {
   /** Newest first. */
   events: FeedSystem[];
   timestamp: string;
+  /**
+   * The latest `hpc` message of every HPC job not finished, and of those finished in the last 10
+   * minutes (at most 200, the most recently updated), oldest update first: a console that connects
+   * mid-job sees it at once. Absent from servers before it was added.
+   */
+  hpcJobs?: Omit<FeedHpc, 'seq'>[];
 }
 
 export interface FeedTelemetry extends Sequenced {
@@ -109,6 +115,12 @@ export interface FeedHpc extends Sequenced {
   progress: number;
   bytesTransferred: number;
   timestamp: string;
+  // ArcNet additions (the HpcJob's own optional fields): the requester's zone, Slurm's job id, why it
+  // is in this state, the checkpoint a completed job wrote.
+  geozone?: string;
+  schedulerJobId?: string;
+  reason?: string;
+  checkpointUri?: string;
 }
 
 export interface FeedSystem extends Sequenced {

@@ -4,15 +4,15 @@
  * reason, per-client inference rates folded into counts, seed 001's snapshot form, refusals before
  * the upgrade, and a slow client closed with 4008 that then resumes without a gap.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { newId, seededUuid } from '../../src/core/ids.ts';
-import { NodeTelemetryV2, type NodeTelemetry } from '../../src/contracts/messages.ts';
-import type { FeedFolded, FeedHello, FeedMessage, FeedSnapshot, FeedSystem } from '../../src/contracts/console.ts';
+import { NodeTelemetryV2, type HpcJob, type NodeTelemetry } from '../../src/contracts/messages.ts';
+import type { FeedFolded, FeedHello, FeedHpc, FeedMessage, FeedSnapshot, FeedSystem } from '../../src/contracts/console.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import { withDefaults } from '../../src/main/config.ts';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
-import { CLOSE_TOO_SLOW, SYSTEM_PER_KIND_PER_SECOND, TOO_SLOW_REASON, UNKNOWN_SESSION } from '../../src/api/console-hub.ts';
+import { CLOSE_TOO_SLOW, ConsoleHub, SNAPSHOT_HPC_FINISHED_MS, SNAPSHOT_HPC_JOBS, SYSTEM_PER_KIND_PER_SECOND, TOO_SLOW_REASON, UNKNOWN_SESSION } from '../../src/api/console-hub.ts';
 import { keyed } from '../support/api-key.ts';
 import { until } from '../support/until.ts';
 
@@ -76,6 +76,22 @@ function outcome(messages: readonly FeedMessage[], id: string): string[] {
   return messages.flatMap((m) => (m.type === 'inference' && m.requestId === id ? [m.status] : m.type === 'rejection' && m.requestId === id ? ['rejected'] : []));
 }
 const settled = (messages: readonly FeedMessage[], id: string): boolean => ['completed', 'failed', 'rejected'].includes(outcome(messages, id).at(-1) ?? '');
+
+/** An HpcJob as the training bridge publishes it on arc.bridge.pending / ornl.bridge.ingress. */
+function hpcJob(name: string, overrides: Partial<HpcJob> = {}): HpcJob {
+  const id = seededUuid(`feed-hpc-${name}`);
+  return {
+    schemaVersion: 1, id, trainingJobId: id, datasetUri: `file:///data/${name}.bin`, datasetSizeGb: 2, destination: `/staging/${id}/${name}.bin`,
+    status: 'transferring', bytesTransferred: 0, submittedAt: new Date().toISOString(), progress: 0, updatedAt: new Date().toISOString(), ...overrides,
+  };
+}
+
+/** Just enough of a ws socket for ConsoleHub.connect: it records what is sent. */
+function fakeSocket(): { socket: WebSocket; sent: FeedMessage[] } {
+  const sent: FeedMessage[] = [];
+  const socket = { OPEN: 1, readyState: 1, bufferedAmount: 0, on: () => socket, send: (text: string) => sent.push(JSON.parse(text) as FeedMessage), close: () => undefined };
+  return { socket: socket as unknown as WebSocket, sent };
+}
 
 describe('console feed /telemetry', () => {
   let system: EmbeddedSystem;
@@ -278,6 +294,80 @@ describe('console feed /telemetry', () => {
     expect(storm.some((m) => typeof m.details?.['held'] === 'number' && m.message.includes(`more ${kind} events`))).toBe(true);
     expect(feed.firstGap()).toBeUndefined();
     await feed.close();
+  });
+
+  it('carries the current HPC jobs in the snapshot (latest message of each, published before anyone listened), then their live hpc messages', async () => {
+    const source = seededUuid('feed-hpc-source');
+    // No feed of this test is open yet: the hub keeps the jobs' latest state all the same.
+    await system.bus.publish(topics.bridgePending, 'HpcJob', hpcJob('moving', { status: 'pending', sourceNodeId: source, geozone: 'CAISO' }));
+    await system.bus.publish(topics.bridgePending, 'HpcJob', hpcJob('moving', { progress: 0.25, bytesTransferred: 500, sourceNodeId: source, geozone: 'CAISO' }));
+    await system.bus.publish(topics.bridgePending, 'HpcJob', hpcJob('moving', { progress: 0.5, bytesTransferred: 1_000, sourceNodeId: source, geozone: 'CAISO' }));
+    await system.bus.publish(topics.bridgeIngress, 'HpcJob', hpcJob('done', { status: 'completed', progress: 1, bytesTransferred: 2_000, schedulerJobId: '42', checkpointUri: 'file:///staging/ckpt' }));
+    const moving = seededUuid('feed-hpc-moving');
+    const done = seededUuid('feed-hpc-done');
+    const snapshotOf = async (): Promise<FeedSnapshot> => {
+      const feed = await open();
+      await feed.waitFor((m) => m.length >= 2, 'hello and snapshot');
+      return feed.messages[1] as FeedSnapshot;
+    };
+    // The bus hands the messages to the hub asynchronously: a later session's snapshot has them all.
+    const snapshot = await until(async () => {
+      const s = await snapshotOf();
+      return s.hpcJobs?.find((j) => j.jobId === moving)?.progress === 0.5 && s.hpcJobs.some((j) => j.jobId === done) ? s : undefined;
+    }, 'a snapshot with both HPC jobs', 5_000, { intervalMs: 50 });
+    const jobs = snapshot.hpcJobs!.filter((j) => j.jobId === moving || j.jobId === done);
+    // One entry per job, its latest message, oldest update first; no seq (they are not messages of the session).
+    expect(jobs.map((j) => j.jobId)).toEqual([moving, done]);
+    expect(jobs[0]).toEqual({ type: 'hpc', jobId: moving, sourceNodeId: source, datasetSizeGb: 2, status: 'transferring', progress: 0.5, bytesTransferred: 1_000, timestamp: expect.any(String), geozone: 'CAISO' });
+    expect(jobs[1]).toMatchObject({ type: 'hpc', jobId: done, sourceNodeId: '', status: 'completed', progress: 1, schedulerJobId: '42', checkpointUri: 'file:///staging/ckpt' });
+    expect(jobs.some((j) => 'seq' in j)).toBe(false);
+
+    // Seed 001's form has no snapshot: the same jobs follow the nodes as hpc messages of the session.
+    const seed = await open('snapshot=telemetry');
+    await seed.waitFor((m) => m.filter((x) => x.type === 'hpc').length >= 2, 'the HPC jobs as hpc messages');
+    expect(seed.messages.filter((x): x is FeedHpc => x.type === 'hpc' && (x.jobId === moving || x.jobId === done)).map((x) => [x.jobId, x.status, x.progress])).toEqual([[moving, 'transferring', 0.5], [done, 'completed', 1]]);
+    expect(seed.firstGap()).toBeUndefined();
+
+    // Live: the next state goes out to the open session, and the next snapshot has it instead.
+    const feed = await open();
+    await feed.waitFor((m) => m.length >= 2, 'hello and snapshot');
+    await system.bus.publish(topics.bridgeIngress, 'HpcJob', hpcJob('moving', { status: 'queued', progress: 1, bytesTransferred: 2_000, sourceNodeId: source, geozone: 'CAISO' }));
+    await feed.waitFor((m) => m.some((x) => x.type === 'hpc' && x.jobId === moving && x.status === 'queued'), 'the live hpc message');
+    expect(feed.firstGap()).toBeUndefined();
+    expect((await snapshotOf()).hpcJobs?.find((j) => j.jobId === moving)).toMatchObject({ status: 'queued', progress: 1 });
+  });
+
+  it(`keeps at most ${SNAPSHOT_HPC_JOBS} HPC jobs for the snapshot, finished ones first to go, and drops finished ones ${SNAPSHOT_HPC_FINISHED_MS / 60_000} minutes after they ended`, () => {
+    const start = Date.now();
+    const now = vi.spyOn(Date, 'now').mockReturnValue(start);
+    try {
+      const hub = new ConsoleHub({ serverInstance: 'bounds' });
+      const snapshotJobs = (): string[] => {
+        const { socket, sent } = fakeSocket();
+        hub.connect(socket, { snapshot: 'nodes', inferencePerSecond: null });
+        return ((sent[1] as FeedSnapshot).hpcJobs ?? []).map((j) => j.jobId);
+      };
+      hub.hpc(hpcJob('finished-early', { status: 'failed', reason: 'transfer failed' }));
+      for (let i = 0; i < SNAPSHOT_HPC_JOBS; i++) hub.hpc(hpcJob(`running-${i}`, { status: 'running', progress: 1 }));
+      // Over the bound: the finished job goes, not the oldest running one.
+      let ids = snapshotJobs();
+      expect(ids).toHaveLength(SNAPSHOT_HPC_JOBS);
+      expect(ids).not.toContain(seededUuid('feed-hpc-finished-early'));
+      expect(ids[0]).toBe(seededUuid('feed-hpc-running-0'));
+      // A job that finishes stays for the snapshot for ten minutes after it ended, then goes; running ones stay.
+      hub.hpc(hpcJob('running-0', { status: 'completed', progress: 1 }));
+      now.mockReturnValue(start + SNAPSHOT_HPC_FINISHED_MS - 1_000);
+      hub.hpc(hpcJob('running-0', { status: 'completed', progress: 1 }));
+      ids = snapshotJobs();
+      expect(ids.at(-1)).toBe(seededUuid('feed-hpc-running-0'));
+      now.mockReturnValue(start + SNAPSHOT_HPC_FINISHED_MS + 1);
+      ids = snapshotJobs();
+      expect(ids).toHaveLength(SNAPSHOT_HPC_JOBS - 1);
+      expect(ids).not.toContain(seededUuid('feed-hpc-running-0'));
+      hub.closeAll();
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('gives seed 001\'s form on snapshot=telemetry: hello, then one telemetry message per node', async () => {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { applyMessages, connectionClosed, connectionState, initialFeedState, mergeRestNodes, type IncomingMessage } from '../../web/src/feed/state.ts';
-import type { ConsoleNode, FeedHello, FeedSystem } from '../../src/contracts/console.ts';
+import type { ConsoleNode, FeedHello, FeedHpc, FeedSystem } from '../../src/contracts/console.ts';
 
 const T = '2026-01-01T00:00:00.000Z';
 
@@ -76,6 +76,23 @@ describe('console feed state', () => {
     expect(s.lastSeq).toBe(2);
     expect([...s.nodes.keys()]).toEqual(['c']);
     expect(s.events).toEqual([]);
+  });
+
+  it("takes the snapshot's HPC jobs, then each job's latest hpc message; a snapshot without hpcJobs (an older server) keeps what was known", () => {
+    const hpc = (jobId: string, status: FeedHpc['status'], progress: number): Omit<FeedHpc, 'seq'> =>
+      ({ type: 'hpc', jobId, sourceNodeId: '', datasetSizeGb: 1, status, progress, bytesTransferred: Math.round(progress * 1000), timestamp: T });
+    let s = applyMessages(initialFeedState(), [
+      hello(1, 'S1'),
+      { type: 'snapshot', seq: 2, nodes: [], events: [], timestamp: T, hpcJobs: [hpc('j1', 'transferring', 0.4), hpc('j2', 'running', 1)] },
+    ]);
+    expect([...s.hpc.values()].map((j) => [j.jobId, j.status, j.progress])).toEqual([['j1', 'transferring', 0.4], ['j2', 'running', 1]]);
+    s = applyMessages(s, [{ ...hpc('j1', 'transferring', 0.7), seq: 3 }]);
+    // The latest message moves the job to the newest end.
+    expect([...s.hpc.values()].map((j) => [j.jobId, j.progress])).toEqual([['j2', 1], ['j1', 0.7]]);
+    s = applyMessages(s, [hello(1, 'S2'), { type: 'snapshot', seq: 2, nodes: [], events: [], timestamp: T }]);
+    expect([...s.hpc.keys()]).toEqual(['j2', 'j1']);
+    s = applyMessages(s, [hello(1, 'S3'), { type: 'snapshot', seq: 2, nodes: [], events: [], timestamp: T, hpcJobs: [hpc('j3', 'pending', 0)] }]);
+    expect([...s.hpc.keys()]).toEqual(['j3']);
   });
 
   it('adds folded counts to the request totals', () => {

@@ -8,7 +8,7 @@
  *
  * Sequence rules (src/contracts/console.ts): every message of a session carries `seq`, from 1, no
  * gaps. A `hello` that resumes our session continues it; any other `hello` starts a new session
- * (a resync, if it is not the first) and the `snapshot` after it replaces nodes and events. A seq
+ * (a resync, if it is not the first) and the `snapshot` after it replaces nodes, events and HPC jobs. A seq
  * at or below the last applied is a duplicate (dropped); one above the next expected is a gap
  * (counted, then applied). Seed 001's older feed sends no seq: its messages apply, and nothing is
  * counted, because there is nothing to count against.
@@ -98,7 +98,7 @@ export interface FeedState {
 
 export const EVENTS_KEPT = 500;
 export const INFERENCE_KEPT = 100;
-const HPC_KEPT = 100;
+const HPC_KEPT = 200;
 
 export function initialFeedState(): FeedState {
   return {
@@ -142,6 +142,10 @@ class Draft {
 
   replaceNodes(nodes: readonly ConsoleNode[]): void {
     this.nodesCopy = new Map(nodes.map((node) => [node.id, node]));
+  }
+
+  replaceHpc(jobs: readonly Body<FeedHpc>[]): void {
+    this.hpcCopy = new Map(jobs.map((job) => [job.jobId, job]));
   }
 
   hpc(): Map<string, Body<FeedHpc>> {
@@ -243,9 +247,13 @@ function step(draft: Draft, message: IncomingMessage): void {
     case 'rejection':
       rejection(draft, message);
       break;
-    case 'hpc':
-      draft.hpc().set(message.jobId, message);
+    case 'hpc': {
+      // Newest last: the map's order is the order of the jobs' latest messages, so trimming drops the stalest.
+      const jobs = draft.hpc();
+      jobs.delete(message.jobId);
+      jobs.set(message.jobId, message);
       break;
+    }
     case 'system':
       draft.addEvent(message);
       break;
@@ -309,6 +317,8 @@ function inSequence(draft: Draft, seq: number): boolean {
 function snapshot(draft: Draft, message: Body<FeedSnapshot>): void {
   draft.replaceNodes(message.nodes);
   draft.replaceEvents(message.events);
+  // A server before `hpcJobs` sends none: what the console knew stays until the jobs' next messages.
+  if (message.hpcJobs !== undefined) draft.replaceHpc(message.hpcJobs);
 }
 
 const TELEMETRY_DEFAULTS: Omit<ConsoleNode, 'id' | 'geohash' | 'energySource' | 'batteryLevel' | 'gpuUtilization' | 'modelsLoaded' | 'timestamp'> = {
