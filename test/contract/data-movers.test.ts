@@ -60,7 +60,8 @@ export async function killMidway(config: Record<string, unknown>, fraction: numb
   if (!killed) throw new Error(`the mover child ended before it was killed:\n${output}`);
 }
 
-async function posixHarness(): Promise<MoverHarness & { root: string }> {
+/** `sliceBytes` below the chunk size runs each chunk as several slices through the mover's pipeline. */
+async function posixHarness(sliceBytes?: number): Promise<MoverHarness & { root: string }> {
   const root = await mkdtemp(join(tmpdir(), 'arcnet-posix-mover-'));
   const journalDir = join(root, 'journal');
   await mkdir(join(root, 'src'), { recursive: true });
@@ -85,7 +86,7 @@ async function posixHarness(): Promise<MoverHarness & { root: string }> {
   return {
     root,
     chunkBytes,
-    mover: (options = {}) => new PosixDataMover({ chunkBytes, journal, beforeWrite, maxBytesPerSecond: options.bytesPerSecond, progressIntervalMs: 200, retry: { attempts: 4, baseMs: 20, capMs: 200 } }),
+    mover: (options = {}) => new PosixDataMover({ chunkBytes, sliceBytes, journal, beforeWrite, maxBytesPerSecond: options.bytesPerSecond, progressIntervalMs: 200, retry: { attempts: 4, baseMs: 20, capMs: 200 } }),
     source: async (name, bytes) => {
       const path = join(root, 'src', name);
       await writeFile(path, bytes);
@@ -111,7 +112,7 @@ async function posixHarness(): Promise<MoverHarness & { root: string }> {
     corruptNext: () => void (corrupt = true),
     transientFaultNext: () => void (transient = true),
     runAndKill: (spec, fraction, bytesPerSecond) =>
-      killMidway({ mover: 'posix', options: { chunkBytes, maxBytesPerSecond: bytesPerSecond, progressIntervalMs: 50 }, journalDir, spec }, fraction),
+      killMidway({ mover: 'posix', options: { chunkBytes, sliceBytes, maxBytesPerSecond: bytesPerSecond, progressIntervalMs: 50 }, journalDir, spec }, fraction),
     close: async () => {
       for (const restore of [...restores]) await restore();
       await rm(root, { recursive: true, force: true });
@@ -119,7 +120,8 @@ async function posixHarness(): Promise<MoverHarness & { root: string }> {
   };
 }
 
-dataMoverContract('posix', posixHarness);
+dataMoverContract('posix', () => posixHarness());
+dataMoverContract('posix (64 KiB slices of 256 KiB chunks)', () => posixHarness(64 * 1024));
 
 describe('POSIX mover', () => {
   let harness: Awaited<ReturnType<typeof posixHarness>> | undefined;
@@ -174,6 +176,70 @@ describe('POSIX mover', () => {
     const again = await harness.mover().transfer({ ...spec, transferId: 'r2' });
     expect(again).toMatchObject({ status: 'completed', sha256: sha(changed), bytesResent: 0 });
     expect(Buffer.compare(await readFile(destination.path), changed)).toBe(0);
+  });
+
+  it('retries a chunk that fails mid-way (slices before written, after hashed ahead): the whole-file hash rolls back', async () => {
+    harness = await posixHarness();
+    const { chunkBytes } = harness;
+    const slice = chunkBytes / 4;
+    const bytes = randomBytes(chunkBytes * 4 + 1_000);
+    const source = await harness.source('w.bin', bytes);
+    const destination = harness.destination('w.bin');
+    let thrown = false;
+    const mover = new PosixDataMover({
+      chunkBytes,
+      sliceBytes: slice,
+      retry: { attempts: 3, baseMs: 5, capMs: 10 },
+      beforeWrite: (write) => {
+        if (write.chunk === 2 && write.offset === chunkBytes * 2 + slice * 2 && !thrown) {
+          thrown = true;
+          throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+        }
+      },
+    });
+    const outcome = await mover.transfer({ transferId: 'w', source: source.uri, destination: destination.uri });
+    expect(thrown).toBe(true);
+    expect(outcome).toEqual({ status: 'completed', bytesTransferred: bytes.length, sha256: sha(bytes), bytesResent: slice * 2 });
+    expect(Buffer.compare(await readFile(destination.path), bytes)).toBe(0);
+  });
+
+  it('redoes a chunk whose fsync fails while the next one reads ahead, and nothing of the next is written before it commits', async () => {
+    harness = await posixHarness();
+    const { chunkBytes } = harness;
+    const bytes = randomBytes(chunkBytes * 4);
+    const source = await harness.source('g.bin', bytes);
+    const destination = harness.destination('g.bin');
+    let failed = false;
+    const writes: number[] = [];
+    const mover = new PosixDataMover({
+      chunkBytes,
+      sliceBytes: chunkBytes / 4,
+      retry: { attempts: 3, baseMs: 5, capMs: 10 },
+      beforeWrite: (write) => void writes.push(write.chunk),
+      beforeCommit: async (chunk) => {
+        if (chunk !== 1 || failed) return;
+        failed = true;
+        // Long enough for chunk 2 to read and hash ahead; it must not write.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+      },
+    });
+    const outcome = await mover.transfer({ transferId: 'g', source: source.uri, destination: destination.uri });
+    expect(outcome).toEqual({ status: 'completed', bytesTransferred: bytes.length, sha256: sha(bytes), bytesResent: chunkBytes });
+    expect(Buffer.compare(await readFile(destination.path), bytes)).toBe(0);
+    expect(writes).toEqual([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+  });
+
+  it('without read-back (verifyChecksum false), bytes changed on the way land unnoticed: the hashes are the source\'s', async () => {
+    harness = await posixHarness();
+    const bytes = randomBytes(harness.chunkBytes * 3);
+    const source = await harness.source('u.bin', bytes);
+    const destination = harness.destination('u.bin');
+    const mover = new PosixDataMover({ chunkBytes: harness.chunkBytes, verifyChecksum: false, beforeWrite: (write) => void (write.chunk === 1 && (write.bytes[0] = write.bytes[0]! ^ 0xff)) });
+    const outcome = await mover.transfer({ transferId: 'u', source: source.uri, destination: destination.uri });
+    expect(outcome).toMatchObject({ status: 'completed', sha256: sha(bytes) });
+    const landed = await readFile(destination.path);
+    expect(landed[harness.chunkBytes]).toBe(bytes[harness.chunkBytes]! ^ 0xff);
   });
 
   it('gives up on a transient error that does not clear, with the reason', async () => {
