@@ -52,7 +52,7 @@ export async function dataMoverSection(dir: string, quick: boolean): Promise<voi
   const source = join(dir, 'data-mover-source.bin');
   writeRandomFile(source, size);
   execFileSync('sync');
-  console.log(`Data mover (POSIX, 64 MiB chunks, SHA-256 per chunk and whole file, fsync per chunk) vs cp, a ${size / MiB} MiB file on ${dir}`);
+  console.log(`9. Data mover (POSIX, 64 MiB chunks, SHA-256 per chunk and whole file, fsync per chunk) vs cp, a ${size / MiB} MiB file on ${dir}`);
   const mbps = (ms: number): string => `${Math.round(size / MiB / (ms / 1_000))} MiB/s`;
   const cp = (): number => timeMs(() => execFileSync('cp', [source, join(dir, 'cp.bin')]));
   const cpSync = (): number => timeMs(() => execFileSync('sh', ['-c', 'cp "$1" "$2" && sync "$2"', 'sh', source, join(dir, 'cp.bin')]));
