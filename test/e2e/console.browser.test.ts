@@ -7,6 +7,7 @@
  * agent` gives the tests a node they can route to and kill; real container workers run the job.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import type { PlacementExplanation } from '../../src/contracts/console.ts';
@@ -42,7 +43,10 @@ describe.skipIf(!browserEngine.available)(browserEngine.title('the console in Ch
 
   beforeAll(async () => {
     await buildConsole();
-    [up, browser] = await Promise.all([ArcnetUp.start({ nodes: 30, rate: 2, telemetryIntervalMs: 1_000, offlineAfterMs: OFFLINE_AFTER_MS }), launchChromium()]);
+    // Regional summaries every 2 s (not the default minute), so the zones view's global panel has figures within the run; HPC
+    // datasets copied at 1 MB/s, so a few megabytes are seen moving on the map.
+    const extra = ['--summary-interval', '2000', '--transfer-max-rate', '1000000', '--chunk-size', '262144'];
+    [up, browser] = await Promise.all([ArcnetUp.start({ nodes: 30, rate: 2, telemetryIntervalMs: 1_000, offlineAfterMs: OFFLINE_AFTER_MS, extra }), launchChromium()]);
     // ERCOT, asked for from CAISO: the scheduler forwards to it, so its arcs cross zones.
     agent = up.startChild([
       'agent', '--server', up.url, '--token', up.key, '--node-key', join(up.dataDir, 'console-agent.key'), '--name', 'console-agent',
@@ -229,6 +233,91 @@ describe.skipIf(!browserEngine.available)(browserEngine.title('the console in Ch
     await page.locator('select[name="severity"]').selectOption({ index: 0 });
     await screenshot(page, 'events');
   });
+
+  it('submits a federated training job from the form (listed with its target and routing reason), follows and cancels an HPC transfer, and shows the global view on the zones page', async () => {
+    await page.goto(`${up.url}/#/map`);
+    await page.evaluate('document.activeElement?.blur()');
+    await page.keyboard.press('5');
+    const form = page.locator('form[data-testid="training-form"]');
+    await form.waitFor({ state: 'visible', timeout: 5_000 });
+    expect(page.url()).toContain('#/training');
+    expect(await page.locator('nav a[data-view="training"]').getAttribute('aria-current')).toBe('page');
+
+    // The server's refusal is shown as it says it.
+    await form.locator('[name="datasetUri"]').fill('ftp://example.org/set.bin');
+    await form.locator('button[type="submit"]').click();
+    const refused = form.locator('[role="alert"]');
+    await refused.waitFor({ state: 'visible', timeout: 5_000 });
+    expect(await refused.textContent()).toContain('ftp:// is not a scheme ArcNet moves');
+
+    await form.locator('[name="datasetUri"]').fill('file:///data/console-e2e.bin');
+    await form.locator('[name="datasetSizeGb"]').fill('5');
+    await form.locator('[name="estimatedFlops"]').fill('1e15');
+    await form.locator('select[name="target"]').selectOption('federated');
+    await form.locator('button[type="submit"]').click();
+    const submitted = page.locator('[data-testid="training-submitted"][data-job-id]');
+    await submitted.waitFor({ state: 'attached', timeout: 5_000 });
+    const jobId = (await submitted.getAttribute('data-job-id'))!;
+    expect(await refused.count()).toBe(0);
+
+    // The bridge classifies it federated and it waits on arc.scheduler.training: the list's next poll shows it so.
+    const job = page.locator(`[data-testid="training-job"][data-job-id="${jobId}"]`);
+    await until(async () => (await job.getAttribute('data-target', { timeout: 500 }).catch(() => null)) === 'federated' && (await job.getAttribute('data-status')) === 'waiting', 'the job listed as federated and waiting', 8_000, { intervalMs: 100 }).catch((error: unknown) => {
+      throw new Error(`${String(error)}${pageErrors()}`);
+    });
+    const api = await up.json<{ target: string; status: string; routingReason: string }>(`/api/v1/training/${jobId}`);
+    expect(api).toMatchObject({ target: 'federated', status: 'waiting' });
+    expect((await job.locator('[data-testid="routing-reason"]').textContent())?.trim()).toBe(api.routingReason);
+    // Not an HPC job: no transfer to show, and it can still be cancelled.
+    expect(await job.locator('[data-testid="hpc-progress"]').count()).toBe(0);
+    expect(await job.locator('button[data-testid="training-cancel"]').isEnabled()).toBe(true);
+
+    // An HPC job from a node of the mesh: its transfer shows in the list and on the map as it moves, and the list's button cancels it.
+    const dataset = join(up.dataDir, 'console-hpc.bin');
+    writeFileSync(dataset, Buffer.alloc(6_000_000, 7));
+    const source = (await up.json<NodesAnswer>('/api/v1/nodes')).nodes.find((n) => n.status === 'online' && n.name !== 'console-agent')!;
+    const hpc = await up.post<{ id: string; message?: string }>('/api/v1/training', { datasetUri: `file://${dataset}`, datasetSizeGb: 0.006, estimatedFlops: 1e15, target: 'hpc', sourceNodeId: source.id, geozone: source.geozone });
+    expect(hpc.status, hpc.body.message).toBe(202);
+    const hpcJob = page.locator(`[data-testid="training-job"][data-job-id="${hpc.body.id}"]`);
+    const progressOf = async (selector: string, attribute = 'data-progress'): Promise<number> => Number((await page.locator(selector).first().getAttribute(attribute, { timeout: 500 }).catch(() => null)) ?? Number.NaN);
+    await until(async () => (await hpcJob.getAttribute('data-status', { timeout: 500 }).catch(() => null)) === 'transferring' && (await progressOf(`[data-testid="training-job"][data-job-id="${hpc.body.id}"] [data-testid="hpc-progress"]`)) > 0, 'the HPC job transferring, with progress, in the list', 8_000, { intervalMs: 100 }).catch((error: unknown) => {
+      throw new Error(`${String(error)}${pageErrors()}`);
+    });
+    expect(await hpcJob.getAttribute('data-target')).toBe('hpc');
+    // Between the list's polls the feed alone knows it; once listed, it has its dataset and its cancel button.
+    await until(async () => (await hpcJob.getAttribute('data-feed-only')) === 'false', 'the HPC job in the polled list', 5_000, { intervalMs: 100 });
+    await screenshot(page, 'training');
+    await page.locator('nav a[data-view="map"]').click();
+    const transfer = page.locator(`[data-testid="hpc-transfer"][data-job-id="${hpc.body.id}"]`);
+    await until(async () => (await progressOf(`[data-testid="hpc-transfer"][data-job-id="${hpc.body.id}"]`)) > 0, 'the HPC transfer on the map', 5_000, { intervalMs: 100 });
+    expect(await transfer.getAttribute('data-placed')).toBe('true');
+    expect(await page.locator('[data-testid="hpc-marker"]').textContent()).toContain('HPC (ORNL)');
+    await screenshot(page, 'map-hpc');
+    await page.locator('nav a[data-view="training"]').click();
+    await hpcJob.locator('button[data-testid="training-cancel"]').click();
+    await until(async () => (await hpcJob.getAttribute('data-status', { timeout: 500 }).catch(() => null)) === 'cancelled', 'the HPC job cancelled from the list', 8_000, { intervalMs: 100 });
+    expect(await hpcJob.locator('button[data-testid="training-cancel"]').count()).toBe(0);
+
+    // The zones view opens with the central orchestrator's global view: its total is GET /api/v1/global's.
+    await page.evaluate('document.activeElement?.blur()');
+    await page.keyboard.press('2');
+    const total = page.locator('[data-testid="global-total"]');
+    await total.waitFor({ state: 'attached', timeout: 5_000 });
+    // Both move with every summary (2 s) and the panel polls every 5 s: read until they agree, on the nodes and on the active alerts.
+    const agreed = await until(async () => {
+      const global = await up.json<{ total: { nodes: number; active: number }; alerts: { key: string }[] }>('/api/v1/global');
+      const shown = {
+        nodes: Number(await total.getAttribute('data-nodes')),
+        alerts: (await page.locator('[data-testid="alert"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-alert-key') ?? ''))).sort(),
+      };
+      const apiAlerts = global.alerts.map((a) => a.key).sort();
+      return global.total.nodes > 0 && shown.nodes === global.total.nodes && JSON.stringify(shown.alerts) === JSON.stringify(apiAlerts) ? { global, shown } : undefined;
+    }, 'the global panel and GET /api/v1/global to agree on the total nodes and the alerts', 10_000, { intervalMs: 250 }).catch((error: unknown) => {
+      throw new Error(`${String(error)}${pageErrors()}`);
+    });
+    expect(agreed.shown.nodes).toBe(agreed.global.total.nodes);
+    await screenshot(page, 'zones-global');
+  }, 45_000);
 
   it.skipIf(!containers.available)(containers.title('runs a job submitted from the form on real container workers and shows its verdict'), async () => {
     const endpoint = testEngineEndpoint();

@@ -4,6 +4,8 @@
  * server may not send a field (older servers, workers without telemetry), so views read defensively.
  */
 import type { ConsoleNode } from '../../../src/contracts/console.ts';
+import type { TotalFigures, ZoneFigures } from '../../../src/mesh/global-view.ts';
+import type { TrainingRecord } from '../../../src/training/model.ts';
 
 export interface Reservation {
   requestId: string;
@@ -114,4 +116,34 @@ export interface JobList {
   count: number;
   total: number;
   jobs: Job[];
+}
+
+/** `GET /api/v1/training` rows and `POST /api/v1/training`'s answer: the stored record (without the script in the list). */
+export type TrainingJobRecord = TrainingRecord;
+
+export interface TrainingList {
+  count: number;
+  total: number;
+  jobs: TrainingJobRecord[];
+}
+
+/** An active alert of the central orchestrator, as `GET /api/v1/global` shows it (src/mesh/central.ts AlertView). */
+export interface GlobalAlert {
+  key: string;
+  kind: string;
+  geozone: string | null;
+  severity: 'warn' | 'error';
+  since: string;
+  message: string;
+  details: Readonly<Record<string, unknown>>;
+}
+
+/** `GET /api/v1/global` (src/mesh/central.ts GlobalSnapshot). */
+export interface GlobalAnswer {
+  at: string;
+  leading: boolean;
+  summaryIntervalMs: number;
+  total: TotalFigures;
+  zones: ZoneFigures[];
+  alerts: GlobalAlert[];
 }

@@ -33,6 +33,9 @@ export type IncomingMessage = FeedMessage | Unsequenced<FeedMessage>;
 
 type Body<T> = Omit<T, 'seq'>;
 
+/** An HPC job's latest `hpc` message (from the feed or the snapshot's `hpcJobs`). */
+export type HpcMessage = Body<FeedHpc>;
+
 /** One request in the inference log: its latest status (rejections are requests too). */
 export interface InferenceEntry {
   requestId: string;

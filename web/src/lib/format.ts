@@ -25,3 +25,16 @@ export function dateTime(iso: string | null | undefined): string {
 }
 
 export const shortId = (id: string | null | undefined): string => (id ? id.slice(0, 8) : '–');
+
+/** Bytes in the unit that keeps three digits or so (1,000-based, as dataset sizes are given in GB). */
+export function bytes(value: number | null | undefined): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return '–';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = value;
+  let unit = 0;
+  while (Math.abs(v) >= 1000 && unit < units.length - 1) {
+    v /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? Math.round(v) : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[unit]}`;
+}

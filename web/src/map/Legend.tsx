@@ -13,6 +13,7 @@ export function Legend() {
       <li><span className="line priority-background" />background</li>
       <li><span className="line dashed" />forwarded</li>
       <li><span className="cross">✕</span>rejected</li>
+      <li><span className="line hpc" />HPC transfer</li>
     </ul>
   );
 }

@@ -2,7 +2,7 @@
  * The map view: toolbar (zoom, time travel, table toggle), the map, the request log beside it, and
  * the node table under it. Live it shows the feed's nodes; in time travel, the fetched past mesh.
  */
-import { useMemo, useState } from 'react';
+import { useCallback, useMemo, useState } from 'react';
 import { useFeed } from '../feed/context.ts';
 import type { MeshNode } from '../feed/state.ts';
 import { useApiKey } from '../shell/api-key.ts';
@@ -31,6 +31,16 @@ function zonePoints(nodes: ReadonlyMap<string, MeshNode>, positions: PositionCac
     list.push(at);
   }
   return byZone;
+}
+
+function centreOf(points: readonly Point[]): Point {
+  let x = 0;
+  let y = 0;
+  for (const p of points) {
+    x += p.x;
+    y += p.y;
+  }
+  return { x: x / points.length, y: y / points.length };
 }
 
 function labelsOf(byZone: Map<string, Point[]>): ZoneLabel[] {
@@ -63,6 +73,8 @@ export function MapView({ active }: { active: boolean }) {
   const byZone = useMemo(() => zonePoints(nodes, positions), [nodes, positions]);
   const zones = useMemo(() => [...byZone.keys()].sort(), [byZone]);
   const labels = useMemo(() => labelsOf(byZone), [byZone]);
+  const centres = useMemo(() => new Map([...byZone].map(([zone, points]) => [zone, centreOf(points)])), [byZone]);
+  const zoneCentre = useCallback((geozone: string) => centres.get(geozone) ?? null, [centres]);
   const viewport = useMemo(() => (zoom === 'all' ? WHOLE_MAP : fitPoints(byZone.get(zoom) ?? [])), [zoom, byZone]);
 
   const changeMode = (next: TimeMode) => {
@@ -105,6 +117,8 @@ export function MapView({ active }: { active: boolean }) {
             zoneLabels={labels}
             asOf={showingPast && mode === 'asOf' ? past.at : null}
             knownAt={showingPast && mode === 'knownAt' ? past.at : null}
+            hpc={state.hpc}
+            zoneCentre={zoneCentre}
           />
           <Legend />
         </div>

@@ -6,12 +6,13 @@
  */
 import { useEffect, useRef, useState, type MouseEvent } from 'react';
 import { useFeedStore } from '../feed/context.ts';
-import type { MeshNode } from '../feed/state.ts';
+import type { HpcMessage, MeshNode } from '../feed/state.ts';
 import { basemap, FRAME_HEIGHT, FRAME_WIDTH } from '../geo/basemap.ts';
 import { navigate, nodeHref } from '../shell/route.ts';
 import { ArcLayer } from './ArcLayer.ts';
+import { HpcLayer } from './HpcLayer.tsx';
 import { MarkerLayer } from './MarkerLayer.ts';
-import type { PositionCache } from './positions.ts';
+import type { Point, PositionCache } from './positions.ts';
 import { MapRenderer } from './renderer.ts';
 import { svgTransform, type Viewport } from './viewport.ts';
 
@@ -32,6 +33,9 @@ interface MeshMapProps {
   zoneLabels: readonly ZoneLabel[];
   asOf: string | null;
   knownAt: string | null;
+  /** The feed's HPC jobs: their transfers are drawn to the HPC marker (live only). */
+  hpc: ReadonlyMap<string, HpcMessage>;
+  zoneCentre: (geozone: string) => Point | null;
 }
 
 interface Hover {
@@ -40,7 +44,7 @@ interface Hover {
   y: number;
 }
 
-export function MeshMap({ nodes, positions, live, active, viewport, zoneLabels, asOf, knownAt }: MeshMapProps) {
+export function MeshMap({ nodes, positions, live, active, viewport, zoneLabels, asOf, knownAt, hpc, zoneCentre }: MeshMapProps) {
   const store = useFeedStore();
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const markersRef = useRef<SVGGElement>(null);
@@ -149,6 +153,7 @@ export function MeshMap({ nodes, positions, live, active, viewport, zoneLabels, 
               <text key={zone.geozone} x={zone.x} y={zone.y} style={{ fontSize: 13 / viewport.k }}>{zone.geozone}</text>
             ))}
           </g>
+          {live && <HpcLayer jobs={hpc} nodes={nodes} positions={positions} zoneCentre={zoneCentre} k={viewport.k} />}
           <g ref={arcsRef} className="arcs" />
           <g ref={rejectionsRef} className="rejections" style={{ ['--k' as string]: viewport.k }} />
           <g ref={markersRef} className="markers" style={{ ['--k' as string]: viewport.k }} />

@@ -1,8 +1,8 @@
-/** The top bar: navigation between the four views, who is signed in, theme and sign-out. */
+/** The top bar: navigation between the five views, who is signed in, theme and sign-out. */
 import type { Identity } from '../auth/whoami.ts';
-import type { Route, TopView } from './route.ts';
+import { TOP_VIEWS, type Route, type TopView } from './route.ts';
 
-const LABELS: Record<TopView, string> = { map: 'Mesh map', zones: 'Zones', jobs: 'Jobs', events: 'Events' };
+const LABELS: Record<TopView, string> = { map: 'Mesh map', zones: 'Zones', jobs: 'Jobs', events: 'Events', training: 'Training' };
 
 interface HeaderProps {
   route: Route;
@@ -22,7 +22,7 @@ export function Header({ route, identity, theme, onToggleTheme, onSignOut }: Hea
     <header className="top-bar">
       <span className="brand">ArcNet</span>
       <nav aria-label="Views">
-        {(Object.keys(LABELS) as TopView[]).map((view, index) => (
+        {TOP_VIEWS.map((view, index) => (
           <a key={view} href={`#/${view}`} data-view={view} aria-current={active === view ? 'page' : undefined} title={`key ${index + 1}`}>
             {LABELS[view]}
           </a>

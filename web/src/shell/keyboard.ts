@@ -1,5 +1,5 @@
 /**
- * The console's keys: 1–4 switch views, `/` goes to the events search, `t` toggles the theme, Esc
+ * The console's keys: 1–5 switch views, `/` goes to the events search, `t` toggles the theme, Esc
  * closes the open panel. Letters and digits are left alone while the operator types in a field.
  */
 import { useEffect } from 'react';
@@ -22,7 +22,7 @@ export function useKeyboard(handlers: { toggleTheme: () => void; closePanel: () 
         return;
       }
       if (typing(event.target)) return;
-      const index = ['1', '2', '3', '4'].indexOf(event.key);
+      const index = TOP_VIEWS.findIndex((_view, i) => event.key === String(i + 1));
       if (index >= 0) {
         navigate(`#/${TOP_VIEWS[index]}`);
         event.preventDefault();

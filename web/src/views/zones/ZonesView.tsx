@@ -1,5 +1,5 @@
 /**
- * Per geozone, live: nodes online/total, GPU average, energy breakdown, requests/s, routing
+ * The central orchestrator's global view and its alerts (GlobalPanel), then per geozone, live: nodes online/total, GPU average, energy breakdown, requests/s, routing
  * p50/p99 and rejections with their reasons. `GET /api/v1/zones` is polled every 2 s while the view
  * is open; between polls, node counts come from the feed and rejections seen on the feed since the
  * last poll are added, so the table moves with the mesh rather than in 2 s steps.
@@ -15,6 +15,7 @@ import { useRates } from '../../lib/useRate.ts';
 import { useApiKey } from '../../shell/api-key.ts';
 import { NotAvailable } from '../NotAvailable.tsx';
 import { EnergyBar } from './EnergyBar.tsx';
+import { GlobalPanel } from './GlobalPanel.tsx';
 
 interface FeedZone {
   total: number;
@@ -69,6 +70,7 @@ export function ZonesView() {
   return (
     <section className="page" aria-labelledby="zones-title">
       <h1 id="zones-title">Zones</h1>
+      <GlobalPanel />
       {poll.missing && <NotAvailable what="The zones summary" route="GET /api/v1/zones" />}
       {poll.error && !poll.missing && <p role="alert" className="alert">Zones: {poll.error.message}</p>}
       <table data-testid="zones" className="data zones">
