@@ -18,7 +18,14 @@ export interface BridgeSettings extends Omit<BridgeConfig, 'stagingDir'> {
   readonly chunkBytes?: number;
   /** Caps the POSIX mover's copy rate, bytes a second. */
   readonly maxBytesPerSecond?: number;
+  /** The HPC system's Globus endpoint (collection): set, `globus://` datasets move through Globus Transfer to it. */
   readonly globusEndpoint?: string;
+  /** The Globus Transfer API's base URL (default https://transfer.api.globus.org/v0.10). */
+  readonly globusApi?: string;
+  /** The staging directory's path as the Globus endpoint names it (default: its own path, an endpoint rooted at `/`). */
+  readonly globusStagingPath?: string;
+  /** A file holding the Globus access token, read at each request (so it can be refreshed); else ARCNET_GLOBUS_TOKEN. */
+  readonly globusTokenFile?: string;
 }
 
 export interface EmbeddedConfig {

@@ -51,8 +51,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'scheduler.poll-interval-ms', kind: 'count', notUsedYet: 'requests are pushed to the scheduler, never polled' },
   { key: 'scheduler.reservation-timeout-ms', variable: 'ARCNET_RESERVATION_TIMEOUT_MS', kind: 'count' },
   { key: 'scheduler.max-retries', variable: 'ARCNET_MAX_RETRIES', kind: 'count' },
-  // The training bridge (issue 13): seed 000's two, and ArcNet's thresholds, chunk size, staging directory, poll interval and scheduler.
-  { key: 'bridge.globus-endpoint', variable: 'ARCNET_GLOBUS_ENDPOINT', kind: 'text', notUsedYet: 'the Globus mover is not wired into the bridge yet (file:// datasets move with the POSIX mover)' },
+  // The training bridge (issue 13): seed 000's two, and ArcNet's Globus API and staging path, thresholds, chunk size, staging directory, poll interval and scheduler.
+  // The Globus token is never a file key: ARCNET_GLOBUS_TOKEN or --globus-token-file (src/cli/bridge-options.ts).
+  { key: 'bridge.globus-endpoint', variable: 'ARCNET_GLOBUS_ENDPOINT', kind: 'text' },
+  { key: 'bridge.globus-api', variable: 'ARCNET_GLOBUS_API', kind: 'text' },
+  { key: 'bridge.globus-staging-path', variable: 'ARCNET_GLOBUS_STAGING_PATH', kind: 'text' },
   { key: 'bridge.transfer-timeout-ms', variable: 'ARCNET_TRANSFER_TIMEOUT_MS', kind: 'count' },
   { key: 'bridge.hpc-flops-threshold', variable: 'ARCNET_HPC_FLOPS_THRESHOLD', kind: 'number' },
   { key: 'bridge.hpc-dataset-gb-threshold', variable: 'ARCNET_HPC_DATASET_GB_THRESHOLD', kind: 'number' },
@@ -215,6 +218,8 @@ export interface AppliedSettings {
 
 export interface AppliedBridgeSettings {
   readonly globusEndpoint?: string;
+  readonly globusApi?: string;
+  readonly globusStagingPath?: string;
   readonly transferTimeoutMs?: number;
   readonly hpcFlopsThreshold?: number;
   readonly hpcDatasetGbThreshold?: number;
@@ -237,6 +242,8 @@ function bridgeSettings(read: (variable: string) => string | undefined): Applied
   if (chunkBytes === 0) throw invalid('ARCNET_CHUNK_SIZE_BYTES / bridge.chunk-size-bytes must be at least 1');
   const out: Record<string, unknown> = {
     globusEndpoint: read('ARCNET_GLOBUS_ENDPOINT'),
+    globusApi: read('ARCNET_GLOBUS_API'),
+    globusStagingPath: read('ARCNET_GLOBUS_STAGING_PATH'),
     transferTimeoutMs: number('ARCNET_TRANSFER_TIMEOUT_MS'),
     hpcFlopsThreshold: number('ARCNET_HPC_FLOPS_THRESHOLD'),
     hpcDatasetGbThreshold: number('ARCNET_HPC_DATASET_GB_THRESHOLD'),

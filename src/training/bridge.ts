@@ -404,7 +404,11 @@ export class TrainingBridge {
       .then(
         (outcome) => {
           if (outcome.status === 'completed') return this.enqueue(owned, { type: 'transfer.completed', bytesTransferred: outcome.bytesTransferred, sha256: outcome.sha256, bytesResent: outcome.bytesResent });
-          if (running.timedOut) return this.enqueue(owned, { type: 'transfer.failed', code: 'TIMEOUT', reason: `still running after the transfer timeout of ${config.transferTimeoutMs} ms (bridge.transfer-timeout-ms)` });
+          if (running.timedOut) {
+            // Stopped here, the transfer may still run elsewhere (a Globus task): cancelled there too, never left to its deadline.
+            void mover.cancel(owned.id).catch((error: unknown) => logger.warn({ job: owned.id, err: errorMessage(error) }, 'could not cancel the timed-out transfer'));
+            return this.enqueue(owned, { type: 'transfer.failed', code: 'TIMEOUT', reason: `still running after the transfer timeout of ${config.transferTimeoutMs} ms (bridge.transfer-timeout-ms)` });
+          }
           // Stopped by this process (a stop, a lost lease): the next owner resumes it; nothing to record.
           if (outcome.code === 'CANCELLED' && (owned.done || this.stopped)) return;
           this.enqueue(owned, { type: 'transfer.failed', code: outcome.code, reason: outcome.reason });

@@ -53,10 +53,12 @@ describe('arcnet up with a config file', () => {
     }, 'three simulated nodes');
     expect(Object.keys(stats.nodes.byGeozone)).toEqual(['CAISO']);
     expect(existsSync(join(dataDir, 'arcnet.db'))).toBe(true);
-    const health = (await (await fetch(`${url}/health`)).json()) as { modules: { scheduler: Record<string, unknown> } };
+    const health = (await (await fetch(`${url}/health`)).json()) as { modules: { scheduler: Record<string, unknown>; bridge: Record<string, unknown> } };
     expect(health.modules.scheduler).toMatchObject({ geozones: ['CAISO'], reservationTtlMs: 20000, maxRetries: 2 });
+    // bridge.globus-endpoint is applied: the Globus mover is there, and says it has no token (none in this environment).
+    expect(health.modules.bridge).toMatchObject({ globusEndpoint: 'ornl-frontier', globus: expect.stringMatching(/^no Globus token is configured/) });
     const warnings = up.output().split('\n').filter((line) => line.includes('not used yet'));
-    expect(warnings).toEqual([`arcnet: warning: accepted but not used yet (config file ${config}): scheduler.poll-interval-ms, bridge.globus-endpoint, observability.otel-endpoint`]);
+    expect(warnings).toEqual([`arcnet: warning: accepted but not used yet (config file ${config}): scheduler.poll-interval-ms, observability.otel-endpoint`]);
     expect(up.output()).toContain(`3 simulated nodes in CAISO, 0 req/s, state in ${dataDir}`);
     up.kill('SIGTERM');
     expect(await exited(up)).toBe(0);

@@ -5,6 +5,8 @@
  * the console feed over its WebSocket. The bridge is SIGKILLed mid-transfer (the restart resumes,
  * re-sending at most one chunk) and between `sbatch` and storing the Slurm id (a wrapper `sbatch`
  * first on PATH holds its answer back; afterwards exactly one Slurm job carries the job's name).
+ * A second suite wires the Globus mover (`--globus-endpoint`, `--globus-api` at the local Transfer
+ * API server): a `globus://` dataset lands in the staging directory mapped as the HPC endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -17,6 +19,7 @@ import type { FeedHpc } from '../../src/contracts/console.ts';
 import type { TrainingRecord } from '../../src/training/model.ts';
 import { DEFAULT_SCRIPT } from '../../src/training/bridge.ts';
 import { needEngines } from '../support/engines.ts';
+import { GlobusTransferServer } from '../support/globus-transfer-server.ts';
 import { FeedClient } from '../support/feed.ts';
 import { CLI, freePort } from '../support/processes.ts';
 import { SLURM_CONF } from '../support/slurm.ts';
@@ -264,4 +267,128 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge end to end: arcne
     expect(timedOut.hpc).toMatchObject({ nativeState: 'TIMEOUT' });
     expect(timedOut.hpc?.reason).toMatch(/^Slurm job \d+: TIMEOUT/);
   }, 200_000);
+});
+
+/**
+ * The Globus mover wired in: `arcnet up` with `--globus-endpoint`, `--globus-api` pointing at the
+ * local Transfer API server (test/support/globus-transfer-server.ts, which maps each endpoint id to a
+ * directory: the datasets' endpoint to a directory of this test, the HPC endpoint to the bridge's
+ * staging directory, so `--globus-staging-path /`), the token in a `--globus-token-file`, real Slurm.
+ * A `globus://` dataset goes through Globus (one task), a `file://` one beside it through POSIX (none).
+ */
+describe.skipIf(!slurm.available)(slurm.title('training bridge end to end: a globus:// dataset through the Globus mover, arcnet up, real Slurm'), () => {
+  const SOURCE_ENDPOINT = 'arcnet-datasets';
+  const HPC_ENDPOINT = 'hpc-frontier';
+  const TOKEN = 'e2e-globus-token';
+  const dir = mkdtempSync(join(tmpdir(), 'arcnet-bridge-globus-'));
+  const datasets = join(dir, 'datasets');
+  const staging = join(dir, 'staging');
+  const ENV: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', SLURM_CONF, ARCNET_GLOBUS_TOKEN: '' };
+  let server: GlobusTransferServer | undefined;
+  let up: ChildProcess | undefined;
+  let output = '';
+  let url = '';
+  const submitted: string[] = [];
+
+  const api = (path: string): Promise<Response> => fetch(`${url}${path}`, { headers: { authorization: `Bearer ${ENV['ARCNET_API_KEY']}` } });
+  const job = async (id: string): Promise<TrainingRecord> => (await (await api(`/api/v1/training/${id}`)).json()) as TrainingRecord;
+  const ended = (id: string): Promise<TrainingRecord> =>
+    until(async () => {
+      const record = await job(id);
+      return ['completed', 'failed', 'cancelled'].includes(record.status) ? record : undefined;
+    }, `training job ${id} to end`, 60_000, { intervalMs: 100, retryOnError: true });
+  const submit = async (args: string[]): Promise<string> => {
+    const run = await new Promise<Run>((resolve, reject) =>
+      execFile(process.execPath, [CLI, 'train', 'submit', '--server', url, ...args], { env: ENV, timeout: 30_000 }, (error, stdout, stderr) => {
+        if (error && typeof error.code !== 'number') return reject(error);
+        resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+      }),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const id = /training job ([0-9a-f-]{36})/.exec(run.stdout)![1]!;
+    submitted.push(id);
+    return id;
+  };
+
+  beforeAll(async () => {
+    mkdirSync(datasets, { recursive: true });
+    mkdirSync(staging, { recursive: true });
+    server = await GlobusTransferServer.start({ endpoints: { [SOURCE_ENDPOINT]: datasets, [HPC_ENDPOINT]: staging }, token: TOKEN, bytesPerSecond: RATE / 2, chunkBytes: CHUNK });
+    const tokenFile = join(dir, 'globus-token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const port = await freePort();
+    const args = ['up', '--port', String(port), '--data-dir', join(dir, 'data'), '--nodes', '0', '--rate', '0', '--no-status', '--hpc-scheduler', 'slurm', '--staging-dir', staging, '--chunk-size', String(CHUNK), '--hpc-poll-interval', '200',
+      '--globus-endpoint', HPC_ENDPOINT, '--globus-api', server.url, '--globus-token-file', tokenFile, '--globus-staging-path', '/', '--log-level', 'info'];
+    up = spawn(process.execPath, [CLI, ...args], { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    up.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    up.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    url = await until(() => /API and console feed: (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1], 'arcnet up to print its URL', 30_000, { intervalMs: 50 });
+    ENV['ARCNET_API_KEY'] = readFileSync(join(dir, 'data', 'operator.key'), 'utf8').trim();
+  }, 60_000);
+
+  afterAll(async () => {
+    if (up && up.exitCode === null && up.signalCode === null) {
+      const exited = new Promise((resolve) => up!.once('exit', resolve));
+      up.kill('SIGTERM');
+      await exited;
+    }
+    await server?.close();
+    for (const id of submitted) execFile('scancel', [`--name=arcnet-${id}`], { env: ENV }, () => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('moves globus://<endpoint>/<path> through one Globus task into the staging directory, then runs it on Slurm; file:// still moves by POSIX', async () => {
+    const health = (await (await fetch(`${url}/health`)).json()) as { modules: Record<string, Record<string, unknown>> };
+    expect(health.modules['bridge']).toMatchObject({ mover: 'posix+globus', globusEndpoint: HPC_ENDPOINT, globus: `globus:// datasets move through ${server!.url} to endpoint ${HPC_ENDPOINT} at /` });
+
+    const size = 2 * 1024 * 1024 + 7;
+    const data = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 97 + (i >> 12)) & 0xff;
+    writeFileSync(join(datasets, 'set.bin'), data);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    writeFileSync(join(datasets, 'local.bin'), data.subarray(0, 5000));
+    // A second slower than the default: a job quicker than one poll would go queued → completed unseen running.
+    const script = join(dir, 'default-slower.sh');
+    writeFileSync(script, DEFAULT_SCRIPT.replace('set -eu\n', 'set -eu\nsleep 1\n'));
+
+    const viaGlobus = await submit(['--dataset', `globus://${SOURCE_ENDPOINT}/set.bin`, '--size-gb', '250', '--flops', '1e15', '--script', script]);
+    const viaPosix = await submit(['--dataset', join(datasets, 'local.bin'), '--size-gb', '1', '--flops', '1', '--target', 'hpc']);
+    // Mid-transfer, Globus's bytes_transferred shows as progress.
+    const midway = await until(async () => {
+      const record = await job(viaGlobus);
+      return record.status === 'transferring' && record.hpc!.progress > 0 && record.hpc!.progress < 1 ? record : undefined;
+    }, 'the Globus transfer under way', 30_000, { intervalMs: 50, retryOnError: true });
+    expect(midway.hpc!.totalBytes).toBe(size);
+
+    const done = await ended(viaGlobus);
+    expect(done.status, done.hpc?.reason ?? '').toBe('completed');
+    expect(Object.keys(done.hpc!.timestamps)).toEqual(['pending', 'transferring', 'queued', 'running', 'completed']);
+    expect(done.hpc).toMatchObject({ datasetUri: `globus://${SOURCE_ENDPOINT}/set.bin`, datasetPath: join(staging, viaGlobus, 'set.bin'), bytesTransferred: size, progress: 1, bytesResent: 0, nativeState: 'COMPLETED', exitCode: 0 });
+    // The file arrived where the HPC endpoint's directory is, and the Slurm job read those bytes.
+    expect(createHash('sha256').update(readFileSync(join(staging, viaGlobus, 'set.bin'))).digest('hex')).toBe(sha256);
+    expect(JSON.parse(readFileSync(join(staging, viaGlobus, 'checkpoint'), 'utf8'))).toEqual({ jobId: viaGlobus, datasetSha256: sha256 });
+    const local = await ended(viaPosix);
+    expect(local.status, local.hpc?.reason ?? '').toBe('completed');
+    expect(local.hpc!.sha256).toBe(createHash('sha256').update(data.subarray(0, 5000)).digest('hex'));
+    // One Globus task in all: the globus:// job's, submitted once; the file:// job never reached Globus.
+    expect(server!.requests.filter((r) => r === 'POST /v0.10/transfer')).toHaveLength(1);
+    expect(server!.requests.filter((r) => r.includes('/operation/endpoint/'))).toEqual([`GET /v0.10/operation/endpoint/${SOURCE_ENDPOINT}/ls`]);
+  }, 90_000);
+
+  it('a cancel mid-transfer cancels the Globus task too', async () => {
+    const data = Buffer.alloc(8 * 1024 * 1024, 7);
+    writeFileSync(join(datasets, 'long.bin'), data);
+    const id = await submit(['--dataset', `globus://${SOURCE_ENDPOINT}/long.bin`, '--size-gb', '1', '--flops', '1', '--target', 'hpc']);
+    await until(async () => {
+      const record = await job(id);
+      return record.status === 'transferring' && record.hpc!.progress > 0;
+    }, 'the Globus transfer under way', 30_000, { intervalMs: 50, retryOnError: true });
+    const asked = await fetch(`${url}/api/v1/training/${id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${ENV['ARCNET_API_KEY']}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'not this one' }) });
+    expect(asked.status).toBe(202);
+    const record = await ended(id);
+    expect(record.status).toBe('cancelled');
+    expect(record.hpc).toMatchObject({ reason: 'not this one', schedulerJobId: null });
+    // The task was asked to stop, not left to run on to its deadline.
+    expect(server!.requests.some((r) => /^POST \/v0\.10\/task\/[^/]+\/cancel$/.test(r))).toBe(true);
+  }, 60_000);
 });

@@ -32,10 +32,10 @@ describe('settings', () => {
     const path = file(SEED_CONFIG);
     const settings = loadSettings(path, {});
     expect(appliedSettings(settings)).toEqual({ dataDir: '/var/lib/arcnet/xtdb', geozones: ['CAISO'], reservationTimeoutMs: 30000, maxRetries: 3, prometheusPort: 9090, logLevel: 'info', bridge: { globusEndpoint: 'ornl-frontier', transferTimeoutMs: 3600000 } });
-    expect(settings.notUsedYet).toEqual(['kafka.acks', 'kafka.retries', 'scheduler.poll-interval-ms', 'bridge.globus-endpoint', 'observability.otel-endpoint']);
+    expect(settings.notUsedYet).toEqual(['kafka.acks', 'kafka.retries', 'scheduler.poll-interval-ms', 'observability.otel-endpoint']);
     const warning = notUsedWarning(settings)!;
     expect(warning.split('\n')).toHaveLength(1);
-    expect(warning).toBe(`warning: accepted but not used yet (config file ${path}): kafka.acks, kafka.retries, scheduler.poll-interval-ms, bridge.globus-endpoint, observability.otel-endpoint`);
+    expect(warning).toBe(`warning: accepted but not used yet (config file ${path}): kafka.acks, kafka.retries, scheduler.poll-interval-ms, observability.otel-endpoint`);
     // The kafka section is there, so even `up` runs on Kafka, under the file's client id.
     const engines = resolveEngines({}, { required: false }, settings);
     expect(engines.kafka).toMatchObject({ bootstrapServers: ['localhost:9092'], clientId: 'arcnet-aggregator' });
@@ -98,5 +98,9 @@ describe('settings', () => {
     expect(appliedSettings(loadSettings(file({ bridge }), {})).bridge).toEqual({ hpcFlopsThreshold: 1e18, hpcDatasetGbThreshold: 50.5, chunkBytes: 65536, stagingDir: '/scratch', pollIntervalMs: 500, hpcScheduler: 'none' });
     expect(() => readConfigFile(file({ bridge: { 'hpc-flops-threshold': 'lots' } }))).toThrow(/"bridge.hpc-flops-threshold" must be a number ≥ 0/);
     expect(() => appliedSettings(loadSettings(undefined, { ARCNET_HPC_SCHEDULER: 'pbs' }))).toThrow(/ARCNET_HPC_SCHEDULER \/ bridge.hpc-scheduler "pbs" is not one of slurm, none, auto/);
+    // The Globus mover's API and staging path, from the file or their variables; the token never from the file.
+    const globus = { 'globus-endpoint': 'ornl-frontier', 'globus-api': 'http://127.0.0.1:9/v0.10', 'globus-staging-path': '/' };
+    expect(appliedSettings(loadSettings(file({ bridge: globus }), { ARCNET_GLOBUS_STAGING_PATH: '/lustre/arcnet' })).bridge).toEqual({ globusEndpoint: 'ornl-frontier', globusApi: 'http://127.0.0.1:9/v0.10', globusStagingPath: '/lustre/arcnet' });
+    expect(() => readConfigFile(file({ bridge: { 'globus-token': 'secret' } }))).toThrow(/unknown setting "bridge.globus-token"/);
   });
 });
