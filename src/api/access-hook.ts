@@ -32,6 +32,12 @@ export interface AccessOptions {
   readonly keys: KeyRing | undefined;
   /** The worker a worker credential belongs to (the jobs module, where it runs). */
   readonly workerOf?: (credential: string) => string | undefined;
+  /**
+   * Throws (NOT_LEADER, retryable) when this process cannot vouch for a worker credential it does not
+   * know: a standby coordinator's view may not hold a worker registered on the leader a moment ago,
+   * and a 401 there would make the worker drop a result the leader would take.
+   */
+  readonly assertWorkerAuthority?: () => void;
   /** Requests per minute per key, worker or address; 0 turns limiting off. */
   readonly ratePerMinute: number;
   readonly logger: Logger;
@@ -90,6 +96,7 @@ export async function installAccess(app: FastifyInstance, options: AccessOptions
       } else if (rule.kind === 'worker') {
         const workerId = options.workerOf?.(bearer);
         if (workerId !== undefined) presented = { ...presented, workerId };
+        else options.assertWorkerAuthority?.();
       }
     }
     const decision = decide(rule, presented, `${request.method} ${request.routeOptions.url ?? request.url}`);

@@ -78,7 +78,7 @@ export type RouteContribution = (app: FastifyInstance) => void;
  */
 export interface ServerContributions {
   /** Who may call what: the access module's key ring (none under --insecure-no-auth) and rate limit. */
-  readonly access?: Omit<AccessOptions, 'logger' | 'workerOf'>;
+  readonly access?: Omit<AccessOptions, 'logger' | 'workerOf' | 'assertWorkerAuthority'>;
   /** The audit log (the access module's): `GET /api/v1/audit`, and the records of key changes. */
   readonly audit?: AuditLog;
   /** Nodes known from telemetry: the mesh module's registry, or its read-only view. */
@@ -107,7 +107,7 @@ export interface EngineNames {
 export interface ServerDeps extends ServerContributions {
   readonly engines: EngineNames;
   /** Who may call what (src/api/access-hook.ts); required: a server without it would be open. */
-  readonly access: Omit<AccessOptions, 'logger' | 'workerOf'>;
+  readonly access: Omit<AccessOptions, 'logger' | 'workerOf' | 'assertWorkerAuthority'>;
   /** The word older clients read: `embedded` only when both engines are embedded. */
   readonly mode: string;
   readonly health: () => HealthReport;
@@ -206,7 +206,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const perMessageDeflate = { threshold: 64 * 1024, serverNoContextTakeover: true, clientNoContextTakeover: true, concurrencyLimit: 4 };
   await app.register(fastifyWebsocket, { options: { maxPayload: 1 << 20, perMessageDeflate }, errorHandler: websocketErrorHandler(deps.logger.child({ component: 'websocket' })) });
   // Before any route: a route added without an access rule makes buildServer throw.
-  await installAccess(app, { ...deps.access, logger: deps.logger, ...(deps.jobs ? { workerOf: (credential: string) => deps.jobs?.coordinator.workerByCredential(credential) } : {}) });
+  await installAccess(app, { ...deps.access, logger: deps.logger, ...(deps.jobs ? { workerOf: (credential: string) => deps.jobs?.coordinator.workerByCredential(credential), assertWorkerAuthority: () => deps.jobs?.coordinator.assertLeading() } : {}) });
   installCors(app, deps.corsOrigins ?? []);
   await installCompression(app);
   const started = Date.now();
