@@ -30,8 +30,8 @@ export interface MoverHarness {
   destination(name: string): Place;
   /** A destination in a directory the mover may not write, or why this machine cannot make one. */
   deniedDestination(name: string): Promise<{ readonly place: Place; readonly restore: () => Promise<void> } | string>;
-  /** A source the mover may not read, or why this machine cannot make one (root reads anything). */
-  unreadableSource(name: string, bytes: Uint8Array): Promise<{ readonly place: Place; readonly restore: () => Promise<void> } | string>;
+  /** A source the mover may not read, or why this machine cannot make one; `during` runs the transfer with the credentials the modes bind (root reads anything). */
+  unreadableSource(name: string, bytes: Uint8Array): Promise<{ readonly place: Place; readonly restore: () => Promise<void>; readonly during?: <T>(run: () => Promise<T>) => Promise<T> } | string>;
   /** The next transfer's bytes arrive changed (one byte flipped in its second chunk). */
   corruptNext(): void;
   /** The next transfer meets an error a retry cures, mid-way. */
@@ -119,7 +119,8 @@ export function dataMoverContract(name: string, open: () => Promise<MoverHarness
       const unreadable = await harness.unreadableSource(`${id}.bin`, randomBytes(harness.chunkBytes * 2));
       if (typeof unreadable === 'string') return context.skip(unreadable);
       try {
-        const { outcome, ms } = await timed(() => harness.mover().transfer({ transferId: id, source: unreadable.place.uri, destination: harness.destination(`${id}.bin`).uri }));
+        const during = unreadable.during ?? (<T>(run: () => Promise<T>): Promise<T> => run());
+        const { outcome, ms } = await during(() => timed(() => harness.mover().transfer({ transferId: id, source: unreadable.place.uri, destination: harness.destination(`${id}.bin`).uri })));
         expectFailed(outcome, 'PERMISSION');
         expect(outcome.reason).toContain(`${id}.bin`);
         expect(ms).toBeLessThan(3_000);

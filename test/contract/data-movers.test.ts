@@ -20,6 +20,33 @@ import type { TransferSpec } from '../../src/training/ports.ts';
 
 const CHILD = join(import.meta.dirname, '../support/mover-child.ts');
 const isRoot = process.getuid?.() === 0;
+/** The nobody user: as root, modes stop nobody's reads only, so an unreadable source is tested under that effective uid. */
+const NOBODY = 65534;
+
+/**
+ * Runs `run` with the effective uid of nobody when this process is root (its real uid stays 0, so it
+ * can switch back), so the file modes the test sets are what the kernel enforces; a plain user's
+ * process runs it as it is. This test file's process is its own (vitest's forks pool).
+ */
+/**
+ * As root, lets nobody (see `unprivileged`) reach the scratch tree and write where the mover keeps its
+ * journal and its output, so the one thing refused under that uid is the unreadable source itself.
+ */
+async function openToNobody(root: string, writable: readonly string[]): Promise<void> {
+  if (!isRoot) return;
+  await chmod(root, 0o755);
+  for (const dir of writable) await chmod(dir, 0o777);
+}
+
+async function unprivileged<T>(run: () => Promise<T>): Promise<T> {
+  if (!isRoot || process.seteuid === undefined) return run();
+  process.seteuid(NOBODY);
+  try {
+    return await run();
+  } finally {
+    process.seteuid(0);
+  }
+}
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** Makes `dir` unwritable even for root (chattr +i) or, for anyone else, by its mode. */
@@ -66,6 +93,8 @@ async function posixHarness(sliceBytes?: number): Promise<MoverHarness & { root:
   const journalDir = join(root, 'journal');
   await mkdir(join(root, 'src'), { recursive: true });
   await mkdir(journalDir);
+  await mkdir(join(root, 'dst'));
+  await openToNobody(root, [journalDir, join(root, 'dst')]);
   const journal = new FileJournal(journalDir);
   const chunkBytes = 256 * 1024;
   let corrupt = false;
@@ -103,11 +132,10 @@ async function posixHarness(sliceBytes?: number): Promise<MoverHarness & { root:
       return { place: place(join(dir, name)), restore: async () => { await restore(); restores.splice(restores.indexOf(restore), 1); } };
     },
     unreadableSource: async (name, bytes) => {
-      if (isRoot) return 'running as root, which reads a file whatever its mode (the unwritable destination case covers PERMISSION)';
       const path = join(root, 'src', name);
       await writeFile(path, bytes);
       await chmod(path, 0o000);
-      return { place: place(path), restore: () => chmod(path, 0o644) };
+      return { place: place(path), restore: () => chmod(path, 0o644), during: unprivileged };
     },
     corruptNext: () => void (corrupt = true),
     transientFaultNext: () => void (transient = true),
@@ -324,6 +352,7 @@ async function globusHarness(): Promise<MoverHarness & { server: GlobusTransferS
   const root = await mkdtemp(join(tmpdir(), 'arcnet-globus-mover-'));
   const journalDir = join(root, 'journal');
   for (const dir of ['src', 'dst', 'journal']) await mkdir(join(root, dir));
+  await openToNobody(root, [journalDir, join(root, 'dst')]);
   const journal = new FileJournal(journalDir);
   const chunkBytes = 256 * 1024;
   const server = await GlobusTransferServer.start({ endpoints: { [SOURCE_ENDPOINT]: join(root, 'src'), [HPC_ENDPOINT]: join(root, 'dst') }, token: TOKEN, chunkBytes, retryAfterMs: 300 });
@@ -352,10 +381,9 @@ async function globusHarness(): Promise<MoverHarness & { server: GlobusTransferS
       return { place: { uri: `globus://${HPC_ENDPOINT}/locked/${name}`, path: join(dir, name) }, restore: async () => { await restore(); restores.splice(restores.indexOf(restore), 1); } };
     },
     unreadableSource: async (name, bytes) => {
-      if (isRoot) return 'running as root, which reads a file whatever its mode (the unwritable destination case covers PERMISSION)';
       await writeFile(join(root, 'src', name), bytes);
       await chmod(join(root, 'src', name), 0o000);
-      return { place: inSource(name), restore: () => chmod(join(root, 'src', name), 0o644) };
+      return { place: inSource(name), restore: () => chmod(join(root, 'src', name), 0o644), during: unprivileged };
     },
     corruptNext: () => server.injectNext({ kind: 'corrupt' }),
     transientFaultNext: () => server.injectNext({ kind: 'transient', afterFraction: 0.5, forMs: 1_500 }),
