@@ -7,8 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { AUDIT_ACTIONS, MAX_AUDIT_LIMIT, type AuditLog } from '../access/audit.ts';
 import { ACCESS } from '../access/policy.ts';
+import { queryInstant } from './validator.ts';
 import { ArcError } from '../core/errors.ts';
-import { parseInstant } from '../core/instants.ts';
 
 const AuditQuery = Type.Object(
   {
@@ -21,18 +21,11 @@ const AuditQuery = Type.Object(
   { additionalProperties: false },
 );
 
-function instant(field: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = parseInstant(value, { epochMs: true });
-  if (!parsed.ok) throw new ArcError('INVALID_INPUT', `querystring/${field}: ${parsed.problem}`);
-  return parsed.ms;
-}
-
 export function registerAuditRoutes(app: FastifyInstance, audit: AuditLog): void {
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/api/v1/audit', { schema: { querystring: AuditQuery }, config: { access: ACCESS.operator } }, async (request) => {
     const { actor, action } = request.query;
-    const since = instant('since', request.query.since);
-    const until = instant('until', request.query.until);
+    const since = queryInstant('since', request.query.since);
+    const until = queryInstant('until', request.query.until);
     if (since !== undefined && until !== undefined && until < since) {
       throw new ArcError('INVALID_INPUT', `querystring/until: ${new Date(until).toISOString()} is before since ${new Date(since).toISOString()}`);
     }

@@ -8,8 +8,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { ArcError } from '../core/errors.ts';
-import { parseInstant } from '../core/instants.ts';
 import { ACCESS } from '../access/policy.ts';
+import { queryInstant } from './validator.ts';
 import type { CentralOrchestrator } from '../mesh/central.ts';
 
 export const HISTORY_LIMIT_MAX = 10_000;
@@ -24,20 +24,13 @@ const HistoryQuery = Type.Object(
   { additionalProperties: false },
 );
 
-function instant(field: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const parsed = parseInstant(value, { epochMs: true });
-  if (!parsed.ok) throw new ArcError('INVALID_INPUT', `querystring/${field}: ${parsed.problem}`);
-  return parsed.ms;
-}
-
 export function registerGlobalRoutes(app: FastifyInstance, central: CentralOrchestrator): void {
   app.get('/api/v1/global', { config: { access: ACCESS.viewer } }, async () => central.snapshot());
 
   app.get<{ Querystring: Static<typeof HistoryQuery> }>('/api/v1/global/history', { schema: { querystring: HistoryQuery }, config: { access: ACCESS.viewer } }, async (request) => {
     const { geozone, limit = 1_000 } = request.query;
-    const from = instant('from', request.query.from);
-    const to = instant('to', request.query.to);
+    const from = queryInstant('from', request.query.from);
+    const to = queryInstant('to', request.query.to);
     if (from !== undefined && to !== undefined && from > to) throw new ArcError('INVALID_INPUT', 'querystring/from: is after querystring/to');
     const series = await central.history({ limit, ...(from === undefined ? {} : { from }), ...(to === undefined ? {} : { to }), ...(geozone === undefined ? {} : { geozone }) });
     if (series === undefined) throw new ArcError('NOT_FOUND', `no global view history for geozone ${geozone}: it has not reported to this orchestrator`);

@@ -18,6 +18,7 @@
 import { Ajv, type AnySchema, type ValidateFunction } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import { ArcError } from '../core/errors.ts';
 import { parseInstant } from '../core/instants.ts';
 
 // ajv-formats is CommonJS: under Node's ESM its plugin is both the default export and that export's `default`, the one the types name.
@@ -102,4 +103,12 @@ export function requestValidatorCompiler(): FastifySchemaCompiler<AnySchema> {
 /** Installs the per-part validation on `app` (the root instance, before any route). */
 export function installRequestValidation(app: FastifyInstance): void {
   app.setValidatorCompiler(requestValidatorCompiler());
+}
+
+/** A querystring instant (ISO-8601 or epoch milliseconds, src/core/instants.ts); a 400 naming the parameter otherwise. */
+export function queryInstant(field: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = parseInstant(value, { epochMs: true });
+  if (!parsed.ok) throw new ArcError('INVALID_INPUT', `querystring/${field}: ${parsed.problem}`);
+  return parsed.ms;
 }
