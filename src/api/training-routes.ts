@@ -46,6 +46,7 @@ export const TrainingBody = Type.Object(
     target: Type.Optional(Type.Union([Type.Literal('hpc'), Type.Literal('federated')])),
     script: Type.Optional(Type.String({ minLength: 3, maxLength: MAX_SCRIPT_BYTES })),
     timeLimitMinutes: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TIME_LIMIT_MINUTES })),
+    datasetSha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
     sourceNodeId: Type.Optional(Uuid),
     geozone: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' })),
   },
@@ -84,7 +85,7 @@ function checkSubmission(body: TrainingBody): void {
 }
 
 function sameSubmission(a: TrainingRecord, b: TrainingBody): boolean {
-  return a.datasetUri === b.datasetUri && a.datasetSizeGb === b.datasetSizeGb && a.estimatedFlops === b.estimatedFlops && a.requestedTarget === b.target && a.script === b.script;
+  return a.datasetUri === b.datasetUri && a.datasetSizeGb === b.datasetSizeGb && a.estimatedFlops === b.estimatedFlops && a.requestedTarget === b.target && a.script === b.script && a.datasetSha256 === b.datasetSha256?.toLowerCase();
 }
 
 export function registerTrainingRoutes(app: FastifyInstance, deps: TrainingRoutesDeps): void {
@@ -110,6 +111,7 @@ export function registerTrainingRoutes(app: FastifyInstance, deps: TrainingRoute
         ...(body.geozone === undefined ? {} : { geozone: body.geozone }),
         ...(body.script === undefined ? {} : { script: body.script }),
         ...(body.timeLimitMinutes === undefined ? {} : { timeLimitMinutes: body.timeLimitMinutes }),
+        ...(body.datasetSha256 === undefined ? {} : { datasetSha256: body.datasetSha256.toLowerCase() }),
         submittedBy: principalOf(request).name,
         submittedAt: now,
         status: 'submitted',

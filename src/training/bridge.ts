@@ -398,7 +398,7 @@ export class TrainingBridge {
     timer.unref();
     running.settled = mover
       .transfer(
-        { transferId: owned.id, source: hpc.datasetUri, destination: hpc.datasetPath },
+        { transferId: owned.id, source: hpc.datasetUri, destination: hpc.datasetPath, ...(owned.record.datasetSha256 === undefined ? {} : { sha256: owned.record.datasetSha256 }) },
         { signal: running.controller.signal, onProgress: (p) => this.enqueue(owned, { type: 'transfer.progress', ...p }) },
       )
       .then(

@@ -72,6 +72,8 @@ export interface TrainingSubmission {
   /** The batch script (`--script FILE`); undefined runs the bridge's default script. */
   readonly script?: string;
   readonly timeLimitMinutes?: number;
+  /** The dataset's SHA-256 (lowercase hex) when the submitter knows it: the transfer fails CHECKSUM_MISMATCH unless the bytes match. */
+  readonly datasetSha256?: string;
   readonly submittedBy?: string;
 }
 

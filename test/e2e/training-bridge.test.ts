@@ -147,7 +147,7 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge end to end: arcne
       // The default script a second slower: a job quicker than one poll interval would go from queued to completed unseen running.
       const script = join(dir, 'default-slower.sh');
       writeFileSync(script, DEFAULT_SCRIPT.replace('set -eu\n', 'set -eu\nsleep 1\n'));
-      const id = await submit(['--dataset', set.path, '--size-gb', '250', '--flops', '1e15', '--geozone', 'CAISO', '--script', script]);
+      const id = await submit(['--dataset', set.path, '--size-gb', '250', '--flops', '1e15', '--geozone', 'CAISO', '--script', script, '--sha256', set.sha256.toUpperCase()]);
       const watch = cli(['train', 'get', id, '--watch', '--server', url, '--interval', '200'], 90_000);
       const done = await waitFor(id, 'completed', 60_000);
       expect(done).toMatchObject({ target: 'hpc', routingReason: 'dataset 250 GB is over the 100 GB HPC threshold' });
@@ -247,6 +247,13 @@ describe.skipIf(!slurm.available)(slurm.title('training bridge end to end: arcne
     const gone = await waitFor(missing, 'failed', 10_000);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(gone.hpc?.reason).toMatch(/^transfer failed \(SOURCE_MISSING\): /);
+    const mismatched = await submit(['--dataset', set.path, '--size-gb', '1', '--flops', '1', '--target', 'hpc', '--sha256', 'ab'.repeat(32)]);
+    const refused = await waitFor(mismatched, 'failed', 10_000);
+    expect(refused.hpc?.reason).toMatch(new RegExp(`^transfer failed \\(CHECKSUM_MISMATCH\\): .*has SHA-256 ${set.sha256}, not the ${'ab'.repeat(32)}`));
+    expect(refused.hpc?.schedulerJobId).toBeNull();
+    const malformed = await cli(['train', 'submit', '--dataset', set.path, '--size-gb', '1', '--flops', '1', '--sha256', 'xyz', '--server', url]);
+    expect(malformed.code).not.toBe(0);
+    expect(malformed.stderr).toMatch(/--sha256 must be 64 hex digits/);
 
     const failed = await waitFor(fails, 'failed', 60_000);
     expect(failed.hpc?.reason).toMatch(/^Slurm job \d+: .*exit code 3/);

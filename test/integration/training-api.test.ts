@@ -99,6 +99,7 @@ describe('training API and classification (no HPC scheduler)', () => {
       [{ ...ok, checkpointUri: 'globus://ep/ckpt' }, /body\/checkpointUri/],
       [{ ...ok, script: 'echo hi' }, /body\/script must start with #!/],
       [{ ...ok, timeLimitMinutes: 0 }, /timeLimitMinutes/],
+      [{ ...ok, datasetSha256: 'abc' }, /datasetSha256/],
       [{ ...ok, datasetSize: 3 }, /additional properties/],
     ];
     for (const [body, message] of cases) {

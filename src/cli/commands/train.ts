@@ -112,6 +112,7 @@ interface SubmitFlags {
   target?: string;
   script?: string;
   timeLimit?: number;
+  sha256?: string;
   geozone?: string;
   sourceNode?: string;
   id?: string;
@@ -132,6 +133,7 @@ export function registerTrain(program: Command): void {
     .option('--target <target>', 'hpc or federated: skip the classifier')
     .option('--script <file>', 'the batch script to run on the HPC system (default: reads the dataset, prints its sha256, writes a checkpoint)')
     .option('--time-limit <minutes>', 'Slurm time limit (default the bridge\'s, 60)', int('--time-limit', 1))
+    .option('--sha256 <hex>', "the dataset's SHA-256: the transfer fails unless the bytes that arrive match it")
     .option('--geozone <zone>', 'the geozone the dataset comes from (named in hpc.failed events)')
     .option('--source-node <uuid>', 'the node that holds the dataset (the console draws the transfer from it)')
     .option('--id <uuid>', 'job id, making the submission idempotent')
@@ -142,6 +144,7 @@ export function registerTrain(program: Command): void {
       if (opts.urgency !== undefined && !['critical', 'normal', 'low'].includes(opts.urgency)) throw usage(`--urgency must be critical, normal or low, got "${opts.urgency}"`);
       if (opts.target !== undefined && !['hpc', 'federated'].includes(opts.target)) throw usage(`--target must be hpc or federated, got "${opts.target}"`);
       if (opts.id !== undefined && !UUID.test(opts.id)) throw usage(`--id must be a UUID, got "${opts.id}"`);
+      if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) throw usage(`--sha256 must be 64 hex digits (sha256sum's first column), got "${opts.sha256}"`);
       if (opts.sourceNode !== undefined && !UUID.test(opts.sourceNode)) throw usage(`--source-node must be a node's UUID, got "${opts.sourceNode}"`);
       let script: string | undefined;
       if (opts.script !== undefined) {
@@ -160,6 +163,7 @@ export function registerTrain(program: Command): void {
         ...(opts.target === undefined ? {} : { target: opts.target }),
         ...(script === undefined ? {} : { script }),
         ...(opts.timeLimit === undefined ? {} : { timeLimitMinutes: opts.timeLimit }),
+        ...(opts.sha256 === undefined ? {} : { datasetSha256: opts.sha256 }),
         ...(opts.geozone === undefined ? {} : { geozone: opts.geozone }),
         ...(opts.sourceNode === undefined ? {} : { sourceNodeId: opts.sourceNode }),
         ...(opts.id === undefined ? {} : { id: opts.id }),
