@@ -138,6 +138,8 @@ export interface SliceRecord {
   readonly blueprint: string;
   /** The leader's fencing token when it placed the instance (seed 002's DeploymentID as an increasing epoch). */
   readonly epoch: number;
+  /** When the leader placed it (ms): scale-down removes the newest first. */
+  readonly placedAt: number;
   /** Why it is in this state: a placement's reason, a failure's. */
   readonly reason?: string;
   /** Where it listens, once spawned (`host:port`, the first port). */
