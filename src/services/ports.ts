@@ -6,7 +6,7 @@
  * (`container-runtime.ts`, over the jobs executor's connection). One contract suite runs against both
  * (`test/contract/slice-runtime.contract.ts`).
  */
-import type { SliceRun } from './model.ts';
+import type { EndpointRecord, SliceRecord, SliceRun, SliceSpec } from './model.ts';
 
 export interface SpawnRequest {
   /** Unique on the node for this spawn: `{artifact}#{instance}@{epoch}`; names the process group or container. */
@@ -72,4 +72,33 @@ export interface SliceRuntime {
   removeLeftovers(): Promise<number>;
   /** Stops every instance. */
   close(): Promise<void>;
+}
+
+/** A slice key of this node as its deployment manager sees it. */
+export interface NodeSliceEntry {
+  readonly record: SliceRecord;
+  /** The key's modRevision: the node's writes are compare-and-set on it, so a newer leader command always wins. */
+  readonly revision: number;
+}
+
+export type ChannelWrite = { readonly ok: true; readonly revision: number } | { readonly ok: false; readonly reason: 'conflict' | 'gone' };
+
+/**
+ * How a node's deployment manager reads and writes its own keys: `slices/{node}/…` and the
+ * endpoints of its instances. In one process the adapter is the KV itself (`kv-node-channel.ts`);
+ * an agent's goes through its authenticated session with the server, which lets a node touch its
+ * own keys and nothing else.
+ */
+export interface NodeSliceChannel {
+  readonly nodeId: string;
+  /** Every current key of this node first, then each change in order; `undefined` means deleted. */
+  watch(onChange: (artifact: string, entry: NodeSliceEntry | undefined) => void): { close(): void };
+  /** The node's progress, compare-and-set on `expectedRevision`. */
+  write(artifact: string, record: SliceRecord, expectedRevision: number): Promise<ChannelWrite>;
+  /** Deletes the key once UNLOADING ends, compare-and-set. */
+  remove(artifact: string, expectedRevision: number): Promise<ChannelWrite>;
+  /** The slice's spec from the blueprint that placed it; undefined when that blueprint no longer names it. */
+  spec(blueprint: string, artifact: string): Promise<SliceSpec | undefined>;
+  publishEndpoint(artifact: string, entryPoint: string, record: EndpointRecord): Promise<void>;
+  unpublishEndpoint(artifact: string, entryPoint: string, instance: number): Promise<void>;
 }
