@@ -59,6 +59,20 @@ export interface AgentOptions {
   readonly enrolmentToken?: string;
   /** Called with the node key the server issues at enrolment, so it can be kept for later runs. */
   readonly onCredential?: (key: string) => void;
+  /** Other families' frames on the session (the services runner's). */
+  readonly extensions?: readonly AgentExtension[];
+}
+
+/**
+ * A family's frames on the session (types starting with `prefix`, e.g. `services.`): told when a
+ * session is welcomed and when it ends, so it can resubscribe after a reconnect.
+ */
+export interface AgentExtension {
+  readonly prefix: string;
+  /** A session was welcomed; `send` writes a frame on it and says false once it has closed. */
+  sessionStarted(send: (frame: object) => boolean): void;
+  onFrame(frame: Readonly<Record<string, unknown>>): void;
+  sessionEnded(): void;
 }
 
 export interface AgentExit {
@@ -288,8 +302,12 @@ export class Agent {
       case 'dispatch':
         this.onDispatch(message['dispatch']);
         return;
-      default:
+      default: {
+        const type = message['type'] as string;
+        const extension = this.options.extensions?.find((e) => type.startsWith(e.prefix));
+        if (extension && this.welcomed) return extension.onFrame(message);
         this.badFrame(`unknown frame type "${String(message['type'])}"`);
+      }
     }
   }
 
@@ -313,6 +331,13 @@ export class Agent {
     this.sendTelemetry(socket);
     this.telemetryTimer = setInterval(() => this.sendTelemetry(socket), interval);
     this.flushQueue(socket);
+    for (const extension of this.options.extensions ?? []) {
+      extension.sessionStarted((frame) => {
+        if (socket !== this.socket || socket.readyState !== WebSocket.OPEN) return false;
+        socket.send(JSON.stringify(frame));
+        return true;
+      });
+    }
     const first = this.firstWelcome;
     this.firstWelcome = undefined;
     first?.resolve();
@@ -431,6 +456,7 @@ export class Agent {
   }
 
   private endSession(): void {
+    if (this.welcomed) for (const extension of this.options.extensions ?? []) extension.sessionEnded();
     this.welcomed = false;
     clearTimeout(this.helloTimer);
     clearInterval(this.telemetryTimer);

@@ -43,6 +43,20 @@ export interface AgentGatewayDeps {
   readonly onSessionsChanged?: (count: number) => void;
 }
 
+/**
+ * A family's frames on the agent session (types starting with `prefix`, e.g. `services.`): opened
+ * per session on its first such frame, for the node the session proved it is, closed with the session.
+ */
+export interface AgentSessionExtension {
+  readonly prefix: string;
+  open(node: { readonly id: string; readonly geozone: string }, send: (frame: object) => void): AgentSessionHandler;
+}
+
+export interface AgentSessionHandler {
+  onFrame(frame: Readonly<Record<string, unknown>>): Promise<void>;
+  close(): void;
+}
+
 /** WebSocket close code for a refused identity: the agent should not reconnect with it. */
 export const CLOSE_REFUSED = 4000;
 /** WebSocket close code for a session replaced by a newer one of the same node. */
@@ -65,6 +79,8 @@ interface Session {
   queue: Promise<void>;
   /** Its refusals, logged as every WebSocket's client errors are: a warning at most every 10 s, the rest at debug. */
   readonly clientErrors: ClientErrorLog;
+  /** The extensions this session has used, by prefix. */
+  readonly handlers: Map<string, AgentSessionHandler>;
 }
 
 export class AgentGateway {
@@ -72,9 +88,16 @@ export class AgentGateway {
   private readonly sockets = new Set<WebSocket>();
   /** node id → its live session. */
   private readonly byNode = new Map<string, Session>();
+  private readonly extensions: AgentSessionExtension[] = [];
 
   constructor(deps: AgentGatewayDeps) {
     this.deps = deps;
+  }
+
+  /** Another family's frames on this gateway's sessions (the services module's `services.*`). */
+  extend(extension: AgentSessionExtension): void {
+    if (this.extensions.some((e) => e.prefix === extension.prefix)) throw new ArcError('CONFLICT', `agent session frames "${extension.prefix}*" already have a handler`, { retryable: false });
+    this.extensions.push(extension);
   }
 
   get sessions(): number {
@@ -82,7 +105,7 @@ export class AgentGateway {
   }
 
   handle(socket: WebSocket, principal: Principal, address?: string): void {
-    const session: Session = { socket, principal, address, identity: undefined, outstanding: new Map(), detach: undefined, queue: Promise.resolve(), clientErrors: new ClientErrorLog(this.deps.logger, { key: principal.keyId }) };
+    const session: Session = { socket, principal, address, identity: undefined, outstanding: new Map(), detach: undefined, queue: Promise.resolve(), clientErrors: new ClientErrorLog(this.deps.logger, { key: principal.keyId }), handlers: new Map() };
     this.sockets.add(socket);
     this.deps.onSessionsChanged?.(this.sockets.size);
 
@@ -97,6 +120,8 @@ export class AgentGateway {
     });
     socket.on('close', () => {
       session.detach?.();
+      for (const handler of session.handlers.values()) handler.close();
+      session.handlers.clear();
       this.sockets.delete(socket);
       if (session.identity && this.byNode.get(session.identity.id) === session) this.byNode.delete(session.identity.id);
       this.deps.onSessionsChanged?.(this.sockets.size);
@@ -134,7 +159,19 @@ export class AgentGateway {
     if (!identity) return this.refuse(session, 'invalid-frame', `"${String(frame.type)}" before hello: say hello with the node's identity first`);
     if (frame.type === 'telemetry') return this.telemetry(session, identity, frame['telemetry']);
     if (frame.type === 'result') return this.result(session, identity, frame['result']);
-    return this.refuse(session, 'invalid-frame', `unknown frame type "${String(frame.type)}" (expected hello, telemetry or result)`);
+    const extension = typeof frame.type === 'string' ? this.extensions.find((e) => (frame.type as string).startsWith(e.prefix)) : undefined;
+    if (extension) {
+      let handler = session.handlers.get(extension.prefix);
+      if (!handler) {
+        handler = extension.open({ id: identity.id, geozone: identity.geozone }, (message) => {
+          if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(message));
+        });
+        session.handlers.set(extension.prefix, handler);
+      }
+      return handler.onFrame(frame);
+    }
+    const known = ['hello', 'telemetry', 'result', ...this.extensions.map((e) => `${e.prefix}*`)].join(', ');
+    return this.refuse(session, 'invalid-frame', `unknown frame type "${String(frame.type)}" (expected ${known})`);
   }
 
   private async hello(session: Session, node: unknown): Promise<void> {

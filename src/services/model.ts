@@ -229,3 +229,37 @@ export function blueprintProblem(body: BlueprintBody): string | undefined {
   }
   return undefined;
 }
+
+const Millis = Type.Integer({ minimum: 0, maximum: 8_640_000_000_000_000 });
+const Counter = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Address = Type.String({ pattern: '^[A-Za-z0-9.:\\[\\]-]{1,255}:[0-9]{1,5}$', maxLength: 262 });
+
+/** What a node may write to its own slice key: checked on the server, field by field, before it lands. */
+export const SliceRecordSchema = Type.Object(
+  {
+    state: Type.Union(SLICE_STATES.map((s) => Type.Literal(s))),
+    timestamp: Millis,
+    version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    instance: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    blueprint: Name,
+    epoch: Counter,
+    placedAt: Millis,
+    reason: Type.Optional(Type.String({ maxLength: 4_096 })),
+    address: Type.Optional(Address),
+    restarts: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const EndpointRecordSchema = Type.Object(
+  {
+    nodeId: Type.String({ minLength: 1, maxLength: 64 }),
+    instance: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    state: Type.Literal('ACTIVE'),
+    timestamp: Millis,
+    address: Address,
+    path: Type.String({ pattern: '^/', maxLength: 1_024 }),
+    epoch: Counter,
+  },
+  { additionalProperties: false },
+);
