@@ -21,6 +21,8 @@
  *  9. The POSIX data mover against a plain `cp` of the same file (bench/data-mover.ts): goal >= 80 %.
  * 10. Slurm status queries per poll cycle with 1,000 held jobs in flight (bench/slurm.ts): goal 1;
  *     skipped when the project's Slurm (scripts/slurm.sh) does not answer.
+ * 11. The services planner (bench/services.ts): a blueprint change on 1,000 nodes x 10,000 instances
+ *     planned within p99 50 ms, and >= 2,000 placements/s from no keys at 5,000 nodes.
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -54,6 +56,7 @@ import { recordsSection } from './records.ts';
 import { trainingSection } from './training.ts';
 import { dataMoverSection } from './data-mover.ts';
 import { slurmSection } from './slurm.ts';
+import { servicesSection } from './services.ts';
 
 const ZONES = ['CAISO', 'ERCOT', 'PJM'];
 const MODELS = ['llama-3-70b', 'llama-3-8b', 'mistral-7b', 'qwen2.5-32b', 'stable-diffusion-xl', 'whisper-large-v3'];
@@ -345,6 +348,10 @@ async function main(): Promise<void> {
     if (runs(10)) {
       console.log('');
       await slurmSection(quick, 10);
+    }
+    if (runs(11)) {
+      console.log('');
+      await servicesSection(quick);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
