@@ -28,6 +28,8 @@ type Listener = (artifact: string, entry: NodeSliceEntry | undefined) => void;
 
 export interface AgentSliceChannelOptions {
   readonly nodeId: string;
+  /** The runtimes this node's runner has: the leader places only slices it can run. */
+  readonly runtimes: readonly ('process' | 'container')[];
   /** How long a call waits for a session and its answer (default 15 s). */
   readonly callTimeoutMs?: number;
 }
@@ -50,7 +52,7 @@ export class AgentSliceChannel implements NodeSliceChannel, AgentExtension {
 
   sessionStarted(send: (frame: object) => boolean): void {
     this.send = send;
-    send({ type: 'services.watch' });
+    send({ type: 'services.watch', runtimes: this.options.runtimes });
     for (const [id, pending] of this.pending) if (!pending.sent) this.transmit(id, pending);
   }
 

@@ -15,6 +15,7 @@
  *
  * Refusals answer the call with the reason (the agent logs it); none closes the session.
  */
+import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import { validate } from '../contracts/validation.ts';
@@ -23,12 +24,18 @@ import type { AgentSessionExtension, AgentSessionHandler } from './agent-gateway
 import { ARTIFACT_PATTERN, COMMAND_STATES, EndpointRecordSchema, SliceRecordSchema, endpointKey, entryPointsOf, nodeSlicesPrefix, sliceKey, type EndpointRecord, type SliceRecord } from '../services/model.ts';
 import type { NodeSliceChannel } from '../services/ports.ts';
 import { SERVICES_FRAME_PREFIX, type ServicesCall } from '../services/session-protocol.ts';
+import { runnerKey, type RunnerRecord, type RunnerRuntime } from '../services/runner-directory.ts';
+
+const RUNTIMES: ReadonlySet<string> = new Set<RunnerRuntime>(['process', 'container']);
 
 const ARTIFACT = new RegExp(ARTIFACT_PATTERN);
 const REMOVABLE: ReadonlySet<string> = new Set(['UNLOAD', 'UNLOADING']);
 
 export interface AgentServicesDeps {
   readonly kv: KvStore;
+  readonly clock: Clock;
+  /** This server's instance id, recorded in each runner's key. */
+  readonly instanceId: string;
   /** The node's channel over the KV (src/services/kv-node-channel.ts). */
   readonly channelFor: (nodeId: string) => NodeSliceChannel;
   readonly logger: Logger;
@@ -52,6 +59,9 @@ class AgentServicesSession implements AgentSessionHandler {
   private readonly channel: NodeSliceChannel;
   private watch: { close(): void } | undefined;
   private closed = false;
+  /** The revision of the runner key this session wrote, so closing marks it disconnected only if no newer session took it. */
+  private runnerRevision: number | undefined;
+  private runtimes: readonly RunnerRuntime[] = [];
 
   constructor(deps: AgentServicesDeps, nodeId: string, send: (frame: object) => void) {
     this.deps = deps;
@@ -61,7 +71,15 @@ class AgentServicesSession implements AgentSessionHandler {
   }
 
   async onFrame(frame: Readonly<Record<string, unknown>>): Promise<void> {
-    if (frame['type'] === 'services.watch') return this.startWatch();
+    if (frame['type'] === 'services.watch') {
+      const runtimes = frame['runtimes'];
+      if (!Array.isArray(runtimes) || runtimes.length > 2 || !runtimes.every((r) => typeof r === 'string' && RUNTIMES.has(r))) {
+        return this.send({ type: 'error', message: `services.watch: /runtimes must list the runner's runtimes (process, container), got ${JSON.stringify(runtimes)}` });
+      }
+      this.runtimes = [...new Set(runtimes as RunnerRuntime[])];
+      await this.startWatch();
+      return this.registerRunner(true);
+    }
     if (frame['type'] !== 'services.call') return this.send({ type: 'error', message: `unknown frame type "${String(frame['type'])}" (expected services.watch or services.call)` });
     const id = frame['id'];
     if (typeof id !== 'number' || !Number.isSafeInteger(id)) return this.send({ type: 'error', message: 'services.call needs an integer "id"' });
@@ -80,6 +98,16 @@ class AgentServicesSession implements AgentSessionHandler {
     this.closed = true;
     this.watch?.close();
     this.watch = undefined;
+    if (this.runnerRevision !== undefined) {
+      this.registerRunner(false).catch((error: unknown) => this.deps.logger.warn({ node: this.nodeId, err: errorMessage(error) }, 'could not mark the runner disconnected; the mesh will see the node offline'));
+    }
+  }
+
+  /** `runners/{node}`: the leader places only on nodes whose runner is connected (or only just left). */
+  private async registerRunner(connected: boolean): Promise<void> {
+    const record: RunnerRecord = { runtimes: this.runtimes, connected, since: this.deps.clock.now(), server: this.deps.instanceId };
+    const outcome = await this.deps.kv.put(runnerKey(this.nodeId), record, connected ? {} : { expectedRevision: this.runnerRevision! });
+    if (connected && outcome.ok) this.runnerRevision = outcome.revision;
   }
 
   /** A snapshot from one list, then every change after the revision it was read at: nothing missed, nothing twice. */

@@ -18,6 +18,8 @@ export interface ServiceNode {
   /** 0..1 from its telemetry. */
   readonly cpuLoad: number;
   readonly datasetsHot: readonly string[];
+  /** The runtimes its runner has (`process`, `container`); undefined: any (a test's or the bench's node). */
+  readonly runtimes?: readonly ('process' | 'container')[];
 }
 
 /** One slice key as the planner sees it. */

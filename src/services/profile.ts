@@ -114,6 +114,17 @@ export const requiredTagsFilter: ServiceFilter = {
   },
 };
 
+/** A container slice needs a node whose runner reaches a container engine; every runner runs processes. */
+export const runtimeAvailableFilter: ServiceFilter = {
+  name: 'runtime-available',
+  rejects: 'without a runtime for the slice (no container engine)',
+  filter: (candidate, ask) => {
+    const runtimes = candidate.node.runtimes;
+    if (runtimes === undefined || runtimes.includes(ask.slice.run.kind)) return PASS;
+    return { ok: false, reason: `runs ${runtimes.join(' and ') || 'nothing'}, not ${ask.slice.run.kind} slices` };
+  },
+};
+
 export const onePerNodeFilter: ServiceFilter = {
   name: 'one-per-node',
   rejects: 'already holding an instance of the slice',
@@ -160,7 +171,7 @@ export const spreadScorer: ServiceScorer = {
 export const serviceRegistry = new PluginRegistry<ServiceCandidate, SliceAsk, ServiceProfileConfig>('service');
 serviceRegistry.registerFilter(nodeReadyFilter.name, () => nodeReadyFilter);
 serviceRegistry.registerFilter('hardware-partition', (config) => hardwarePartitionFilter(config.partitionTags));
-for (const filter of [requiredTagsFilter, onePerNodeFilter, resourcesFitFilter]) serviceRegistry.registerFilter(filter.name, () => filter);
+for (const filter of [requiredTagsFilter, runtimeAvailableFilter, onePerNodeFilter, resourcesFitFilter]) serviceRegistry.registerFilter(filter.name, () => filter);
 for (const scorer of [dataLocalityScorer, lowCpuLoadScorer, spreadScorer]) serviceRegistry.registerScorer(scorer.name, () => scorer);
 
 /**
@@ -168,7 +179,7 @@ for (const scorer of [dataLocalityScorer, lowCpuLoadScorer, spreadScorer]) servi
  * slice turned away by data nodes is reported as partitioning, not as a missing tag: the operator
  * then knows that adding capacity to live nodes, not tagging data nodes, is the way out.
  */
-export const SERVICE_FILTERS: readonly string[] = ['node-ready', 'hardware-partition', 'required-tags', 'one-per-node', 'resources-fit'];
+export const SERVICE_FILTERS: readonly string[] = ['node-ready', 'hardware-partition', 'required-tags', 'runtime-available', 'one-per-node', 'resources-fit'];
 
 export function serviceScorers(weights: ServiceProfileConfig['weights']): readonly WeightedName[] {
   return [

@@ -4,7 +4,7 @@
  * the KV. The server side (src/api/agent-services.ts) answers only for the node the session proved it
  * is; the agent side (src/agent/services-channel.ts) is the node's `NodeSliceChannel`.
  *
- *   agent  → server  { type: 'services.watch' }
+ *   agent  → server  { type: 'services.watch', runtimes: ['process', 'container'] }   (registers the runner)
  *   server → agent   { type: 'services.snapshot', entries: [{ artifact, entry }] }   (then, in order:)
  *   server → agent   { type: 'services.change', artifact, entry | null }
  *   agent  → server  { type: 'services.call', id, call: ServicesCall }
@@ -22,7 +22,7 @@ export type ServicesCall =
   | { readonly op: 'publish'; readonly artifact: string; readonly entryPoint: string; readonly record: EndpointRecord }
   | { readonly op: 'unpublish'; readonly artifact: string; readonly entryPoint: string; readonly instance: number };
 
-export type ServicesAgentFrame = { readonly type: 'services.watch' } | { readonly type: 'services.call'; readonly id: number; readonly call: ServicesCall };
+export type ServicesAgentFrame = { readonly type: 'services.watch'; readonly runtimes: readonly ('process' | 'container')[] } | { readonly type: 'services.call'; readonly id: number; readonly call: ServicesCall };
 
 export type ServicesServerFrame =
   | { readonly type: 'services.snapshot'; readonly entries: readonly { readonly artifact: string; readonly entry: NodeSliceEntry }[] }

@@ -46,8 +46,18 @@ describe('service profile', () => {
     expect(serviceRegistry.scorerNames).toEqual(['data-locality', 'low-cpu-load', 'spread']);
     const profile = serviceProfile();
     expect(profile.name).toBe('service');
-    expect(profile.filters.map((f) => f.name)).toEqual(['node-ready', 'hardware-partition', 'required-tags', 'one-per-node', 'resources-fit']);
+    expect(profile.filters.map((f) => f.name)).toEqual(['node-ready', 'hardware-partition', 'required-tags', 'runtime-available', 'one-per-node', 'resources-fit']);
     expect(() => serviceProfile({ partitionTags: [], weights: { dataLocality: 1, lowCpuLoad: 1, spread: 1 }, filters: ['node-ready', 'gpu-fit'] })).toThrow(/unknown service filter plugin "gpu-fit"/);
+  });
+
+  it('places a container slice only where the runner reaches a container engine, and says so when none does', () => {
+    const container = slice('org.example:web:1.0', 1, { run: { kind: 'container', image: 'arcnet/busybox:test' } });
+    const onlyProcesses = node('n-1', { runtimes: ['process'] });
+    expect(placedOn(planServices(viewOf([blueprint('web', container)], [onlyProcesses, node('n-2', { runtimes: ['process', 'container'], cpuLoad: 0.9 })])))).toEqual(['n-2']);
+    const none = planServices(viewOf([blueprint('web', container, slice(ECHO, 1))], [onlyProcesses]));
+    expect(placedOn(none)).toEqual(['n-1']);
+    expect(none.unplaced[0]).toMatchObject({ artifact: 'org.example:web:1.0', rejectedBy: { 'runtime-available': 1 } });
+    expect(none.unplaced[0]!.reason).toMatch(/1 node without a runtime for the slice/);
   });
 
   it('does not place on offline or draining nodes', () => {
