@@ -14,6 +14,9 @@
  * (cgroup v1 or hybrid hosts, a read-only /sys/fs/cgroup, no memory or cpu controller) the instance runs
  * without limits and the response says why in `limits.note`.
  *
+ * Output: stdout is discarded (a service logs where it is configured to); the last 4 KiB of stderr are
+ * kept for the exit's `stderrTail`, the FAILED reason.
+ *
  * Leftovers: every instance has a pid file in `stateDir` naming its pid, the kernel's start time of that
  * pid (and the boot), its argv and cgroup. After the agent was killed, `removeLeftovers` kills the process
  * groups whose pid is still the process that was started (a pid reused by an unrelated program is left
@@ -233,7 +236,15 @@ export class ProcessSliceRuntime implements SliceRuntime {
     }
 
     const [file, args] = cgroup ? ['/bin/sh', ['-c', JOIN_CGROUP_SCRIPT, cgroup, ...argv]] : [argv[0]!, argv.slice(1)];
-    const child = spawnChild(file, args, { detached: true, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let child: ChildProcess;
+    try {
+      child = spawnChild(file, args, { detached: true, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (error) {
+      // Node refuses some arguments before any process exists (a NUL byte in an argument or a value).
+      this.ports.release(ports);
+      if (cgroup) await removeCgroup(cgroup, this.logger);
+      return failed(`executable "${argv[0]}" could not start: ${errorMessage(error)}`, false);
+    }
     const stderr = new TailBuffer(STDERR_TAIL_BYTES);
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     const spawned = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
@@ -267,7 +278,13 @@ export class ProcessSliceRuntime implements SliceRuntime {
     instance.recorded = this.writePidRecord(instance, argv);
     child.once('exit', (exitCode, signal) => {
       instance.exitedAt = Date.now();
-      void this.finish(instance, exitCode, signal).then(settle);
+      void this.finish(instance, exitCode, signal).then(settle, (error: unknown) => {
+        // The exit itself is certain: it is reported whatever part of the cleanup failed.
+        this.logger.error({ err: errorMessage(error), instance: instance.id }, 'cleanup after the slice process failed');
+        this.instances.delete(instance.id);
+        this.ports.release(instance.ports);
+        settle({ instanceId: instance.id, exitCode, signal, requested: instance.requested, stderrTail: instance.stderr.text() });
+      });
     });
     child.on('error', (error) => this.logger.warn({ err: errorMessage(error), instance: instance.id }, 'slice process error'));
 
