@@ -12,11 +12,15 @@ import { silentLogger, type Logger } from '../core/logging.ts';
 import { demultiplexDockerStream, ustarArchive } from './docker-wire.ts';
 import type { ContainerOutcome, ContainerRuntime, ContainerSpec } from './ports.ts';
 
-export interface DockerRuntimeOptions {
+/** Where the engine is: what every client of the Docker Engine API in ArcNet is configured with. */
+export interface DockerEndpointOptions {
   /** A unix socket path; wins over `host`. */
   readonly socketPath?: string;
   /** DOCKER_HOST style: `unix:///run/docker.sock` or `tcp://host:2375` (plain HTTP, no TLS). */
   readonly host?: string;
+}
+
+export interface DockerRuntimeOptions extends DockerEndpointOptions {
   readonly logger?: Logger;
   /** Bounds every call but the wait for exit (default 30 s), so a wedged engine cannot hang a run. */
   readonly requestTimeoutMs?: number;
@@ -60,6 +64,22 @@ function modemOptions(endpoint: Endpoint, agent: Agent): Docker.DockerOptions {
     : { ...common, socketPath: undefined, host: endpoint.hostname, port: endpoint.port };
 }
 
+/** A dockerode client on its own keep-alive agent, for the endpoint given (DOCKER_HOST when none is). */
+export interface DockerConnection {
+  readonly docker: Docker;
+  /** DOCKER_HOST-style URL of the engine, for messages and operators. */
+  readonly endpoint: string;
+  /** Closes the agent's idle sockets; the client is unusable afterwards. */
+  close(): void;
+}
+
+/** The one place the engine's address is parsed and dockerode configured, shared by the job executor and the service runtime. */
+export function connectDocker(options: DockerEndpointOptions = {}): DockerConnection {
+  const endpoint = options.socketPath ? { socketPath: options.socketPath } : parseEndpoint(options.host ?? dockerEndpointFromEnv());
+  const agent = new Agent({ keepAlive: true });
+  return { docker: new Docker(modemOptions(endpoint, agent)), endpoint: endpointUrl(endpoint), close: () => agent.destroy() };
+}
+
 interface EngineError {
   readonly statusCode?: number;
   readonly json?: { readonly message?: unknown } | null;
@@ -67,13 +87,13 @@ interface EngineError {
   readonly message?: string;
 }
 
-function engineStatus(error: unknown): number | undefined {
+export function engineStatus(error: unknown): number | undefined {
   const status = (error as EngineError | null)?.statusCode;
   return typeof status === 'number' ? status : undefined;
 }
 
 /** The engine's own message (its JSON body) when it sent one, rather than dockerode's "(HTTP code 500) server error - …" wrapper. */
-function engineMessage(error: unknown): string {
+export function engineMessage(error: unknown): string {
   const body = (error as EngineError | null)?.json;
   if (body && typeof body.message === 'string') return body.message;
   return errorMessage(error);
@@ -102,18 +122,15 @@ export class DockerRuntime implements ContainerRuntime {
   /** DOCKER_HOST-style URL of the engine, for messages and operators. */
   readonly endpoint: string;
   private readonly docker: Docker;
-  private readonly agent: Agent;
+  private readonly connection: DockerConnection;
   private readonly logger: Logger;
   private readonly requestTimeoutMs: number;
   private engineKind: Promise<EngineKind> | undefined;
 
   constructor(options: DockerRuntimeOptions = {}) {
-    const endpoint = options.socketPath
-      ? { socketPath: options.socketPath }
-      : parseEndpoint(options.host ?? dockerEndpointFromEnv());
-    this.endpoint = endpointUrl(endpoint);
-    this.agent = new Agent({ keepAlive: true });
-    this.docker = new Docker(modemOptions(endpoint, this.agent));
+    this.connection = connectDocker(options);
+    this.endpoint = this.connection.endpoint;
+    this.docker = this.connection.docker;
     this.logger = options.logger ?? silentLogger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   }
@@ -155,7 +172,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async close(): Promise<void> {
-    this.agent.destroy();
+    this.connection.close();
   }
 
   async run(spec: ContainerSpec): Promise<ContainerOutcome> {
@@ -396,7 +413,8 @@ export class DockerRuntime implements ContainerRuntime {
   }
 }
 
-function isSpecFault(message: string): boolean {
+/** A start refused for what the container asks (its executable, its working directory): the same again fails the same way. */
+export function isSpecFault(message: string): boolean {
   return /executable file not found|no such file or directory|permission denied|not a directory/i.test(message);
 }
 
@@ -405,7 +423,7 @@ function delay(ms: number): Promise<void> {
 }
 
 /** dockerode hands back a Buffer for a finished log and a stream when following; both are taken. */
-async function asBytes(value: unknown): Promise<Uint8Array> {
+export async function asBytes(value: unknown): Promise<Uint8Array> {
   if (value instanceof Uint8Array) return value;
   if (value === null || value === undefined) return new Uint8Array(0);
   if (typeof (value as Readable)[Symbol.asyncIterator] === 'function') {

@@ -11,10 +11,14 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DockerRuntime, connectDocker } from '../../src/agent/docker-runtime.ts';
+import { ContainerSliceRuntime, containerName } from '../../src/services/container-runtime.ts';
 import { PortRange, PortsExhaustedError } from '../../src/services/port-range.ts';
 import { CGROUP_PARENT, ProcessSliceRuntime, STDERR_TAIL_BYTES, instanceSlug } from '../../src/services/process-runtime.ts';
 import type { SpawnOutcome, SpawnRequest } from '../../src/services/ports.ts';
 import { sliceRuntimeContract, type RequestShape } from './slice-runtime.contract.ts';
+import { TEST_IMAGE, testEngineEndpoint } from '../support/containers.ts';
+import { needEngines } from '../support/engines.ts';
 import { until } from '../support/until.ts';
 
 const ECHO_SERVICE = join(import.meta.dirname, '../fixtures/echo-service.ts');
@@ -332,6 +336,176 @@ describe('process slice runtime', () => {
         if (await alive(grandchild)) process.kill(grandchild, 'SIGKILL');
       }
     });
+  });
+});
+
+/**
+ * busybox httpd serving /www: `health` for the health check, `whoami` written at start from the env it
+ * got. Further container ports (after the first) get an httpd of their own, daemonised.
+ */
+function containerRequest(id: string, extra: { containerPorts?: number[]; command?: string[]; image?: string } = {}): SpawnRequest {
+  const containerPorts = extra.containerPorts ?? [8080];
+  const more = containerPorts.slice(1).map((port) => `httpd -p ${port} -h /www && `).join('');
+  const script = [
+    'mkdir -p /www && echo ok > /www/health',
+    `printf '{"instance":"%s","port":"%s","ports":"%s","env":{"CONTRACT_MARK":"%s"}}' "$ARCNET_INSTANCE_ID" "$PORT" "$ARCNET_PORTS" "$CONTRACT_MARK" > /www/whoami`,
+    `${more}exec httpd -f -p "\${PORT:-8080}" -h /www`,
+  ].join(' && ');
+  return {
+    instanceId: id,
+    artifact: id.split('#')[0]!,
+    run: { kind: 'container', image: extra.image ?? TEST_IMAGE, command: extra.command ?? ['sh', '-c', script], containerPorts },
+    env: {},
+    resources: { cpu: 0.5, memoryMb: 64 },
+    portsWanted: containerPorts.length,
+  };
+}
+
+function containerShape(id: string, shape: RequestShape): SpawnRequest {
+  switch (shape.kind) {
+    case 'service':
+      return containerRequest(id);
+    case 'exits':
+      return containerRequest(id, { command: ['sh', '-c', `echo '${shape.message}' >&2; exit ${shape.code}`] });
+    case 'missing':
+      return containerRequest(id, { image: 'arcnet/no-such-image:never' });
+  }
+}
+
+const engine = needEngines('containers');
+const endpoint = testEngineEndpoint();
+/** Published ports are on the engine's host: this one for a socket, the TCP endpoint's host otherwise. */
+const advertiseHost = endpoint.startsWith('tcp://') ? new URL(endpoint.replace(/^tcp:/, 'http:')).hostname : '127.0.0.1';
+
+describe.skipIf(!engine.available)(engine.title(`container slice runtime at ${endpoint}`), () => {
+  // Every container of this file carries it: the leftover sweeps and checks see this run's containers only.
+  const labels = { 'arcnet.test-suite': `slice-runtimes-${process.pid}-${Date.now()}` };
+  const range = testRange();
+  sliceRuntimeContract(
+    `ContainerSliceRuntime at ${endpoint} (busybox httpd)`,
+    async () => {
+      const ports = new PortRange(range.first, range.last);
+      return { runtime: new ContainerSliceRuntime({ host: endpoint, advertiseHost, ports, labels, closeGraceMs: 3_000 }), ports };
+    },
+    containerShape,
+  );
+
+  describe('what only containers have', () => {
+    const connection = connectDocker({ host: endpoint });
+    const runtimes: ContainerSliceRuntime[] = [];
+    function open(): { runtime: ContainerSliceRuntime; ports: PortRange } {
+      const ports = testRange(20);
+      const runtime = new ContainerSliceRuntime({ host: endpoint, advertiseHost, ports, labels });
+      runtimes.push(runtime);
+      return { runtime, ports };
+    }
+
+    afterAll(async () => {
+      for (const runtime of runtimes) await runtime.close();
+      connection.close();
+    });
+
+    it('labels and names the container, and has the engine apply the limits and run an init', async () => {
+      const { runtime } = open();
+      const id = instanceId('container-labels');
+      const outcome = started(await runtime.spawn({ ...containerShape(id, { kind: 'service' }), resources: { cpu: 0.25, memoryMb: 48 } }));
+      try {
+        expect(outcome.response.limits).toEqual({ applied: true });
+        const info = await connection.docker.getContainer(outcome.response.containerId!).inspect();
+        expect(info.Name.replace(/^\//, '')).toBe(containerName(id));
+        expect(info.Config.Labels).toMatchObject({ ...labels, 'arcnet.managed': '1', 'arcnet.service': '1', 'arcnet.instance': id });
+        expect(info.HostConfig).toMatchObject({ Memory: 48 * MiB, MemorySwap: 48 * MiB, NanoCpus: 250_000_000 });
+        expect((info.HostConfig as { Init?: boolean }).Init).toBe(true);
+      } finally {
+        await runtime.stop(id, 3_000);
+      }
+    });
+
+    it('publishes every container port on a host port of the range, and tells the container its own ports', async () => {
+      const { runtime, ports } = open();
+      const id = instanceId('container-ports');
+      const outcome = started(await runtime.spawn(containerRequest(id, { containerPorts: [8080, 9090] })));
+      try {
+        const { addresses } = outcome.response;
+        expect(addresses).toHaveLength(2);
+        expect(ports.heldPorts()).toEqual(addresses.map((address) => address.port).sort((a, b) => a - b));
+        for (const address of addresses) await healthy(address);
+        const seen = (await (await fetch(`http://${addresses[1]!.host}:${addresses[1]!.port}/whoami`)).json()) as Record<string, unknown>;
+        expect(seen).toMatchObject({ instance: id, port: '8080', ports: '8080,9090' });
+      } finally {
+        await runtime.stop(id, 3_000);
+      }
+      expect(ports.heldPorts()).toEqual([]);
+    });
+
+    it('stops promptly a service that installed no SIGTERM handler, and removes the container', async () => {
+      const { runtime } = open();
+      const id = instanceId('container-stop');
+      const outcome = started(await runtime.spawn(containerShape(id, { kind: 'service' })));
+      await healthy(outcome.response.addresses[0]!);
+      const began = performance.now();
+      await runtime.stop(id, 10_000);
+      // Without the init, httpd as PID 1 would ignore SIGTERM and the stop would take the whole 10 s.
+      expect(performance.now() - began).toBeLessThan(5_000);
+      expect(await outcome.exited).toMatchObject({ requested: true });
+      await expect(connection.docker.getContainer(outcome.response.containerId!).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    });
+
+    it('removes a container that exited by itself', async () => {
+      const { runtime } = open();
+      const id = instanceId('container-exits');
+      const outcome = started(await runtime.spawn(containerShape(id, { kind: 'exits', code: 5, message: 'bye' })));
+      expect(await outcome.exited).toMatchObject({ exitCode: 5, requested: false, stderrTail: 'bye\n' });
+      await expect(connection.docker.getContainer(outcome.response.containerId!).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    });
+
+    it("is not taken for a job's leftover by the jobs executor's sweep", async () => {
+      const { runtime } = open();
+      const id = instanceId('container-jobs-sweep');
+      const outcome = started(await runtime.spawn(containerShape(id, { kind: 'service' })));
+      const jobs = new DockerRuntime({ host: endpoint });
+      try {
+        expect(await jobs.managedContainers(labels)).toEqual([]);
+        expect(await jobs.removeLeftovers(labels)).toBe(0);
+        await healthy(outcome.response.addresses[0]!);
+      } finally {
+        await jobs.close();
+        await runtime.stop(id, 3_000);
+      }
+    });
+
+    // Last on purpose: every test above has stopped or swept its containers by now.
+    it('leaves no container behind', async () => {
+      for (const runtime of runtimes) await runtime.close();
+      const left = await connection.docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([name, value]) => `${name}=${value}`) } });
+      expect(left.map((container) => container.Names)).toEqual([]);
+    });
+  });
+});
+
+// No engine needed: what the runtime says when nothing answers where it was told to look.
+describe('ContainerSliceRuntime without an engine', () => {
+  it('reports an unreachable engine as not started and retryable, naming the endpoint, holding no port', async () => {
+    const ports = testRange(5);
+    const runtime = new ContainerSliceRuntime({ socketPath: '/nonexistent/arcnet-test.sock', ports, requestTimeoutMs: 2_000 });
+    try {
+      const outcome = await runtime.spawn(containerRequest(instanceId('no-engine')));
+      expect(outcome).toMatchObject({ ok: false, retryable: true });
+      if (!outcome.ok) expect(outcome.reason).toContain('unix:///nonexistent/arcnet-test.sock');
+      expect(ports.heldPorts()).toEqual([]);
+      expect(runtime.running()).toEqual([]);
+    } finally {
+      await runtime.close();
+    }
+  });
+
+  it('refuses a process slice', async () => {
+    const runtime = new ContainerSliceRuntime({ socketPath: '/nonexistent/arcnet-test.sock', ports: testRange(5) });
+    try {
+      expect(await runtime.spawn(processShape(instanceId('wrong-kind'), { kind: 'service' }))).toMatchObject({ ok: false, retryable: false });
+    } finally {
+      await runtime.close();
+    }
   });
 });
 
