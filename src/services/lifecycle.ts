@@ -115,9 +115,13 @@ export interface SliceLocal {
   readonly entry: NodeSliceEntry | undefined;
   /** A record has been seen for this key in this process (the first sight decides what to clean up). */
   readonly seen: boolean;
-  /** A write of ours lost its compare-and-set against this revision: nothing is written until a newer one comes. */
+  /**
+   * A write of ours lost its compare-and-set against this revision: nothing is written until a newer
+   * one comes, or until `retryAt` (an agent's channel reports a write whose answer was lost with the
+   * session as a conflict, and its watch does not repeat an unchanged key, so the write is tried again).
+   */
   readonly lostAt: number | undefined;
-  /** A write or publish failed for another reason: nothing is retried before this time. */
+  /** A write, resolve or publish failed (or lost): none is tried again before this time. */
   readonly retryAt: number | undefined;
   /** A failure decided here, to be written as FAILED (kept until written, so a failed write is retried). */
   readonly failure: string | undefined;
@@ -131,8 +135,8 @@ export interface SliceLocal {
   readonly instance: RunningInstance | undefined;
   readonly probing: boolean;
   readonly nextProbeAt: number | undefined;
-  /** What the last failed probe said, for the timeout's reason. */
-  readonly lastProbe: string | undefined;
+  /** What went wrong last on the way to ACTIVE (a probe's answer, a failed spawn or resolve), for the timeout's reason. */
+  readonly lastSetback: string | undefined;
   /** The endpoints this process published for the key. */
   readonly published: { readonly instance: number; readonly entryPoints: readonly string[] } | undefined;
   /** Endpoints a previous incarnation may have left published: unpublished once the spec names them. */
@@ -165,7 +169,7 @@ export function initialLocal(artifact: string): SliceLocal {
     instance: undefined,
     probing: false,
     nextProbeAt: undefined,
-    lastProbe: undefined,
+    lastSetback: undefined,
     published: undefined,
     staleEndpoints: false,
     deadline: undefined,
@@ -194,6 +198,8 @@ export type LifecycleEvent =
   | { readonly type: 'written'; readonly revision: number }
   | { readonly type: 'writeFailed'; readonly reason: 'conflict' | 'gone' | 'error'; readonly message?: string }
   | { readonly type: 'resolved'; readonly seq: number; readonly resolution: Resolution }
+  /** Resolving threw (the channel could not answer): tried again after retryMs, within the state's timeout. */
+  | { readonly type: 'resolveFailed'; readonly seq: number; readonly message: string }
   | { readonly type: 'spawned'; readonly instanceId: string; readonly outcome: SpawnResult }
   | { readonly type: 'probed'; readonly instanceId: string; readonly ok: boolean; readonly detail: string }
   | { readonly type: 'stopped'; readonly instanceId: string }
@@ -280,7 +286,7 @@ function observe(l: SliceLocal, event: LifecycleEvent, now: number, policy: Life
       }
       if (entry.record.state === 'LOAD' || entry.record.state === 'ACTIVATE') {
         // A fresh command: a new placement (LOAD) resolves its spec again; both start the restart count over.
-        next = { ...next, restarts: 0, restartTimes: [], notBefore: undefined, spawnFailures: 0, lastExit: undefined, lastProbe: undefined };
+        next = { ...next, restarts: 0, restartTimes: [], notBefore: undefined, spawnFailures: 0, lastExit: undefined, lastSetback: undefined };
         if (entry.record.state === 'LOAD') next = { ...next, spec: undefined, resolving: undefined };
       }
       return next;
@@ -295,7 +301,7 @@ function observe(l: SliceLocal, event: LifecycleEvent, now: number, policy: Life
       if (l.writing === undefined) return undefined;
       switch (event.reason) {
         case 'conflict':
-          return { ...l, writing: undefined, lostAt: l.entry?.revision };
+          return { ...l, writing: undefined, lostAt: l.entry?.revision, retryAt: now + policy.retryMs };
         case 'gone':
           // Deleted under us: whatever runs stops (the watch's delete, when it comes, finds nothing to do).
           return { ...l, writing: undefined, entry: undefined, failure: undefined };
@@ -318,6 +324,14 @@ function observe(l: SliceLocal, event: LifecycleEvent, now: number, policy: Life
       }
       return next;
     }
+    case 'resolveFailed': {
+      if (event.seq !== l.resolving) return undefined;
+      const record = l.entry?.record;
+      const needed = record !== undefined && modeOf(record) === 'serve' && (record.state === 'LOADING' || record.state === 'ACTIVATING');
+      // Only looking for stale endpoints: not worth retrying against a channel that refuses.
+      if (!needed) return { ...l, resolving: undefined, staleEndpoints: false };
+      return { ...l, resolving: undefined, retryAt: now + policy.retryMs, lastSetback: `resolving the spec failed: ${event.message}` };
+    }
     case 'spawned': {
       const spawning = l.spawning;
       if (spawning === undefined || event.instanceId !== spawning.instanceId) return undefined;
@@ -328,7 +342,7 @@ function observe(l: SliceLocal, event: LifecycleEvent, now: number, policy: Life
         if (!serving) return { ...l, spawning: undefined };
         if (outcome.retryable) {
           const failures = l.spawnFailures + 1;
-          return { ...l, spawning: undefined, spawnFailures: failures, notBefore: now + restartDelay(failures, policy.restart), lastProbe: `the last spawn failed: ${outcome.reason}` };
+          return { ...l, spawning: undefined, spawnFailures: failures, notBefore: now + restartDelay(failures, policy.restart), lastSetback: `the last spawn failed: ${outcome.reason}` };
         }
         return { ...l, spawning: undefined, failure: `ACTIVATING: spawn failed: ${outcome.reason}` };
       }
@@ -347,12 +361,12 @@ function observe(l: SliceLocal, event: LifecycleEvent, now: number, policy: Life
         healthy: l.spec?.health === undefined,
         stopping: false,
       };
-      return { ...l, spawning: undefined, instance, spawnFailures: 0, probing: false, nextProbeAt: undefined, lastProbe: undefined };
+      return { ...l, spawning: undefined, instance, spawnFailures: 0, probing: false, nextProbeAt: undefined, lastSetback: undefined };
     }
     case 'probed': {
       if (l.instance?.instanceId !== event.instanceId || !l.probing) return undefined;
-      if (event.ok) return { ...l, probing: false, nextProbeAt: undefined, lastProbe: undefined, instance: { ...l.instance, healthy: true } };
-      return { ...l, probing: false, nextProbeAt: now + (l.spec?.health?.intervalMs ?? DEFAULT_HEALTH_INTERVAL_MS), lastProbe: event.detail };
+      if (event.ok) return { ...l, probing: false, nextProbeAt: undefined, lastSetback: undefined, instance: { ...l.instance, healthy: true } };
+      return { ...l, probing: false, nextProbeAt: now + (l.spec?.health?.intervalMs ?? DEFAULT_HEALTH_INTERVAL_MS), lastSetback: event.detail };
     }
     case 'stopped':
       if (l.instance?.instanceId !== event.instanceId) return undefined;
@@ -442,13 +456,13 @@ function decide(input: SliceLocal, now: number, policy: LifecyclePolicy): Lifecy
     return l.instance === undefined && l.spawning === undefined;
   };
   const resolve = (record: SliceRecord): void => {
-    if (l.resolving !== undefined) return;
+    if (l.resolving !== undefined || l.retryAt !== undefined) return;
     const seq = l.resolveSeq + 1;
     actions.push({ type: 'resolve', seq, blueprint: record.blueprint });
     l = { ...l, resolving: seq, resolveSeq: seq };
   };
 
-  if (l.retryAt !== undefined && now >= l.retryAt) l = { ...l, retryAt: undefined };
+  if (l.retryAt !== undefined && now >= l.retryAt) l = { ...l, retryAt: undefined, lostAt: undefined };
   const entry = l.entry;
   if (entry === undefined) {
     // Deleted (forgotten by the leader, or removed at the end of UNLOADING): nothing of it may run.
@@ -617,11 +631,11 @@ function decide(input: SliceLocal, now: number, policy: LifecyclePolicy): Lifecy
 }
 
 function timeoutDetail(l: SliceLocal, state: SliceState): string {
-  if (state === 'LOADING' && l.resolving !== undefined) return '; the slice spec was not resolved in time';
+  if (state === 'LOADING') return l.lastSetback === undefined ? '; the slice spec was not resolved in time' : `; ${l.lastSetback}`;
   if (state !== 'ACTIVATING') return '';
   if (l.spawning !== undefined) return '; the runtime had not answered the spawn';
   if (l.instance !== undefined && !l.instance.healthy && l.spec?.health !== undefined) {
-    return `; health check GET ${l.instance.baseUrl}${l.spec.health.path} never answered 2xx${l.lastProbe === undefined ? '' : ` (last: ${l.lastProbe})`}`;
+    return `; health check GET ${l.instance.baseUrl}${l.spec.health.path} never answered 2xx${l.lastSetback === undefined ? '' : ` (last: ${l.lastSetback})`}`;
   }
-  return l.lastProbe === undefined ? '' : `; ${l.lastProbe}`;
+  return l.lastSetback === undefined ? '' : `; ${l.lastSetback}`;
 }

@@ -52,6 +52,8 @@ class Key {
   /** Runs between a step's decision and its write landing (another writer's turn). */
   beforeWrite: (() => void) | undefined;
   failWrites = false;
+  /** Every write tried, with the revision it expected. */
+  readonly attempts: number[] = [];
   readonly policy: LifecyclePolicy;
 
   constructor(policy: LifecyclePolicy = DEFAULT_POLICY) {
@@ -78,6 +80,7 @@ class Key {
       this.actions.push(...next.actions);
       const write = next.write;
       if (write === undefined) return next;
+      this.attempts.push(write.expectedRevision);
       const hook = this.beforeWrite;
       this.beforeWrite = undefined;
       hook?.();
@@ -312,6 +315,18 @@ describe('slice lifecycle: FAILED from each step', () => {
     expect(slow.tick(60_000)).toMatchObject({ actions: [], write: undefined, wakeAt: undefined });
   });
 
+  it('LOADING: a channel that cannot answer the spec is asked again after retryMs, and the timeout names what it said', () => {
+    const key = new Key();
+    key.leader(placement('LOAD'));
+    key.feed({ type: 'resolveFailed', seq: key.resolveSeq(), message: 'no answer from the server within 15000 ms to spec' });
+    expect(key.take()).toEqual(['resolve bp']);
+    key.tick(1_000);
+    expect(key.take()).toEqual(['resolve bp']);
+    key.feed({ type: 'resolveFailed', seq: key.resolveSeq(), message: 'no answer from the server within 15000 ms to spec' });
+    key.tick(9_000);
+    expect(key.record).toMatchObject({ state: 'FAILED', reason: 'LOADING took longer than 10000 ms (timeouts.loadingMs); resolving the spec failed: no answer from the server within 15000 ms to spec' });
+  });
+
   it('ACTIVATING: a spawn that fails for good fails the key; a retryable one is tried again with backoff until the timeout', () => {
     const key = new Key();
     key.leader(placement('LOAD'));
@@ -462,9 +477,13 @@ describe('slice lifecycle: compare-and-set and deleted keys', () => {
     key.feed({ type: 'exited', exit: exit() }); // decides ACTIVATING; the leader's UNLOAD lands first
     expect(key.written).toEqual([]);
     expect(key.record?.state).toBe('UNLOAD');
-    expect(key.local.lostAt).toBe(key.revision - 1);
-    // Ticks do not retry the lost write.
-    expect(key.tick(5_000).write).toBeUndefined();
+    const lostAt = key.revision - 1;
+    expect(key.local.lostAt).toBe(lostAt);
+    expect(key.tick(999).write).toBeUndefined();
+    // Past retryMs it is tried once more on the same revision (an agent's channel may have lost only the answer), and loses again.
+    key.tick(1);
+    expect(key.attempts.slice(-2)).toEqual([lostAt, lostAt]);
+    expect(key.local.lostAt).toBe(lostAt);
     key.feed({ type: 'changed', entry: { record: key.record!, revision: key.revision } });
     expect(key.states()).toEqual(['UNLOADING', 'removed']);
     expect(key.written[0]).toMatchObject({ version: 31 });
