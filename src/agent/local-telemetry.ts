@@ -15,6 +15,8 @@ export interface LocalTelemetryOptions {
   readonly energySource: EnergySource;
   readonly batteryLevel: number;
   readonly gpuMemoryGb: number;
+  /** Datasets hot on this node (service placement prefers it for slices that want them). */
+  readonly datasetsHot?: readonly string[];
 }
 
 export function localTelemetry(options: LocalTelemetryOptions): () => NodeTelemetry {
@@ -39,6 +41,7 @@ export function localTelemetry(options: LocalTelemetryOptions): () => NodeTeleme
       cpuLoad: Math.min(1, Math.round(((loadavg()[0] ?? 0) / cores) * 1000) / 1000),
       capacity: options.identity.capacity,
       tags: options.identity.tags,
+      ...(options.datasetsHot && options.datasetsHot.length > 0 ? { datasetsHot: [...options.datasetsHot] } : {}),
     };
   };
 }

@@ -18,6 +18,9 @@ import type { AgentExit } from '../agent/agent.ts';
 import type { Worker } from '../agent/worker.ts';
 import type { SigningPolicy } from '../jobs/signing.ts';
 import { signingPolicy } from './job-signers.ts';
+import type { PortRange } from '../services/port-range.ts';
+import type { SliceRuntime } from '../services/ports.ts';
+import type { AgentSliceChannel } from '../agent/services-channel.ts';
 
 /** The agent could not start: the server refused the worker, or its container engine is unreachable. */
 export class AgentNotStarted extends Error {}
@@ -35,6 +38,18 @@ export interface WorkerSettings {
   readonly trustedSignersDir?: string;
   /** Refuse to run assignments of unsigned jobs (needs `trustedSignersDir`). */
   readonly requireSignedJobs?: boolean;
+}
+
+/** `--services`: the runner (seed 002) and the node deployment manager (seed 003) on this node. */
+export interface ServicesSettings {
+  /** The host ports the runner owns. */
+  readonly ports: PortRange;
+  /** The address the server reaches this node's instances at. */
+  readonly host: string;
+  /** Where the process runtime keeps its pid files (default .arcnet/services-<name>). */
+  readonly stateDir?: string;
+  /** Docker Engine API for container slices (default $DOCKER_HOST or /var/run/docker.sock); without an answer only process slices run here. */
+  readonly dockerHost?: string;
 }
 
 export interface AgentProcessOptions {
@@ -64,6 +79,14 @@ export interface AgentProcessOptions {
   readonly token?: string;
   /** Where the node key issued at enrolment is kept (default .arcnet/node-<name>.key), so a restart proves the same node. */
   readonly nodeKeyFile?: string;
+  /** Seed 002's tags (`data_node`, `live_node`, …): reported with the node's identity. */
+  readonly tags?: readonly string[];
+  /** Datasets hot here, reported in telemetry for service placement. */
+  readonly datasetsHot?: readonly string[];
+  /** What the node offers (default 1 core, 1 GB, as before services placed by it). */
+  readonly cpus?: number;
+  readonly memoryGb?: number;
+  readonly services?: ServicesSettings;
   readonly logger: Logger;
 }
 
@@ -109,8 +132,8 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     name: options.name,
     geozone: options.geozone,
     geohash: options.geohash,
-    capacity: { cpuCores: 1, memoryGb: 1, gpus: options.gpus, gpuMemoryGb: options.gpuMemoryGb },
-    tags: [],
+    capacity: { cpuCores: options.cpus ?? 1, memoryGb: options.memoryGb ?? 1, gpus: options.gpus, gpuMemoryGb: options.gpuMemoryGb },
+    tags: [...(options.tags ?? [])],
     backend: backend.kind,
   };
   const nodeKey = nodeKeyStore(options.nodeKeyFile ?? join('.arcnet', `node-${options.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.key`), options.token, logger);
@@ -147,18 +170,20 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     }
     logger.info({ nodeId: worker.id, server: options.server, cpus: settings.cpus, memoryGb: settings.memoryGb, trustedSigners: [...signing.trusted.keys()], requireSignedJobs: signing.required }, 'worker ready');
   }
+  const services = options.services ? await startServices(options.services, identity.id, options.name, logger) : undefined;
   const agent = options.inference
     ? new Agent({
         serverUrl: options.server,
         identity,
         backend,
-        telemetry: localTelemetry({ identity, backend, modelsLoaded: [...options.models], energySource: options.energySource, batteryLevel: options.batteryLevel, gpuMemoryGb: options.gpuMemoryGb }),
+        telemetry: localTelemetry({ identity, backend, modelsLoaded: [...options.models], energySource: options.energySource, batteryLevel: options.batteryLevel, gpuMemoryGb: options.gpuMemoryGb, ...(options.datasetsHot ? { datasetsHot: options.datasetsHot } : {}) }),
         telemetryIntervalMs: options.telemetryIntervalMs,
         http,
         logger,
         ...(nodeKey.current === undefined ? {} : { token: nodeKey.current }),
         ...(options.token === undefined ? {} : { enrolmentToken: options.token }),
         onCredential: (key) => nodeKey.keep(key),
+        ...(services ? { extensions: [services.channel] } : {}),
       })
     : undefined;
   let release: () => void = () => undefined;
@@ -170,6 +195,7 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     () => undefined,
   );
   const finished = (agent ? agent.finished : stopped.then((): AgentExit => ({ reason: 'stopped' }))).then(async (exit) => {
+    await services?.stop();
     await worker?.stop();
     await backend.close?.();
     await http.close();
@@ -179,5 +205,51 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     nodeId: identity.id,
     finished,
     stop: () => void Promise.all([agent?.stop(), worker?.stop()]).finally(release),
+  };
+}
+
+interface RunningServices {
+  readonly channel: AgentSliceChannel;
+  stop(): Promise<void>;
+}
+
+/**
+ * The runner and the node deployment manager: process slices always, container slices when the
+ * Docker Engine API answers. Instances a killed agent left behind are removed before anything starts.
+ */
+async function startServices(settings: ServicesSettings, nodeId: string, name: string, logger: Logger): Promise<RunningServices> {
+  const [{ AgentSliceChannel }, { NodeDeploymentManager }, { ProcessSliceRuntime }, { ContainerSliceRuntime }, { DockerRuntime, dockerEndpointFromEnv }, { systemClock }] = await Promise.all([
+    import('../agent/services-channel.ts'),
+    import('../services/node-manager.ts'),
+    import('../services/process-runtime.ts'),
+    import('../services/container-runtime.ts'),
+    import('../agent/docker-runtime.ts'),
+    import('../core/clock.ts'),
+  ]);
+  const log = logger.child({ component: 'services' });
+  const runtimes: { process: SliceRuntime; container?: SliceRuntime } = {
+    process: new ProcessSliceRuntime({ ports: settings.ports, stateDir: settings.stateDir ?? join('.arcnet', `services-${name.replace(/[^A-Za-z0-9_.-]/g, '_')}`), host: settings.host, logger: log }),
+  };
+  const dockerHost = settings.dockerHost ?? dockerEndpointFromEnv();
+  const probe = new DockerRuntime({ host: dockerHost, requestTimeoutMs: 3_000 });
+  try {
+    await probe.ping();
+    runtimes.container = new ContainerSliceRuntime({ host: dockerHost, advertiseHost: settings.host, ports: settings.ports, labels: { 'arcnet.node': nodeId }, logger: log });
+  } catch (error) {
+    log.warn({ dockerHost, err: errorMessage(error) }, 'no container engine answers: this node runs process slices only');
+  } finally {
+    await probe.close();
+  }
+  const channel = new AgentSliceChannel({ nodeId, runtimes: runtimes.container ? ['process', 'container'] : ['process'] });
+  const manager = new NodeDeploymentManager({ channel, runtimes, clock: systemClock, logger: log });
+  await manager.start();
+  log.info({ nodeId, ports: `${settings.ports.first}-${settings.ports.last}`, host: settings.host, runtimes: Object.keys(runtimes) }, 'services runner ready');
+  return {
+    channel,
+    stop: async () => {
+      await manager.stop();
+      channel.close();
+      await Promise.all(Object.values(runtimes).map((runtime) => runtime.close()));
+    },
   };
 }

@@ -17,7 +17,7 @@ import { errorMessage, StaleFencingTokenError } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import type { Leadership } from '../leases/leadership.ts';
 import type { KvEvent, KvStore, KvWatch } from '../store/ports.ts';
-import { BLUEPRINTS_PREFIX, SLICES_PREFIX, parseSliceKey, sliceKey, type Blueprint, type SliceRecord } from './model.ts';
+import { BLUEPRINTS_PREFIX, SLICES_PREFIX, artifactEndpointsPrefix, parseEndpointKey, parseSliceKey, sliceKey, type Blueprint, type EndpointRecord, type SliceRecord } from './model.ts';
 import type { ExistingSlice, Plan, PlanChange, ServiceNode, Unplaced } from './plan.ts';
 import { planServices } from './planner.ts';
 
@@ -217,7 +217,10 @@ export class ClusterDeploymentManager {
       if (!current) return;
       const outcome = await kv.delete(key, { expectedRevision: current.revision, ...(fence ? { fence } : {}) });
       if (!outcome.ok) this.dirty = true;
-      else this.slices.delete(key);
+      else {
+        this.slices.delete(key);
+        await this.forgetEndpoints(change.nodeId, change.artifact, change.instance);
+      }
       logger.info({ node: change.nodeId, artifact: change.artifact, instance: change.instance }, `forgot: ${change.reason}`);
       return;
     }
@@ -236,6 +239,17 @@ export class ClusterDeploymentManager {
     if (outcome.ok) this.slices.set(key, { record, revision: outcome.revision });
     else this.dirty = true;
     logger.info({ node: change.nodeId, artifact: change.artifact, instance: change.instance }, `place: ${change.reason}`);
+  }
+
+  /** A node that cannot act any more cannot unpublish: its instance's endpoints go with its key, so the router stops trying them. */
+  private async forgetEndpoints(nodeId: string, artifact: string, instance: number): Promise<void> {
+    const fence = this.deps.leadership.fence();
+    const { entries } = await this.deps.kv.list<EndpointRecord>(artifactEndpointsPrefix(artifact));
+    for (const entry of entries) {
+      const parsed = parseEndpointKey(entry.key);
+      if (parsed?.instance !== instance || entry.value.nodeId !== nodeId) continue;
+      await this.deps.kv.delete(entry.key, { expectedRevision: entry.modRevision, ...(fence ? { fence } : {}) });
+    }
   }
 
   private async publishUnplaced(unplaced: readonly Unplaced[]): Promise<void> {
