@@ -6,7 +6,7 @@ import importX from 'eslint-plugin-import-x';
 /** Bounded contexts whose code must stay engine-neutral: the composition root picks their adapters. */
 const DOMAIN = ['mesh', 'placement', 'inference', 'jobs', 'training', 'services'].map((folder) => `./src/${folder}/**`);
 /** Adapters: the engines behind the ports. */
-const ADAPTERS = ['./src/bus/kafka*', './src/bus/memory*', './src/store/sqlite*', './src/store/postgres*', './src/store/memory*', './src/agent/docker-*', './src/training/slurm*', './src/training/posix*', './src/training/globus*'];
+const ADAPTERS = ['./src/bus/kafka*', './src/bus/memory*', './src/store/sqlite*', './src/store/postgres*', './src/store/memory*', './src/agent/docker-*', './src/training/slurm*', './src/training/posix*', './src/training/globus*', './src/services/*-runtime.ts', './src/services/port-range*'];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.arcnet/**', '.cache/**', '.stryker-tmp/**', 'reports/**', 'web/dist/**', 'coverage/**',
@@ -43,7 +43,7 @@ export default tseslint.config(
   },
   {
     // Adapters that sit beside their port inside a domain folder are not domain code: they import their own parts.
-    files: ['src/training/slurm*.ts'],
+    files: ['src/training/slurm*.ts', 'src/services/*-runtime.ts'],
     rules: { 'import-x/no-restricted-paths': 'off' },
   },
 );

@@ -29,9 +29,7 @@
 import type Docker from 'dockerode';
 import type { Container } from 'dockerode';
 // An adapter beside its port, as src/training/slurm*.ts is: it reuses the jobs executor's engine connection rather than copying it.
-// eslint-disable-next-line import-x/no-restricted-paths
 import { asBytes, connectDocker, engineMessage, engineStatus, isSpecFault, type DockerConnection, type DockerEndpointOptions } from '../agent/docker-runtime.ts';
-// eslint-disable-next-line import-x/no-restricted-paths
 import { demultiplexDockerStream } from '../agent/docker-wire.ts';
 import { errorMessage } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
