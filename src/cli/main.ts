@@ -21,6 +21,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerRoleCommands } from './commands/roles.ts';
 import { registerJobCommands } from './jobs-commands.ts';
 import { registerTrain } from './commands/train.ts';
+import { registerServices } from './commands/services.ts';
 
 const program = new Command();
 program.name('arcnet').description('ArcNet: control plane for a heterogeneous compute mesh').version(VERSION).showHelpAfterError(false);
@@ -37,6 +38,7 @@ registerToken(program);
 registerAudit(program);
 registerJobCommands(program, usage);
 registerTrain(program);
+registerServices(program);
 registerRoleCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {

@@ -37,6 +37,7 @@ import { bridgeOptionsOf, startBridgeModule } from './modules/bridge.ts';
 import { startSchedulerModule } from './modules/scheduler.ts';
 import { startJobsModule } from './modules/jobs.ts';
 import { startSimulatorModule } from './modules/simulator.ts';
+import { startServicesModule } from './modules/services.ts';
 
 export { RESERVATION_TOKENS_PER_EPOCH, nextEpoch } from './modules/scheduler.ts';
 
@@ -123,6 +124,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics, audit: access.audit }));
   // The training bridge and its API; without an HPC scheduler it still classifies, and HPC jobs wait in pending (its health says so).
   await system.start(() => startBridgeModule(engines, bridgeOptionsOf(config.bridge, config.dataDir, { hub: inference.hub, routes: true })));
+  await system.start(() => startServicesModule(engines, { nodes: mesh.nodes }));
   const api = await serveApi(system, engines, {
     host: config.host,
     port: config.port,

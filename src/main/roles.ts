@@ -39,6 +39,7 @@ import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
 import { startCentralModule, type CentralModule, type CentralOptions } from './modules/central.ts';
 import { startBridgeModule, startTrainingApiModule, type BridgeModule, type BridgeModuleOptions } from './modules/bridge.ts';
+import { startServicesModule } from './modules/services.ts';
 
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
@@ -171,6 +172,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   inference.attachMesh(mesh);
   // Training submissions are taken here and driven by `arcnet bridge` replicas; their hpc messages reach this console.
   await system.start(() => startTrainingApiModule(engines, { hub: inference.hub }));
+  await system.start(() => startServicesModule(engines, { nodes: mesh.nodes }));
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
   return { ...roleProcess(system, `server at ${api.url} (API, console at ${api.url}/, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
 }
