@@ -85,7 +85,9 @@ function stringOf(schema: Schema): fc.Arbitrary<string> {
   if (schema['format'] === 'uuid' || schema['pattern'] === UUID_PATTERN) return fc.uuid();
   if (schema['format'] === 'date-time') return fc.date({ min: new Date(0), max: new Date(Date.UTC(9999, 11, 31)), noInvalidDate: true }).map((d) => d.toISOString());
   if (typeof schema['pattern'] === 'string') {
-    return fc.stringMatching(new RegExp(schema['pattern'])).filter((s) => s.length >= minLength && s.length <= Math.max(maxLength, minLength));
+    // The pattern bounds the length itself (`^[0-9a-f]{64}$`): only the schema's own limits filter, never the 40 cap, or no string would pass.
+    const patternMax = num(schema['maxLength']) ?? Number.POSITIVE_INFINITY;
+    return fc.stringMatching(new RegExp(schema['pattern'])).filter((s) => s.length >= minLength && s.length <= patternMax);
   }
   return fc.string({ minLength, maxLength: Math.max(maxLength, minLength) });
 }
