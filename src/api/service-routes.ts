@@ -22,7 +22,9 @@ import type { NodeState } from '../mesh/node.ts';
 import {
   BLUEPRINTS_PREFIX,
   BlueprintBody,
+  LEADER_KEY,
   SLICES_PREFIX,
+  UNPLACED_KEY,
   SLICE_STATES,
   SliceSpec,
   artifactEndpointsPrefix,
@@ -41,13 +43,6 @@ import { ACCESS } from '../access/policy.ts';
 import { principalOf } from '../access/principal.ts';
 import { sendApiError } from './errors.ts';
 
-/**
- * The leader's map of what it could not place, artifact → `{ reason, wanted, placed }`. The leader
- * (the cluster deployment manager, still to come) writes it after each plan; absent means none.
- */
-export const UNPLACED_STATUS_KEY = 'services/status/unplaced';
-/** The leader's own record, `{ holder, epoch, since }`, while one leads. */
-export const LEADER_KEY = 'services/leader';
 
 export interface ServiceRoutesDeps {
   readonly kv: KvStore;
@@ -143,7 +138,7 @@ async function readBlueprints(kv: KvStore): Promise<KvEntry<Blueprint>[]> {
 
 /** The leader's map, read defensively: it is another component's record, and a bad one must not turn a status read into a 500. */
 async function readUnplaced(kv: KvStore): Promise<Map<string, Unplaced>> {
-  const value = (await kv.get<unknown>(UNPLACED_STATUS_KEY))?.value;
+  const value = (await kv.get<unknown>(UNPLACED_KEY))?.value;
   const out = new Map<string, Unplaced>();
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return out;
   for (const [artifact, entry] of Object.entries(value as Record<string, unknown>)) {

@@ -37,7 +37,7 @@ import { bridgeOptionsOf, startBridgeModule } from './modules/bridge.ts';
 import { startSchedulerModule } from './modules/scheduler.ts';
 import { startJobsModule } from './modules/jobs.ts';
 import { startSimulatorModule } from './modules/simulator.ts';
-import { startServicesModule } from './modules/services.ts';
+import { startServicesModule, type ServicesModule } from './modules/services.ts';
 
 export { RESERVATION_TOKENS_PER_EPOCH, nextEpoch } from './modules/scheduler.ts';
 
@@ -61,6 +61,8 @@ export interface EmbeddedSystem {
   readonly metrics: ArcMetrics;
   readonly gateway: AgentGateway;
   readonly coordinator: Coordinator;
+  /** The services family: the cluster deployment manager (leading on the lease `services`) and the endpoint registry. */
+  readonly services: ServicesModule;
   readonly workers: WorkerGateway;
   readonly server: FastifyInstance;
   readonly mesh: SimulatedMesh | undefined;
@@ -124,7 +126,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics, audit: access.audit }));
   // The training bridge and its API; without an HPC scheduler it still classifies, and HPC jobs wait in pending (its health says so).
   await system.start(() => startBridgeModule(engines, bridgeOptionsOf(config.bridge, config.dataDir, { hub: inference.hub, routes: true })));
-  await system.start(() => startServicesModule(engines, { nodes: mesh.nodes }));
+  const services = await system.start(() => startServicesModule(engines, { nodes: mesh.nodes, manager: true, api: true, gateway: inference.gateway }));
   const api = await serveApi(system, engines, {
     host: config.host,
     port: config.port,
@@ -172,6 +174,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
     metrics,
     gateway: inference.gateway,
     coordinator: jobs.coordinator,
+    services,
     workers: jobs.workers,
     server: api.server,
     mesh: simulator?.mesh,

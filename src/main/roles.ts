@@ -172,7 +172,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   inference.attachMesh(mesh);
   // Training submissions are taken here and driven by `arcnet bridge` replicas; their hpc messages reach this console.
   await system.start(() => startTrainingApiModule(engines, { hub: inference.hub }));
-  await system.start(() => startServicesModule(engines, { nodes: mesh.nodes }));
+  // Agents' runners reach their keys through this server's sessions; the leader is an `arcnet services` replica.
+  await system.start(() => startServicesModule(engines, { nodes: mesh.nodes, api: true, gateway: inference.gateway }));
   const api = await serveApi(system, engines, { host: options.host, port: options.port, geozones, metrics, ...(options.decisionTimeoutMs ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}), ...(options.tls ? { tls: options.tls } : {}), ...(options.corsOrigins ? { corsOrigins: options.corsOrigins } : {}) });
   return { ...roleProcess(system, `server at ${api.url} (API, console at ${api.url}/, console feed, agent sessions, /health, /ready, /metrics) for ${geozones.join(', ')}`, api.url, false), server: api.server };
 }

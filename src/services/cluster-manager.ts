@@ -17,13 +17,10 @@ import { errorMessage, StaleFencingTokenError } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import type { Leadership } from '../leases/leadership.ts';
 import type { KvEvent, KvStore, KvWatch } from '../store/ports.ts';
-import { BLUEPRINTS_PREFIX, SLICES_PREFIX, artifactEndpointsPrefix, parseEndpointKey, parseSliceKey, sliceKey, type Blueprint, type EndpointRecord, type SliceRecord } from './model.ts';
+import { BLUEPRINTS_PREFIX, LEADER_KEY, SLICES_PREFIX, UNPLACED_KEY, artifactEndpointsPrefix, parseEndpointKey, parseSliceKey, sliceKey, type Blueprint, type EndpointRecord, type SliceRecord } from './model.ts';
 import type { ExistingSlice, Plan, PlanChange, ServiceNode, Unplaced } from './plan.ts';
 import { planServices } from './planner.ts';
 
-/** What the leader publishes for the status API: who leads, and what it could not place. */
-export const LEADER_KEY = 'services/leader';
-export const UNPLACED_KEY = 'services/status/unplaced';
 
 export interface ClusterManagerDeps {
   readonly kv: KvStore;

@@ -160,6 +160,11 @@ export interface EndpointRecord {
   readonly epoch: number;
 }
 
+/** The leader's own record, `{ holder, epoch, since }`, written when it takes the lease. */
+export const LEADER_KEY = 'services/leader';
+/** The leader's map of what it could not place, artifact → `{ blueprint, wanted, placed, reason, rejectedBy }`; absent means none. */
+export const UNPLACED_KEY = 'services/status/unplaced';
+
 export const BLUEPRINTS_PREFIX = 'blueprints/';
 export const SLICES_PREFIX = 'slices/';
 export const ENDPOINTS_PREFIX = 'endpoints/';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { withDefaults } from '../../src/main/config.ts';
 import { blueprintKey, endpointKey, sliceKey, type BlueprintBody, type EndpointRecord, type SliceRecord } from '../../src/services/model.ts';
-import { LEADER_KEY, UNPLACED_STATUS_KEY } from '../../src/api/service-routes.ts';
+import { LEADER_KEY, UNPLACED_KEY } from '../../src/services/model.ts';
 import type { KvStore } from '../../src/store/ports.ts';
 import { until } from '../support/until.ts';
 
@@ -46,6 +46,8 @@ describe('services management API', () => {
 
   beforeAll(async () => {
     system = await startEmbedded(withDefaults({ port: 0, dataDir: null, simulation: { nodes: 3, requestRate: 0 } }));
+    // These tests read back slice records they write by hand, on nodes that run no runner: a leader would reconcile them away.
+    await system.services.manager?.stop();
     const created = await call('POST', '/api/v1/tokens', { role: 'viewer', name: 'services dashboard' });
     expect(created.status).toBe(201);
     viewer = String(created.json['key']);
@@ -173,7 +175,7 @@ describe('services management API', () => {
     await kv.put(sliceKey(a, 'org.example:old:0.9'), record({ state: 'UNLOAD', instance: 1, blueprint: 'retired' }));
     const endpoint: EndpointRecord = { nodeId: a, instance: 1, state: 'ACTIVE', timestamp: Date.now(), address: '127.0.0.1:40001', path: '/', epoch: 7 };
     await kv.put(endpointKey(ECHO, 'http', 1), endpoint);
-    await kv.put(UNPLACED_STATUS_KEY, { [CACHE]: { blueprint: 'web', wanted: 1, placed: 0, reason: '0 of 3 nodes fit: required-tags removed 3', rejectedBy: { 'required-tags': 3 } } });
+    await kv.put(UNPLACED_KEY, { [CACHE]: { blueprint: 'web', wanted: 1, placed: 0, reason: '0 of 3 nodes fit: required-tags removed 3', rejectedBy: { 'required-tags': 3 } } });
     await kv.put(LEADER_KEY, { holder: 'arc-12345678', epoch: 7, since: 1_700_000_000_000 });
 
     const { status, json } = await call('GET', '/api/v1/status', undefined, viewer);
@@ -226,7 +228,7 @@ describe('services management API', () => {
 
     // A malformed leader record is no leader, not a 500.
     await kv.put(LEADER_KEY, 'garbage');
-    await kv.put(UNPLACED_STATUS_KEY, [1, 2]);
+    await kv.put(UNPLACED_KEY, [1, 2]);
     const odd = await call('GET', '/api/v1/status');
     expect(odd.status).toBe(200);
     expect(odd.json['leader']).toBeNull();

@@ -1,29 +1,114 @@
 /**
- * The services family's module (issue 14, seeds 002 and 003): for now its management API only
- * (`src/api/service-routes.ts`: blueprints, scale, cluster and slice status, all in the KV store).
- * The cluster deployment manager (the leader that turns blueprints into slice commands) and the
- * endpoint router are added here next; until then blueprints are stored and read back, and the status
- * shows whatever slice keys exist with no leader named.
+ * The services family's module (issue 14, seeds 002 and 003), in the form the process needs:
+ *
+ * - `manager`: campaigns for the `services` lease; the holder runs the cluster deployment manager
+ *   (src/services/cluster-manager.ts) over the mesh's nodes that run a services runner
+ *   (src/services/runner-directory.ts). `arcnet up` for now.
+ * - `gateway`: the agent sessions of this process carry the `services.*` frames, answered for each
+ *   node only on its own keys (src/api/agent-services.ts). Every process with agent sessions.
+ * - `api`: the management API (src/api/service-routes.ts) and the `/{service}/…` router through the
+ *   endpoint registry (src/services/endpoint-registry.ts, src/api/service-router.ts).
  */
+import { LeaseLeadership } from '../../leases/leadership.ts';
 import type { NodeView } from '../../api/server.ts';
 import type { NodeState } from '../../mesh/node.ts';
+import type { AgentGateway } from '../../api/agent-gateway.ts';
+import { agentServicesExtension } from '../../api/agent-services.ts';
 import { registerServiceRoutes } from '../../api/service-routes.ts';
+import { registerServiceRouter } from '../../api/service-router.ts';
+import { ClusterDeploymentManager } from '../../services/cluster-manager.ts';
+import { EndpointRegistry } from '../../services/endpoint-registry.ts';
+import { KvNodeSliceChannel } from '../../services/kv-node-channel.ts';
+import { RunnerDirectory, type MeshNode } from '../../services/runner-directory.ts';
 import type { Engines } from '../engines.ts';
+import type { ServerContributions } from '../../api/server.ts';
 import type { ModuleHandle } from './module.ts';
 
+export const SERVICES_LEASE = 'services';
+
 export interface ServicesModuleOptions {
-  /** The nodes as this process's mesh module sees them (`MeshModule.nodes`): the status and node routes read them. */
+  /** The nodes as this process's mesh module sees them (`MeshModule.nodes`). */
   readonly nodes: Pick<NodeView, 'all'>;
+  /** Campaign for the `services` lease and, holding it, plan and place (default false). */
+  readonly manager?: boolean;
+  /** This process's agent sessions: runners reach their keys through them. */
+  readonly gateway?: Pick<AgentGateway, 'extend'>;
+  /** The management API and the `/{service}/…` router (default false). */
+  readonly api?: boolean;
+  /** A dead leader's duties move after at most this long (default 3 s: a standby leads within 5 s). */
+  readonly leaseTtlMs?: number;
+  /** How long a runner whose session closed still counts before its instances are re-placed (default 3 s). */
+  readonly runnerGraceMs?: number;
 }
 
-export function startServicesModule(engines: Engines, options: ServicesModuleOptions): Promise<ModuleHandle> {
-  const { stores, clock } = engines;
+export interface ServicesModule extends ModuleHandle {
+  readonly manager: ClusterDeploymentManager | undefined;
+  readonly registry: EndpointRegistry | undefined;
+}
+
+const meshNode = (node: NodeState): MeshNode => ({
+  id: node.id,
+  name: node.name,
+  status: node.status,
+  tags: node.tags,
+  cpuCores: node.capacity.cpuCores,
+  memoryGb: node.capacity.memoryGb,
+  cpuLoad: node.cpuLoad,
+  datasetsHot: node.datasetsHot,
+});
+
+export async function startServicesModule(engines: Engines, options: ServicesModuleOptions): Promise<ServicesModule> {
+  const { stores, clock, logger, instanceId } = engines;
+  const kv = stores.kv;
+  const log = logger.child({ component: 'services' });
   const nodes = (): readonly NodeState[] => [...options.nodes.all()];
-  return Promise.resolve({
+
+  options.gateway?.extend(agentServicesExtension({ kv, clock, instanceId, logger: log, channelFor: (nodeId) => new KvNodeSliceChannel(kv, nodeId, log) }));
+
+  let runners: RunnerDirectory | undefined;
+  let leadership: LeaseLeadership | undefined;
+  let manager: ClusterDeploymentManager | undefined;
+  if (options.manager) {
+    runners = new RunnerDirectory(kv);
+    await runners.start();
+    const directory = runners;
+    const graceMs = options.runnerGraceMs ?? 3_000;
+    leadership = new LeaseLeadership({ leases: stores.leases, name: SERVICES_LEASE, holder: instanceId, clock, logger: log.child({ component: 'leadership', lease: SERVICES_LEASE }), ttlMs: options.leaseTtlMs ?? 3_000 });
+    manager = new ClusterDeploymentManager({ kv, leadership, clock, logger: log, instanceId, nodes: () => directory.serviceNodes(nodes().map(meshNode), clock.now(), graceMs) });
+    await leadership.start();
+    manager.start();
+  }
+
+  let registry: EndpointRegistry | undefined;
+  let api: ServerContributions | undefined;
+  if (options.api) {
+    const routed = new EndpointRegistry({ kv, logger: log });
+    await routed.start();
+    registry = routed;
+    api = { routes: [(app) => registerServiceRoutes(app, { kv, clock, nodes }), (app) => registerServiceRouter(app, { registry: routed, logger: log })] };
+  }
+
+  return {
     name: 'services',
-    api: { routes: [(app) => registerServiceRoutes(app, { kv: stores.kv, clock, nodes })] },
-    // Nothing to wait for: the routes read the store on each call.
-    health: () => ({ ready: true, details: { routes: '/api/v1/deploy, /api/v1/blueprints, /api/v1/scale, /api/v1/status, /api/v1/slices, /api/v1/cluster/nodes', leader: 'none in this process yet' } }),
-    stop: () => Promise.resolve(),
-  });
+    manager,
+    registry,
+    ...(api ? { api } : {}),
+    health: () => {
+      const status = manager?.status();
+      return {
+        ready: registry?.ready ?? true,
+        ...(registry && !registry.ready ? { notReady: 'services: the endpoint registry is still reading the KV' } : {}),
+        details: {
+          ...(status ? { leading: status.leading, epoch: status.epoch, blueprints: status.blueprints, instances: status.instances, unplaced: status.unplaced.length, runners: runners?.size ?? 0, lastPlan: status.lastPlan } : {}),
+          ...(registry ? { services: registry.snapshot().services.length } : {}),
+        },
+      };
+    },
+    stop: async () => {
+      await manager?.stop();
+      await leadership?.stop();
+      runners?.stop();
+      registry?.stop();
+    },
+  };
 }
