@@ -137,7 +137,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async ping(): Promise<void> {
     try {
-      await this.bounded(this.docker.ping(), 'ping');
+      await withinTimeout(this.docker.ping(), 'ping', this.requestTimeoutMs);
     } catch (error) {
       throw new Error(`no Docker Engine API at ${this.endpoint}: ${engineMessage(error)}`, { cause: error });
     }
@@ -146,7 +146,7 @@ export class DockerRuntime implements ContainerRuntime {
   /** Whether `image` is present locally: what a worker can run, since nothing is pulled. */
   async imagePresent(image: string): Promise<boolean> {
     try {
-      await this.bounded(this.docker.getImage(image).inspect(), 'image inspect');
+      await withinTimeout(this.docker.getImage(image).inspect(), 'image inspect', this.requestTimeoutMs);
       return true;
     } catch (error) {
       if (engineStatus(error) === 404) return false;
@@ -181,7 +181,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.signal?.aborted) return { kind: 'cancelled', durationMs: 0 };
 
     try {
-      await this.bounded(this.docker.getImage(spec.image).inspect(), 'image inspect');
+      await withinTimeout(this.docker.getImage(spec.image).inspect(), 'image inspect', this.requestTimeoutMs);
     } catch (error) {
       const status = engineStatus(error);
       if (status === 404) {
@@ -343,7 +343,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   /** Which engine answers, asked once; an engine that cannot say is treated as Docker (the portable path). */
   private engine(): Promise<EngineKind> {
-    this.engineKind ??= this.bounded(this.docker.version(), 'version').then(
+    this.engineKind ??= withinTimeout(this.docker.version(), 'version', this.requestTimeoutMs).then(
       (version): EngineKind => {
         const podman = version.Components?.find((component) => component.Name === 'Podman Engine');
         const apiVersion = (podman?.Details as { APIVersion?: unknown } | undefined)?.APIVersion;
@@ -399,18 +399,6 @@ export class DockerRuntime implements ContainerRuntime {
     return AbortSignal.timeout(this.requestTimeoutMs);
   }
 
-  /** For the calls dockerode gives no abort signal to: the request is left to finish or fail on its own. */
-  private async bounded<T>(request: Promise<T>, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
-    });
-    try {
-      return await Promise.race([request, expired]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 }
 
 /** A start refused for what the container asks (its executable, its working directory): the same again fails the same way. */
@@ -432,4 +420,17 @@ export async function asBytes(value: unknown): Promise<Uint8Array> {
     return Buffer.concat(chunks);
   }
   throw new Error(`unexpected log payload from the engine: ${typeof value}`);
+}
+
+/** For the calls dockerode passes no abort signal on (ping, image inspect, version): the request is left to finish or fail on its own. */
+export async function withinTimeout<T>(request: Promise<T>, what: string, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([request, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -29,7 +29,7 @@
 import type Docker from 'dockerode';
 import type { Container } from 'dockerode';
 // An adapter beside its port, as src/training/slurm*.ts is: it reuses the jobs executor's engine connection rather than copying it.
-import { asBytes, connectDocker, engineMessage, engineStatus, isSpecFault, type DockerConnection, type DockerEndpointOptions } from '../agent/docker-runtime.ts';
+import { asBytes, connectDocker, withinTimeout, engineMessage, engineStatus, isSpecFault, type DockerConnection, type DockerEndpointOptions } from '../agent/docker-runtime.ts';
 import { demultiplexDockerStream } from '../agent/docker-wire.ts';
 import { errorMessage } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
@@ -179,7 +179,7 @@ export class ContainerSliceRuntime implements SliceRuntime {
     if (run.kind !== 'container') return failed(`a container runtime cannot run a ${run.kind} slice`, false);
 
     try {
-      await this.bounded(this.docker.getImage(run.image).inspect(), 'image inspect');
+      await withinTimeout(this.docker.getImage(run.image).inspect(), 'image inspect', this.requestTimeoutMs);
     } catch (error) {
       if (engineStatus(error) === 404) {
         return failed(`image ${run.image} is not on this node (no registry is assumed reachable: load or build it here first)`, false);
@@ -416,16 +416,4 @@ export class ContainerSliceRuntime implements SliceRuntime {
     return AbortSignal.timeout(this.requestTimeoutMs);
   }
 
-  /** For the calls dockerode passes no abort signal on (image inspect): the request is left to finish or fail on its own. */
-  private async bounded<T>(request: Promise<T>, what: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
-    });
-    try {
-      return await Promise.race([request, expired]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 }
