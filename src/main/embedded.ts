@@ -126,7 +126,7 @@ export async function startEmbedded(config: EmbeddedConfig, options: StartOption
   const jobs = await system.start(() => startJobsModule(engines, { config: config.jobs, metrics, audit: access.audit }));
   // The training bridge and its API; without an HPC scheduler it still classifies, and HPC jobs wait in pending (its health says so).
   await system.start(() => startBridgeModule(engines, bridgeOptionsOf(config.bridge, config.dataDir, { hub: inference.hub, routes: true })));
-  const services = await system.start(() => startServicesModule(engines, { nodes: mesh.nodes, manager: true, api: true, gateway: inference.gateway }));
+  const services = await system.start(() => startServicesModule(engines, { nodes: mesh.nodes, manager: true, api: true, gateway: inference.gateway, metrics }));
   const api = await serveApi(system, engines, {
     host: config.host,
     port: config.port,

@@ -16,6 +16,8 @@
  *   consumes every summary, the holder of the lease `central` writes the history and the alerts.
  * - bridge: the training bridge; replicas share submissions through one consumer group and own each
  *   HPC job through its lease `bridge/job/<id>` (fenced writes), so no two transfer or submit one job.
+ * - services: the services cluster deployment manager over a node view fed by telemetry; the holder
+ *   of the lease `services` plans and places (fenced writes), the other replicas stand by warm.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.ts';
@@ -39,7 +41,7 @@ import { startJobsModule, type JobsModule } from './modules/jobs.ts';
 import { startSimulatorModule, type SimulatorModule, type SimulatorOptions } from './modules/simulator.ts';
 import { startCentralModule, type CentralModule, type CentralOptions } from './modules/central.ts';
 import { startBridgeModule, startTrainingApiModule, type BridgeModule, type BridgeModuleOptions } from './modules/bridge.ts';
-import { startServicesModule } from './modules/services.ts';
+import { startServicesModule, type ServicesModule, type ServicesModuleOptions } from './modules/services.ts';
 
 /** Kafka and PostgreSQL: what the distributed roles share. */
 export interface DistributedEngines {
@@ -102,19 +104,20 @@ function roleProcess(system: System, summary: string, url: string | undefined, h
 }
 
 /**
- * A role without an API: its engines, its one module, and the health port when asked for (metrics
- * exist only then). `start` gets the metrics to feed, if any.
+ * A role without an API: its engines, its modules, and the health port when asked for (metrics
+ * exist only then). `start` starts the modules on the system, feeding the metrics if any, and
+ * returns the one the role is named for.
  */
 async function startHealthPortRole<M extends ModuleHandle>(
   role: string,
   options: DistributedProcessOptions & { readonly geozones: readonly string[] },
   summary: string,
-  start: (engines: Engines, metrics: ArcMetrics | undefined) => Promise<M>,
+  start: (system: System, engines: Engines, metrics: ArcMetrics | undefined) => Promise<M>,
 ): Promise<{ process: RoleProcess; module: M }> {
   const metrics = options.http ? new ArcMetrics() : undefined;
   const engines = await openDistributed(role, options.geozones, options.engines, options, metrics);
   const system = new System(role, engines);
-  const module = await system.start(() => start(engines, metrics));
+  const module = await start(system, engines, metrics);
   // The scraper proves itself with a key from the same store the API servers keep their keys in.
   const keys = new KeyRing(engines.stores.documents, engines.clock);
   const http = options.http && metrics ? await serveHealthPort(system, { ...options.http, metrics, keys }) : undefined;
@@ -127,7 +130,9 @@ export type AggregatorProcessOptions = DistributedProcessOptions & Omit<MeshOpti
 export async function startAggregatorProcess(options: AggregatorProcessOptions): Promise<RoleProcess & { mesh: MeshModule }> {
   const { engines: _engines, http: _http, logger: _logger, clock: _clock, ...meshOptions } = options;
   const summary = `aggregator for ${options.geozones.join(', ')} (leases aggregator/<zone>; standby until one is won)`;
-  const { process, module } = await startHealthPortRole('aggregator', options, summary, (engines, metrics) => startMeshModule(engines, { ...meshOptions, writer: 'lease', ...(metrics ? { metrics } : {}) }));
+  const { process, module } = await startHealthPortRole('aggregator', options, summary, (system, engines, metrics) =>
+    system.start(() => startMeshModule(engines, { ...meshOptions, writer: 'lease', ...(metrics ? { metrics } : {}) })),
+  );
   return { ...process, mesh: module };
 }
 
@@ -136,9 +141,9 @@ export type SchedulerProcessOptions = DistributedProcessOptions & Omit<Scheduler
 export async function startSchedulerProcess(options: SchedulerProcessOptions): Promise<RoleProcess & { scheduler: SchedulerModule }> {
   const { engines: _engines, http: _http, logger: _logger, clock: _clock, ...schedulerOptions } = options;
   const summary = `scheduler for ${options.geozones.join(', ')} (group ${schedulerGroup(options.geozones)}, exactly-once routing)`;
-  const { process, module } = await startHealthPortRole('scheduler', options, summary, async (engines, metrics) => {
+  const { process, module } = await startHealthPortRole('scheduler', options, summary, async (system, engines, metrics) => {
     // No tracker in this process: the scheduler counts the requests it routes and their results, and its index is the node view.
-    const scheduler = await startSchedulerModule(engines, { ...schedulerOptions, ...(metrics ? { metrics, countRequests: true } : {}) });
+    const scheduler = await system.start(() => startSchedulerModule(engines, { ...schedulerOptions, ...(metrics ? { metrics, countRequests: true } : {}) }));
     metrics?.attachNodes({ all: () => scheduler.scheduler.index.allNodes() });
     return scheduler;
   });
@@ -243,6 +248,34 @@ export type BridgeProcessOptions = DistributedProcessOptions & { readonly geozon
 /** The training bridge alone (`arcnet bridge`): submissions from Kafka, job state in PostgreSQL; the API servers take the submissions. */
 export async function startBridgeProcess(options: BridgeProcessOptions): Promise<RoleProcess & { bridge: BridgeModule }> {
   const summary = `training bridge (group arc-bridge; HPC jobs owned through leases bridge/job/<id>; staging ${options.bridge.config.stagingDir})`;
-  const { process, module } = await startHealthPortRole('bridge', options, summary, (engines) => startBridgeModule(engines, options.bridge));
+  const { process, module } = await startHealthPortRole('bridge', options, summary, (system, engines) => system.start(() => startBridgeModule(engines, options.bridge)));
   return { ...process, bridge: module };
+}
+
+export type ServicesProcessOptions = DistributedProcessOptions & {
+  readonly geozones: readonly string[];
+  /** Silence after which the node view takes a node for offline (its instances are re-placed). */
+  readonly offlineAfterMs?: number;
+} & Pick<ServicesModuleOptions, 'leaseTtlMs' | 'runnerGraceMs'>;
+
+/**
+ * The services cluster deployment manager alone (`arcnet services`): every replica follows the mesh
+ * through telemetry and the KV, the holder of the lease `services` plans and places; agents' runners
+ * reach their keys through the `arcnet server` replicas their sessions are on.
+ */
+export async function startServicesProcess(options: ServicesProcessOptions): Promise<RoleProcess & { services: ServicesModule }> {
+  const summary = 'services cluster deployment manager (lease services; standby until it is won)';
+  const { process, module } = await startHealthPortRole('services', options, summary, async (system, engines, metrics) => {
+    const mesh = await system.start(() => startMeshModule(engines, { writer: 'view', geozones: options.geozones, ...(options.offlineAfterMs ? { offlineAfterMs: options.offlineAfterMs } : {}) }));
+    return system.start(() =>
+      startServicesModule(engines, {
+        nodes: mesh.nodes,
+        manager: true,
+        ...(metrics ? { metrics } : {}),
+        ...(options.leaseTtlMs ? { leaseTtlMs: options.leaseTtlMs } : {}),
+        ...(options.runnerGraceMs ? { runnerGraceMs: options.runnerGraceMs } : {}),
+      }),
+    );
+  });
+  return { ...process, services: module };
 }

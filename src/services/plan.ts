@@ -10,8 +10,12 @@ import type { Blueprint, SliceRecord } from './model.ts';
 export interface ServiceNode {
   readonly id: string;
   readonly name: string;
-  /** Only `online` and `busy` nodes take new instances; `offline` nodes' instances are re-placed. */
-  readonly status: 'online' | 'busy' | 'draining' | 'offline';
+  /**
+   * Only `online` and `busy` nodes take new instances; `offline` nodes' instances are re-placed.
+   * `unreported`: its runner is connected but the mesh has no telemetry of it yet (a leader that just
+   * started): its instances stay, nothing new goes there.
+   */
+  readonly status: 'online' | 'busy' | 'draining' | 'offline' | 'unreported';
   readonly tags: readonly string[];
   readonly cpuCores: number;
   readonly memoryGb: number;

@@ -83,7 +83,7 @@ const round = (value: number): string => String(Math.round(value * 100) / 100);
 
 export const nodeReadyFilter: ServiceFilter = {
   name: 'node-ready',
-  rejects: 'offline or draining',
+  rejects: 'offline, draining or not yet reported by the mesh',
   filter: (candidate) => (candidate.node.status === 'online' || candidate.node.status === 'busy' ? PASS : { ok: false, reason: `node is ${candidate.node.status}` }),
 };
 

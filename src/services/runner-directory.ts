@@ -63,12 +63,24 @@ export class RunnerDirectory {
    */
   serviceNodes(nodes: Iterable<MeshNode>, now: number, graceMs: number): ServiceNode[] {
     const out: ServiceNode[] = [];
+    const seen = new Set<string>();
     for (const node of nodes) {
       const runner = this.runners.get(node.id);
       if (!runner) continue;
-      const gone = !runner.connected && now - runner.since > graceMs;
-      out.push({ ...node, status: gone ? 'offline' : node.status, runtimes: runner.runtimes });
+      seen.add(node.id);
+      out.push({ ...node, status: this.gone(runner, now, graceMs) ? 'offline' : node.status, runtimes: runner.runtimes });
+    }
+    // A runner whose session is open proves its node alive even before this process's mesh view has
+    // heard from it (a leader just started, its telemetry not in yet): without it the planner would
+    // take the node for gone and re-place everything on it.
+    for (const [nodeId, runner] of this.runners) {
+      if (seen.has(nodeId) || this.gone(runner, now, graceMs)) continue;
+      out.push({ id: nodeId, name: nodeId, status: 'unreported', tags: [], cpuCores: 0, memoryGb: 0, cpuLoad: 0, datasetsHot: [], runtimes: runner.runtimes });
     }
     return out;
+  }
+
+  private gone(runner: RunnerRecord, now: number, graceMs: number): boolean {
+    return !runner.connected && now - runner.since > graceMs;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The distributed roles as commands (seed 000 "Running Components"): `arcnet aggregator`,
- * `arcnet scheduler`, `arcnet server`, `arcnet central`, `arcnet bridge`, each on Kafka and PostgreSQL from flags, the seed's
+ * `arcnet scheduler`, `arcnet server`, `arcnet central`, `arcnet bridge`, `arcnet services`, each on Kafka and PostgreSQL from flags, the seed's
  * environment variables or a config file (`src/main/settings.ts`), started by `src/main/roles.ts`.
  * Each prints what it runs, logs to stderr, and stops cleanly on SIGINT/SIGTERM.
  */
@@ -196,5 +196,20 @@ export function registerRoleCommands(program: Command): void {
         startBridgeProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, bridge: bridgeOptionsOf(settings, resolved.applied.dataDir ?? '.arcnet'), ...http }),
       );
       runRole('bridge', role);
+    });
+
+  withHttpOptions(withEngineOptions(program.command('services')))
+    .description('services cluster deployment manager on Kafka and PostgreSQL: plans blueprints onto the nodes whose agents run --services and re-places what fails; replicas stand by warm and take over through the services lease')
+    .option('--offline-after <ms>', 'telemetry silence after which a node is offline and its instances are re-placed', int('--offline-after', 100), 30_000)
+    .option('--runner-grace <ms>', "how long a runner whose session closed still counts before its instances are re-placed", int('--runner-grace', 0), 3_000)
+    .option('--lease-ttl <ms>', "leader lease TTL: how long a dead leader's duties wait for a standby", int('--lease-ttl', 300), 2_400)
+    .action(async (flags: RoleFlags & HttpFlags & { offlineAfter: number; runnerGrace: number; leaseTtl: number }) => {
+      const resolved = await resolveRole(flags, 'services');
+      const [{ startServicesProcess }, engines] = await Promise.all([import('../../main/roles.ts'), distributedEngines(resolved)]);
+      const http = healthPort(flags, resolved.applied);
+      const role = await startOrExplain(portInUse('--http-port', http.http?.port ?? 0, flags.httpHost), () =>
+        startServicesProcess({ engines, logger: resolved.logger, geozones: resolved.geozones, offlineAfterMs: flags.offlineAfter, runnerGraceMs: flags.runnerGrace, leaseTtlMs: flags.leaseTtl, ...http }),
+      );
+      runRole('services', role);
     });
 }
