@@ -17,12 +17,13 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Clock } from '../core/clock.ts';
 import { ArcError } from '../core/errors.ts';
-import type { KvEntry, KvStore } from '../store/ports.ts';
+import type { KvEntry, KvStore, LeaseStore } from '../store/ports.ts';
 import type { NodeState } from '../mesh/node.ts';
 import {
   BLUEPRINTS_PREFIX,
   BlueprintBody,
   LEADER_KEY,
+  SERVICES_LEASE,
   SLICES_PREFIX,
   UNPLACED_KEY,
   SLICE_STATES,
@@ -46,6 +47,8 @@ import { sendApiError } from './errors.ts';
 
 export interface ServiceRoutesDeps {
   readonly kv: KvStore;
+  /** Who leads is the live `services` lease, not the leader's record, which a dead leader leaves behind. */
+  readonly leases: Pick<LeaseStore, 'current'>;
   readonly clock: Clock;
   /** The nodes as this process's mesh module sees them (its registry, or a server's read-only view). */
   readonly nodes: () => readonly NodeState[];
@@ -155,10 +158,13 @@ async function readUnplaced(kv: KvStore): Promise<Map<string, Unplaced>> {
   return out;
 }
 
-async function readLeader(kv: KvStore): Promise<LeaderInfo | null> {
-  const value = (await kv.get<{ holder?: unknown; epoch?: unknown; since?: unknown }>(LEADER_KEY))?.value;
-  if (value === null || typeof value !== 'object' || typeof value.holder !== 'string') return null;
-  return { holder: value.holder, epoch: typeof value.epoch === 'number' ? value.epoch : null, since: value.since ?? null };
+/** The live lease's holder and token; `since` from the leader's record when that record is this grant's. */
+async function readLeader(kv: KvStore, leases: Pick<LeaseStore, 'current'>): Promise<LeaderInfo | null> {
+  const [grant, record] = await Promise.all([leases.current(SERVICES_LEASE), kv.get<{ holder?: unknown; epoch?: unknown; since?: unknown }>(LEADER_KEY)]);
+  if (grant === undefined) return null;
+  const value = record?.value;
+  const same = value !== null && typeof value === 'object' && value.holder === grant.holder && value.epoch === grant.token;
+  return { holder: grant.holder, epoch: grant.token, since: same ? (value.since ?? null) : null };
 }
 
 /** Counts in lifecycle order (LOAD … FAILED), so every answer lists them alike. */
@@ -316,7 +322,7 @@ export function registerServiceRoutes(app: FastifyInstance, deps: ServiceRoutesD
     });
 
     scope.get('/api/v1/status', { config: { access: ACCESS.viewer } }, async () => {
-      const [blueprints, rows, unplaced, leader] = await Promise.all([readBlueprints(kv), readSlices(kv), readUnplaced(kv), readLeader(kv)]);
+      const [blueprints, rows, unplaced, leader] = await Promise.all([readBlueprints(kv), readSlices(kv), readUnplaced(kv), readLeader(kv, deps.leases)]);
       const names = nodeNames();
       const claimed = new Set<SliceRow>();
       const presented = blueprints.map(({ value: blueprint }) => {

@@ -16,7 +16,7 @@ import type { Clock } from '../core/clock.ts';
 import { errorMessage, StaleFencingTokenError } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
 import type { Leadership } from '../leases/leadership.ts';
-import type { KvEvent, KvStore, KvWatch } from '../store/ports.ts';
+import type { Fence, KvEvent, KvStore, KvWatch } from '../store/ports.ts';
 import { BLUEPRINTS_PREFIX, LEADER_KEY, SLICES_PREFIX, UNPLACED_KEY, artifactEndpointsPrefix, parseEndpointKey, parseSliceKey, sliceKey, type Blueprint, type EndpointRecord, type SliceRecord } from './model.ts';
 import type { ExistingSlice, Plan, PlanChange, ServiceNode, Unplaced } from './plan.ts';
 import { planServices } from './planner.ts';
@@ -208,11 +208,10 @@ export class ClusterDeploymentManager {
   private async applyOne(change: PlanChange, epoch: number): Promise<void> {
     const { kv, clock, logger } = this.deps;
     const key = sliceKey(change.nodeId, change.artifact);
-    const fence = this.deps.leadership.fence();
     const current = this.slices.get(key);
     if (change.kind === 'forget') {
       if (!current) return;
-      const outcome = await kv.delete(key, { expectedRevision: current.revision, ...(fence ? { fence } : {}) });
+      const outcome = await kv.delete(key, { expectedRevision: current.revision, ...this.fenced() });
       if (!outcome.ok) this.dirty = true;
       else {
         this.slices.delete(key);
@@ -224,7 +223,7 @@ export class ClusterDeploymentManager {
     if (change.kind === 'stop') {
       if (!current) return;
       const record: SliceRecord = { ...current.record, state: 'UNLOAD', timestamp: clock.now(), version: current.record.version + 1, reason: change.reason };
-      const outcome = await kv.put(key, record, { expectedRevision: current.revision, ...(fence ? { fence } : {}) });
+      const outcome = await kv.put(key, record, { expectedRevision: current.revision, ...this.fenced() });
       if (outcome.ok) this.slices.set(key, { record, revision: outcome.revision });
       else this.dirty = true;
       logger.info({ node: change.nodeId, artifact: change.artifact, instance: change.instance }, `stop: ${change.reason}`);
@@ -232,7 +231,7 @@ export class ClusterDeploymentManager {
     }
     const now = clock.now();
     const record: SliceRecord = { state: 'LOAD', timestamp: now, version: 1, instance: change.instance, blueprint: change.blueprint, epoch, placedAt: now, reason: change.reason };
-    const outcome = await kv.put(key, record, { expectedRevision: 0, ...(fence ? { fence } : {}) });
+    const outcome = await kv.put(key, record, { expectedRevision: 0, ...this.fenced() });
     if (outcome.ok) this.slices.set(key, { record, revision: outcome.revision });
     else this.dirty = true;
     logger.info({ node: change.nodeId, artifact: change.artifact, instance: change.instance }, `place: ${change.reason}`);
@@ -240,12 +239,11 @@ export class ClusterDeploymentManager {
 
   /** A node that cannot act any more cannot unpublish: its instance's endpoints go with its key, so the router stops trying them. */
   private async forgetEndpoints(nodeId: string, artifact: string, instance: number): Promise<void> {
-    const fence = this.deps.leadership.fence();
     const { entries } = await this.deps.kv.list<EndpointRecord>(artifactEndpointsPrefix(artifact));
     for (const entry of entries) {
       const parsed = parseEndpointKey(entry.key);
       if (parsed?.instance !== instance || entry.value.nodeId !== nodeId) continue;
-      await this.deps.kv.delete(entry.key, { expectedRevision: entry.modRevision, ...(fence ? { fence } : {}) });
+      await this.deps.kv.delete(entry.key, { expectedRevision: entry.modRevision, ...this.fenced() });
     }
   }
 
@@ -259,8 +257,13 @@ export class ClusterDeploymentManager {
   }
 
   private async put(key: string, value: unknown): Promise<void> {
+    await this.deps.kv.put(key, value, this.fenced());
+  }
+
+  /** The lease's fence for a write: a deposed leader's write is refused by the store. */
+  private fenced(): { fence?: Fence } {
     const fence = this.deps.leadership.fence();
-    await this.deps.kv.put(key, value, fence ? { fence } : {});
+    return fence ? { fence } : {};
   }
 
   private closeWatches(): void {

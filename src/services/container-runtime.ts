@@ -36,6 +36,7 @@ import { silentLogger, type Logger } from '../core/logging.ts';
 import { PortsExhaustedError, type PortRange } from './port-range.ts';
 import { STDERR_TAIL_BYTES, instanceSlug } from './process-runtime.ts';
 import type { InstanceExit, SliceRuntime, SpawnOutcome, SpawnRequest } from './ports.ts';
+import { SpawnsUnderWay } from './spawns-under-way.ts';
 
 export interface ContainerSliceRuntimeOptions extends DockerEndpointOptions {
   /** Where the published host ports come from. */
@@ -97,7 +98,7 @@ export class ContainerSliceRuntime implements SliceRuntime {
   private readonly requestTimeoutMs: number;
   private readonly closeGraceMs: number;
   private readonly instances = new Map<string, Instance>();
-  private readonly starting = new Map<string, Promise<SpawnOutcome>>();
+  private readonly starting = new SpawnsUnderWay();
   private closed = false;
   /** Set when the connection is gone: a watch still running then would retry forever. */
   private disconnected = false;
@@ -119,17 +120,11 @@ export class ContainerSliceRuntime implements SliceRuntime {
     if (this.instances.has(request.instanceId) || this.starting.has(request.instanceId)) {
       return failed(`instance ${request.instanceId} already runs on this node`, false);
     }
-    const pending = this.start(request).catch((error: unknown) => failed(this.unreachable(error), true));
-    this.starting.set(request.instanceId, pending);
-    try {
-      return await pending;
-    } finally {
-      this.starting.delete(request.instanceId);
-    }
+    return this.starting.run(request.instanceId, () => this.start(request).catch((error: unknown) => failed(this.unreachable(error), true)));
   }
 
   async stop(instanceId: string, graceMs: number): Promise<void> {
-    await this.starting.get(instanceId);
+    await this.starting.settled(instanceId);
     const instance = this.instances.get(instanceId);
     if (!instance) return;
     instance.requested = true;
@@ -166,7 +161,7 @@ export class ContainerSliceRuntime implements SliceRuntime {
   async close(): Promise<void> {
     this.closed = true;
     try {
-      await Promise.allSettled([...this.starting.values()]);
+      await this.starting.allSettled();
       await Promise.all([...this.instances.keys()].map((id) => this.stop(id, this.closeGraceMs)));
     } finally {
       this.disconnected = true;

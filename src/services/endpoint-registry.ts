@@ -178,6 +178,11 @@ export class EndpointRegistry {
     };
   }
 
+  /** How many services the router knows, without building a snapshot (the module's health asks every probe). */
+  get serviceCount(): number {
+    return this.services.size;
+  }
+
   snapshot(): RegistrySnapshot {
     const services = [...this.services.values()]
       .sort((a, b) => a.service.localeCompare(b.service))

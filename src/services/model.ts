@@ -160,7 +160,13 @@ export interface EndpointRecord {
   readonly epoch: number;
 }
 
-/** The leader's own record, `{ holder, epoch, since }`, written when it takes the lease. */
+/** The lease whose holder runs the cluster deployment manager; its token fences every leader write. */
+export const SERVICES_LEASE = 'services';
+
+/**
+ * The leader's own record, `{ holder, epoch, since }`, written when it takes the lease. It outlives a
+ * dead leader: who leads now is the live lease, the record only adds since when.
+ */
 export const LEADER_KEY = 'services/leader';
 /** The leader's map of what it could not place, artifact → `{ blueprint, wanted, placed, reason, rejectedBy }`; absent means none. */
 export const UNPLACED_KEY = 'services/status/unplaced';

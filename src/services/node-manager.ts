@@ -24,9 +24,6 @@
  * path: the leader sees the node offline and re-places its instances, or the next manager on this node
  * finds ACTIVE keys, writes ACTIVATING and spawns them again. The runtimes are the caller's to close.
  */
-import { constants as fsConstants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
@@ -46,6 +43,7 @@ import {
   type SliceLocal,
   type SliceTimeouts,
 } from './lifecycle.ts';
+import { executableProblem } from './executables.ts';
 import type { SliceState } from './model.ts';
 import type { NodeSliceChannel, SliceRuntime } from './ports.ts';
 
@@ -329,23 +327,4 @@ export class NodeDeploymentManager {
       return { ok: false, detail: cause === undefined ? errorMessage(error) : errorMessage(cause) };
     }
   }
-}
-
-/** Why `name` cannot be run here (not found, not executable), or undefined when it can; a bare name is looked up on `path`. */
-async function executableProblem(name: string, path: string): Promise<string | undefined> {
-  const candidates = name.includes('/') ? [name] : path.split(delimiter).map((dir) => join(dir || '.', name));
-  for (const candidate of candidates) {
-    try {
-      if (!(await stat(candidate)).isFile()) continue;
-    } catch {
-      continue;
-    }
-    try {
-      await access(candidate, fsConstants.X_OK);
-      return undefined;
-    } catch {
-      return `executable "${name}" is not executable (${candidate})`;
-    }
-  }
-  return name.includes('/') ? `executable "${name}" not found` : `executable "${name}" not found on PATH`;
 }

@@ -25,11 +25,13 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readFile, readdir, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
-import { delimiter, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { access, mkdir, readFile, readdir, rename, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
 import { errorMessage } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
+import { executableProblem } from './executables.ts';
 import { PortsExhaustedError, type PortRange } from './port-range.ts';
+import { SpawnsUnderWay } from './spawns-under-way.ts';
 import type { InstanceExit, SliceRuntime, SpawnOutcome, SpawnRequest } from './ports.ts';
 
 export interface ProcessSliceRuntimeOptions {
@@ -114,8 +116,7 @@ export class ProcessSliceRuntime implements SliceRuntime {
   private readonly cgroupRoot: string;
   private readonly closeGraceMs: number;
   private readonly instances = new Map<string, Instance>();
-  /** Spawns under way, by instance id: a stop or close waits for them rather than missing the instance. */
-  private readonly starting = new Map<string, Promise<SpawnOutcome>>();
+  private readonly starting = new SpawnsUnderWay();
   private cgroupParentCheck: Promise<CgroupParent> | undefined;
   private closed = false;
 
@@ -133,17 +134,11 @@ export class ProcessSliceRuntime implements SliceRuntime {
     if (this.instances.has(request.instanceId) || this.starting.has(request.instanceId)) {
       return failed(`instance ${request.instanceId} already runs on this node`, false);
     }
-    const pending = this.start(request);
-    this.starting.set(request.instanceId, pending);
-    try {
-      return await pending;
-    } finally {
-      this.starting.delete(request.instanceId);
-    }
+    return this.starting.run(request.instanceId, () => this.start(request));
   }
 
   async stop(instanceId: string, graceMs: number): Promise<void> {
-    await this.starting.get(instanceId);
+    await this.starting.settled(instanceId);
     const instance = this.instances.get(instanceId);
     if (instance) await this.terminate(instance, graceMs);
   }
@@ -186,7 +181,7 @@ export class ProcessSliceRuntime implements SliceRuntime {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.allSettled([...this.starting.values()]);
+    await this.starting.allSettled();
     await Promise.all([...this.instances.keys()].map((id) => this.stop(id, this.closeGraceMs)));
   }
 
@@ -206,8 +201,8 @@ export class ProcessSliceRuntime implements SliceRuntime {
     if (run.kind !== 'process') return failed(`a process runtime cannot run a ${run.kind} slice`, false);
     const argv = run.command;
     const baseEnv: Record<string, string> = { PATH: process.env['PATH'] ?? DEFAULT_PATH, ...run.env, ...request.env };
-    const executable = await findExecutable(argv[0]!, baseEnv['PATH'] ?? DEFAULT_PATH);
-    if (executable.problem) return failed(executable.problem, false);
+    const problem = await executableProblem(argv[0]!, baseEnv['PATH'] ?? DEFAULT_PATH);
+    if (problem !== undefined) return failed(problem, false);
     try {
       await mkdir(this.stateDir, { recursive: true });
     } catch (error) {
@@ -431,31 +426,6 @@ async function removeCgroup(dir: string, logger: Logger): Promise<void> {
     return true;
   });
   if (!gone) logger.warn({ cgroup: dir }, 'the cgroup still holds processes; left in place');
-}
-
-/** Where `name` resolves on `path`, or why it cannot run: what spawn would report, but before anything is allocated. */
-async function findExecutable(name: string, path: string): Promise<{ readonly problem?: string }> {
-  const candidates = name.includes('/') ? [name] : path.split(delimiter).map((dir) => join(dir || '.', name));
-  let notExecutable: string | undefined;
-  for (const candidate of candidates) {
-    try {
-      if (!(await stat(candidate)).isFile()) continue;
-    } catch {
-      continue;
-    }
-    try {
-      await access(candidate, fsConstants.X_OK);
-      return {};
-    } catch {
-      notExecutable ??= candidate;
-    }
-  }
-  if (notExecutable) return { problem: `executable "${name}" is not executable (${notExecutable})` };
-  return {
-    problem: name.includes('/')
-      ? `executable "${name}" not found${isAbsolute(name) ? '' : ` (relative to ${process.cwd()})`}`
-      : `executable "${name}" not found on PATH (${path})`,
-  };
 }
 
 /** Keeps the last `limit` bytes written. */

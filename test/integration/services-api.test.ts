@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedSystem } from '../../src/main/embedded.ts';
 import { withDefaults } from '../../src/main/config.ts';
 import { blueprintKey, endpointKey, sliceKey, type BlueprintBody, type EndpointRecord, type SliceRecord } from '../../src/services/model.ts';
-import { LEADER_KEY, UNPLACED_KEY } from '../../src/services/model.ts';
+import { LEADER_KEY, SERVICES_LEASE, UNPLACED_KEY } from '../../src/services/model.ts';
 import type { KvStore } from '../../src/store/ports.ts';
 import { until } from '../support/until.ts';
 
@@ -176,11 +176,16 @@ describe('services management API', () => {
     const endpoint: EndpointRecord = { nodeId: a, instance: 1, state: 'ACTIVE', timestamp: Date.now(), address: '127.0.0.1:40001', path: '/', epoch: 7 };
     await kv.put(endpointKey(ECHO, 'http', 1), endpoint);
     await kv.put(UNPLACED_KEY, { [CACHE]: { blueprint: 'web', wanted: 1, placed: 0, reason: '0 of 3 nodes fit: required-tags removed 3', rejectedBy: { 'required-tags': 3 } } });
+    // Who leads is the live lease (this process's, its manager stopped); a record of another leader is a dead one's.
+    const grant = (await system.stores.leases.current(SERVICES_LEASE))!;
+    expect(grant.holder).toBe(system.instanceId);
     await kv.put(LEADER_KEY, { holder: 'arc-12345678', epoch: 7, since: 1_700_000_000_000 });
+    expect((await call('GET', '/api/v1/status', undefined, viewer)).json['leader']).toEqual({ holder: grant.holder, epoch: grant.token, since: null });
+    await kv.put(LEADER_KEY, { holder: grant.holder, epoch: grant.token, since: 1_700_000_000_000 });
 
     const { status, json } = await call('GET', '/api/v1/status', undefined, viewer);
     expect(status).toBe(200);
-    expect(json['leader']).toEqual({ holder: 'arc-12345678', epoch: 7, since: 1_700_000_000_000 });
+    expect(json['leader']).toEqual({ holder: grant.holder, epoch: grant.token, since: 1_700_000_000_000 });
     const blueprints = json['blueprints'] as { name: string; wanted: number; active: number; slices: Record<string, unknown>[] }[];
     expect(blueprints.map((bp) => [bp.name, bp.wanted, bp.active])).toEqual([['web', 5, 1]]);
     const [echo, cache] = blueprints[0]!.slices as [Record<string, unknown>, Record<string, unknown>];
@@ -226,12 +231,12 @@ describe('services management API', () => {
     expect(cluster.json['unknown']).toEqual([{ id: 'gone-node', slices: 1, states: { ACTIVE: 1 } }]);
     await kv.delete(sliceKey('gone-node', ECHO));
 
-    // A malformed leader record is no leader, not a 500.
+    // A malformed leader record only loses the since, not a 500.
     await kv.put(LEADER_KEY, 'garbage');
     await kv.put(UNPLACED_KEY, [1, 2]);
     const odd = await call('GET', '/api/v1/status');
     expect(odd.status).toBe(200);
-    expect(odd.json['leader']).toBeNull();
+    expect(odd.json['leader']).toEqual({ holder: grant.holder, epoch: grant.token, since: null });
     expect((odd.json['totals'] as { unplaced: number }).unplaced).toBe(0);
   });
 

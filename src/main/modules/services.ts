@@ -19,6 +19,7 @@ import { agentServicesExtension } from '../../api/agent-services.ts';
 import { registerServiceRoutes } from '../../api/service-routes.ts';
 import { registerServiceRouter } from '../../api/service-router.ts';
 import { ClusterDeploymentManager } from '../../services/cluster-manager.ts';
+import { SERVICES_LEASE } from '../../services/model.ts';
 import { EndpointRegistry } from '../../services/endpoint-registry.ts';
 import { KvNodeSliceChannel } from '../../services/kv-node-channel.ts';
 import { RunnerDirectory, type MeshNode } from '../../services/runner-directory.ts';
@@ -26,7 +27,6 @@ import type { Engines } from '../engines.ts';
 import type { ServerContributions } from '../../api/server.ts';
 import type { ModuleHandle } from './module.ts';
 
-export const SERVICES_LEASE = 'services';
 /**
  * A standby leads at most TTL + a third of it (its next campaign) + one manager tick after the
  * leader dies: 2.4 + 0.8 + 0.5 s, inside the 5 s the issue asks with room for a busy machine.
@@ -95,7 +95,7 @@ export async function startServicesModule(engines: Engines, options: ServicesMod
     const routed = new EndpointRegistry({ kv, logger: log });
     await routed.start();
     registry = routed;
-    api = { routes: [(app) => registerServiceRoutes(app, { kv, clock, nodes }), (app) => registerServiceRouter(app, { registry: routed, logger: log })] };
+    api = { routes: [(app) => registerServiceRoutes(app, { kv, leases: stores.leases, clock, nodes }), (app) => registerServiceRouter(app, { registry: routed, logger: log })] };
   }
 
   return {
@@ -110,7 +110,7 @@ export async function startServicesModule(engines: Engines, options: ServicesMod
         ...(registry && !registry.ready ? { notReady: 'services: the endpoint registry is still reading the KV' } : {}),
         details: {
           ...(status ? { leading: status.leading, epoch: status.epoch, blueprints: status.blueprints, instances: status.instances, unplaced: status.unplaced.length, runners: runners?.size ?? 0, lastPlan: status.lastPlan } : {}),
-          ...(registry ? { services: registry.snapshot().services.length } : {}),
+          ...(registry ? { services: registry.serviceCount } : {}),
         },
       };
     },
