@@ -300,6 +300,10 @@ export class MemoryBus implements BusAdapter {
           group.offsets.set(key, next);
           for (const task of committed) task();
           attempt = 0;
+          // A handler that never waits on I/O would keep this loop in microtasks: timers, sockets and
+          // other consumers' records would wait behind a whole backlog. One turn of the event loop per
+          // batch, as a broker round trip would give.
+          await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
         }
         await options.handler(record);

@@ -20,6 +20,7 @@ import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
 import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
 import { inferenceProfile, type InferenceProfileConfig } from './profile.ts';
+import { admit, DEFAULT_ADMISSION_POLICY, type AdmissionPolicy, type RejectionCode } from './admission.ts';
 
 export interface SchedulerConfig {
   readonly placement: InferenceProfileConfig;
@@ -30,6 +31,13 @@ export interface SchedulerConfig {
   readonly backoffCapMs: number;
   /** Geozones whose requests this scheduler routes; undefined routes every geozone. */
   readonly geozones?: readonly string[];
+  /** Deadlines and queue budgets per priority (./admission.ts); DEFAULT_ADMISSION_POLICY when absent. */
+  readonly admission?: AdmissionPolicy;
+  /**
+   * Requests routed per batch at most (default 500): a batch is decided whole before the next, so
+   * under a backlog its size bounds how long its last request waits behind the others.
+   */
+  readonly maxBatch?: number;
 }
 
 export const DEFAULT_SCHEDULER_CONFIG: Omit<SchedulerConfig, 'placement'> = {
@@ -48,7 +56,14 @@ export type RoutingOutcome =
       readonly attempts: number;
       readonly decisionMs: number;
     }
-  | { readonly status: 'rejected'; readonly reason: string; readonly rejectedBy: Readonly<Record<string, number>>; readonly decisionMs: number };
+  | {
+      readonly status: 'rejected';
+      readonly reason: string;
+      readonly rejectedBy: Readonly<Record<string, number>>;
+      readonly decisionMs: number;
+      /** What kind of no: no node fits or could be reserved, or turned away before placement (./admission.ts). */
+      readonly code: RejectionCode | 'no-candidate';
+    };
 
 export interface SchedulerObserver {
   routed?(outcome: RoutingOutcome, request: InferenceRequest): void;
@@ -106,8 +121,14 @@ interface Ask {
   readonly forwarded: boolean;
 }
 
-/** Requests routed per transaction: the batch that queued while the previous one committed, up to this. */
+/** Requests routed per transaction by default: the batch that queued while the previous one committed, up to this. */
 const MAX_BATCH = 500;
+/**
+ * On the in-process bus a batch costs no round trip, and one of 500 decided whole keeps its last
+ * request (and every other consumer) waiting behind it: under a backlog 100 kept the dispatched p99
+ * an eighth of 500's (bench section 2).
+ */
+export const IN_PROCESS_MAX_BATCH = 100;
 /** Lease releases coalesced into one write. */
 const RELEASE_BATCH = 1_000;
 
@@ -149,6 +170,10 @@ export class InferenceScheduler {
   private releases: PendingRelease[] = [];
   private releasing: Promise<void> = Promise.resolve();
 
+  private get maxBatch(): number {
+    return this.deps.config.maxBatch ?? MAX_BATCH;
+  }
+
   constructor(deps: SchedulerDeps) {
     this.deps = deps;
     this.index = new InferenceCandidateIndex(inferenceProfile(deps.config.placement), deps.config.placement.offlineAfterMs);
@@ -171,7 +196,7 @@ export class InferenceScheduler {
     this.consumers.push(
       await bus.subscribeTransactional(group, [topics.inferenceRequest], 'InferenceRequest', (batch, output) => this.routeBatch(batch, output), {
         transactionalId: group,
-        maxBatch: MAX_BATCH,
+        maxBatch: this.maxBatch,
       }),
     );
     this.expiryTimer = setInterval(() => void this.expireReservations(), 1_000);
@@ -233,8 +258,9 @@ export class InferenceScheduler {
 
   /** The routing step of one batch: decisions are staged in `output` and take effect when it commits. */
   async routeBatch(batch: readonly BatchItem<InferenceRequest>[], output: BatchOutput): Promise<void> {
-    const requests = batch.map((item) => item.message).filter((request) => !this.zones || this.zones.has(request.requesterGeozone));
-    if (requests.length === 0) return;
+    const mine = batch.filter((item) => !this.zones || this.zones.has(item.message.requesterGeozone));
+    if (mine.length === 0) return;
+    const requests = mine.map((item) => item.message);
     const { topic, partition } = batch[0]!.meta.record;
     const source = `${topic}[${partition}]`;
     const first = !this.routing.has(source);
@@ -242,19 +268,35 @@ export class InferenceScheduler {
     if (first) {
       this.deps.logger.info({ source, geozone: requests[0]!.requesterGeozone }, `routing requests from ${source}`);
     }
-    await this.decide(requests, output);
+    // A full batch means more wait behind it: the queue budgets of the admission policy apply.
+    await this.decide(requests, output, { arrivedAt: mine.map((item) => item.meta.record.timestamp), backlogged: batch.length >= this.maxBatch });
   }
 
   /**
    * Filter, score, reserve (all of the batch's leases in one round trip), stage the dispatches.
    * Idempotent per request id: a decided request keeps its decision; a staged one keeps its node and token.
    */
-  private async decide(requests: readonly InferenceRequest[], output: BatchOutput): Promise<RoutingOutcome[]> {
+  private async decide(requests: readonly InferenceRequest[], output: BatchOutput, queue?: { readonly arrivedAt: readonly number[]; readonly backlogged: boolean }): Promise<RoutingOutcome[]> {
     const { clock, leases, config } = this.deps;
     const started = performance.now();
     const outcomes: (RoutingOutcome | undefined)[] = requests.map((request) => this.decided.get(request.id));
     const attempts = new Array<number>(requests.length).fill(0);
     const conflicts = new Array<number>(requests.length).fill(0);
+    const rejections: { index: number; outcome: RoutingOutcome & { status: 'rejected' } }[] = [];
+    if (queue) {
+      // Turned away before placement costs no lease and no explanation: past capacity this is what keeps the queue short.
+      const now = clock.now();
+      const policy = config.admission ?? DEFAULT_ADMISSION_POLICY;
+      requests.forEach((request, i) => {
+        // A staged request was admitted on its first delivery; its redelivery keeps its node.
+        if (outcomes[i] !== undefined || this.staged.has(request.id)) return;
+        const verdict = admit(request, queue.arrivedAt[i]!, now, queue.backlogged, policy);
+        if (verdict.admit) return;
+        const outcome = { status: 'rejected' as const, reason: verdict.reason, rejectedBy: {}, decisionMs: performance.now() - started, code: verdict.code };
+        outcomes[i] = outcome;
+        rejections.push({ index: i, outcome });
+      });
+    }
     let open = requests.map((_, i) => i).filter((i) => outcomes[i] === undefined);
     for (let round = 0; round <= config.maxRetries && open.length > 0; round++) {
       if (round > 0) await sleep(backoffDelay(round - 1, config.backoffBaseMs, config.backoffCapMs));
@@ -321,29 +363,35 @@ export class InferenceScheduler {
       open = retry;
     }
     const now = clock.now();
-    const rejected: { request: InferenceRequest; outcome: RoutingOutcome & { status: 'rejected' } }[] = [];
+    // The full pipeline over every node is the slow path: requests alike in all but id share one explanation.
+    const explanations = new Map<string, ReturnType<InferenceCandidateIndex['explain']>>();
     requests.forEach((request, i) => {
       if (outcomes[i] !== undefined) return;
-      const explanation = this.index.explain(request, now);
+      const alike = `${request.modelId}\u0000${request.requesterGeozone}\u0000${request.contextWindowTokens}\u0000${request.priority}\u0000${request.maxLatencyMs}`;
+      let explanation = explanations.get(alike);
+      if (explanation === undefined) explanations.set(alike, (explanation = this.index.explain(request, now)));
       const reason =
         conflicts[i]! > 0 && attempts[i]! > config.maxRetries
           ? `no node could be reserved for ${request.modelId} after ${attempts[i]} attempts: each candidate was taken by another scheduler first`
           : explanation.reason;
-      const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started };
+      const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started, code: 'no-candidate' as const };
       outcomes[i] = outcome;
-      rejected.push({ request, outcome });
+      rejections.push({ index: i, outcome });
+    });
+    for (const { index, outcome } of rejections) {
+      const request = requests[index]!;
       output.publish(topics.systemEvent, 'SystemEvent', {
         schemaVersion: 1,
         id: newId(),
         timestamp: new Date(now).toISOString(),
         kind: 'inference.rejected',
         severity: 'warn',
-        message: `request ${request.id.slice(0, 8)} rejected: ${reason}`,
+        message: `request ${request.id.slice(0, 8)} rejected: ${outcome.reason}`,
         geozone: request.requesterGeozone,
         subjectId: request.id,
-        details: { requestId: request.id, modelId: request.modelId, priority: request.priority, reason, rejectedBy: explanation.rejectedBy },
+        details: { requestId: request.id, modelId: request.modelId, priority: request.priority, reason: outcome.reason, rejectedBy: outcome.rejectedBy, code: outcome.code },
       });
-    });
+    }
     const decided = outcomes as RoutingOutcome[];
     output.afterCommit(() => {
       requests.forEach((request, i) => {

@@ -7,7 +7,7 @@
  */
 import type { KvStore, LeaseStore } from '../../store/ports.ts';
 import { MemoryLeaseStore } from '../../store/memory-leases.ts';
-import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, schedulerGroup, type SchedulerObserver } from '../../inference/scheduler.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, IN_PROCESS_MAX_BATCH, schedulerGroup, type SchedulerObserver } from '../../inference/scheduler.ts';
 import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../../inference/profile.ts';
 import type { ArcMetrics } from '../../api/metrics.ts';
 import type { Engines } from '../engines.ts';
@@ -60,6 +60,7 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
     reservationTtlMs: options.reservationTtlMs ?? DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
     maxRetries: options.maxRetries ?? DEFAULT_SCHEDULER_CONFIG.maxRetries,
     geozones: options.geozones,
+    ...(engines.kinds.bus === 'kafka' ? {} : { maxBatch: IN_PROCESS_MAX_BATCH }),
   };
   const scheduler = new InferenceScheduler({
     bus,

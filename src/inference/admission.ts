@@ -1,0 +1,52 @@
+/**
+ * Admission of inference requests (issue 15), a pure core the scheduler asks before it places a
+ * request: has it waited past its deadline (seed 000's `maxLatencyMs`, counted from when the bus
+ * accepted it), or past what its priority may wait while the scheduler is saturated? Either way it
+ * is rejected at once with the reason, never dispatched late, so past capacity the queue drains at
+ * the cost of a rejection instead of growing until throughput collapses.
+ *
+ * Priorities shed in order: a background request may queue the least, a normal one longer, and a
+ * critical one has no queue budget at all (only its deadline), so while the scheduler is behind,
+ * background requests go first and critical ones are never shed to serve others. The queue budgets
+ * apply only to a backlog (a full batch): with a few requests in hand, a wait that only looks long
+ * (another host's clock stamped the record) is no reason to shed. A record with no timestamp (0 or
+ * less, as Kafka reports one it does not know) has no known wait and is admitted.
+ */
+import type { InferenceRequest, Priority } from '../contracts/messages.ts';
+
+export interface AdmissionPolicy {
+  /** How long a request of each priority may have waited for the scheduler while it is backlogged; none: only its deadline. */
+  readonly queueBudgetMs: Readonly<Partial<Record<Priority, number>>>;
+}
+
+export const DEFAULT_ADMISSION_POLICY: AdmissionPolicy = {
+  queueBudgetMs: { background: 2, normal: 4 },
+};
+
+/** Why a request was turned away without being placed: the code travels on the rejection event. */
+export type RejectionCode = 'expired' | 'overloaded';
+
+export type Admission = { readonly admit: true } | { readonly admit: false; readonly code: RejectionCode; readonly reason: string };
+
+const ADMIT: Admission = { admit: true };
+
+/**
+ * `arrivedAt`: when the bus accepted the request (ms; 0 or less: unknown); `backlogged`: the
+ * scheduler took a full batch, so more are waiting behind this one.
+ */
+export function admit(request: Pick<InferenceRequest, 'maxLatencyMs' | 'priority'>, arrivedAt: number, now: number, backlogged: boolean, policy: AdmissionPolicy = DEFAULT_ADMISSION_POLICY): Admission {
+  if (!(arrivedAt > 0)) return ADMIT;
+  const waited = Math.max(0, Math.round(now - arrivedAt));
+  if (waited >= request.maxLatencyMs) {
+    return { admit: false, code: 'expired', reason: `expired: waited ${waited} ms for a scheduler, past its maxLatencyMs of ${request.maxLatencyMs} ms; not dispatched late` };
+  }
+  const budget = policy.queueBudgetMs[request.priority];
+  if (budget !== undefined && backlogged && waited > budget) {
+    return {
+      admit: false,
+      code: 'overloaded',
+      reason: `overloaded: the scheduler is saturated and this ${request.priority} request waited ${waited} ms, more than the ${budget} ms a ${request.priority} request may queue; retry later`,
+    };
+  }
+  return ADMIT;
+}
