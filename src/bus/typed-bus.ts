@@ -11,6 +11,7 @@ import { silentLogger } from '../core/logging.ts';
 import { schemas, type MessageTypes, type SchemaName } from '../contracts/messages.ts';
 import { topicSpecFor, topics, concreteTopics, DEAD_LETTER_RETENTION_MS } from '../contracts/topics.ts';
 import { validateMessage } from '../contracts/validation.ts';
+import { screenHeaders } from '../contracts/screen-headers.ts';
 import type { BusAdapter, ConsumedRecord, Consumer, Headers, OutgoingRecord } from './ports.ts';
 
 export const HEADER_SCHEMA = 'arc-schema';
@@ -60,10 +61,22 @@ export interface PublishOptions {
   readonly headers?: Headers;
 }
 
-export interface TransactionalSubscribeOptions {
+export interface TransactionalSubscribeOptions<S = never> {
   readonly transactionalId: string;
   readonly maxBatch?: number;
   readonly startAt?: 'earliest' | 'latest';
+  /**
+   * Looks at each record before it is decoded (its headers, key, timestamp; `batchSize`: the records
+   * in this batch): a verdict skips decoding and validation, and the record reaches the handler in
+   * `screened` instead of the batch. For deciding cheaply about what will not be processed.
+   */
+  readonly screen?: (record: ConsumedRecord, batchSize: number) => S | undefined;
+}
+
+/** A record a transactional subscription's screen gave a verdict on, undecoded. */
+export interface Screened<S> {
+  readonly record: ConsumedRecord;
+  readonly verdict: S;
 }
 
 export interface MessageBusOptions {
@@ -105,6 +118,7 @@ export class MessageBus {
       value: Buffer.from(JSON.stringify(message)),
       headers: {
         ...extra,
+        ...screenHeaders(schema, message),
         [HEADER_SCHEMA]: schema,
         [HEADER_VERSION]: String(schemas[schema].version),
         [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE,
@@ -124,13 +138,14 @@ export class MessageBus {
    * dead-letters of the batch's invalid records and the group's offset commit together. A failing
    * handler (an outage) gets the same batch again after a backoff.
    */
-  async subscribeTransactional<N extends SchemaName>(
+  async subscribeTransactional<N extends SchemaName, S = never>(
     group: string,
     topicNames: readonly string[],
     schema: N,
-    handler: (batch: readonly BatchItem<MessageTypes[N]>[], output: BatchOutput) => Promise<void>,
-    options: TransactionalSubscribeOptions,
+    handler: (batch: readonly BatchItem<MessageTypes[N]>[], output: BatchOutput, screened: readonly Screened<S>[]) => Promise<void>,
+    options: TransactionalSubscribeOptions<S>,
   ): Promise<Consumer> {
+    const { screen } = options;
     return this.adapter.consumeTransactional({
       group,
       topics: topicNames,
@@ -139,25 +154,32 @@ export class MessageBus {
       startAt: options.startAt ?? 'earliest',
       handler: async (records, output) => {
         const items: BatchItem<MessageTypes[N]>[] = [];
+        const screened: Screened<S>[] = [];
         const deadLetters: { record: ConsumedRecord; reason: string }[] = [];
         for (const record of records) {
+          const verdict = screen?.(record, records.length);
+          if (verdict !== undefined) {
+            screened.push({ record, verdict });
+            continue;
+          }
           const decoded = decodeRecord(record, schema);
           if (!decoded.ok) deadLetters.push({ record, reason: decoded.reason });
           else items.push({ message: decoded.message, meta: { record, traceparent: record.headers[HEADER_TRACEPARENT] } });
         }
         for (const { record, reason } of deadLetters) output.produce(topics.deadLetter(record.topic), [deadLetterRecord(record, group, reason)]);
         const produced = new Map<string, number>();
-        if (items.length > 0) {
+        if (items.length > 0 || screened.length > 0) {
           await handler(items, {
             publish: (topic, name, message, publishOptions = {}) => {
               output.produce(topic, [this.encode(topic, name, message, publishOptions.traceparent, publishOptions.headers)]);
               produced.set(topic, (produced.get(topic) ?? 0) + 1);
             },
             afterCommit: (task) => output.afterCommit(task),
-          });
+          }, screened);
         }
         output.afterCommit(() => {
           for (const item of items) this.observer.consumed?.(item.meta.record.topic, group);
+          for (const { record } of screened) this.observer.consumed?.(record.topic, group);
           for (const [topic, count] of produced) this.observer.produced?.(topic, count);
           for (const { record, reason } of deadLetters) {
             this.observer.deadLettered?.(record.topic, reason);

@@ -11,9 +11,11 @@ import { newId } from '../core/ids.ts';
 import { errorMessage } from '../core/errors.ts';
 import { RecentMap } from '../core/recent-map.ts';
 import type { Logger } from '../core/logging.ts';
-import type { InferenceDispatch, InferenceRequest, InferenceResult, NodeTelemetry } from '../contracts/messages.ts';
+import type { InferenceDispatch, InferenceRequest, InferenceResult, NodeTelemetry, Priority } from '../contracts/messages.ts';
 import { topics } from '../contracts/topics.ts';
-import type { BatchItem, BatchOutput, MessageBus, MessageMeta } from '../bus/typed-bus.ts';
+import type { BatchItem, BatchOutput, MessageBus, MessageMeta, Screened } from '../bus/typed-bus.ts';
+import type { ConsumedRecord } from '../bus/ports.ts';
+import { HEADER_MAX_LATENCY_MS, HEADER_MODEL, HEADER_PRIORITY, HEADER_REQUEST_ID } from '../contracts/screen-headers.ts';
 import type { Consumer } from '../bus/ports.ts';
 import type { DocumentStore, LeaseStore } from '../store/ports.ts';
 import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
@@ -121,6 +123,20 @@ interface Ask {
   readonly forwarded: boolean;
 }
 
+/** A request the screen turned away from its headers alone. */
+export interface Shed {
+  readonly id: string;
+  readonly priority: Priority;
+  readonly maxLatencyMs: number;
+  readonly modelId: string | undefined;
+  readonly geozone: string;
+  readonly code: RejectionCode;
+  readonly reason: string;
+}
+
+const PRIORITIES: ReadonlySet<string> = new Set<Priority>(['critical', 'normal', 'background']);
+const isPriority = (value: string | undefined): value is Priority => value !== undefined && PRIORITIES.has(value);
+
 /** Requests routed per transaction by default: the batch that queued while the previous one committed, up to this. */
 const MAX_BATCH = 500;
 /**
@@ -194,9 +210,10 @@ export class InferenceScheduler {
     this.consumers.push(await bus.subscribe(`${instanceId}-index`, [topics.telemetry], 'NodeTelemetry', (t, meta) => this.observeTelemetry(t, meta), fresh));
     this.consumers.push(await bus.subscribe(`${instanceId}-results`, [topics.inferenceResult], 'InferenceResult', (r) => this.onResult(r), fresh));
     this.consumers.push(
-      await bus.subscribeTransactional(group, [topics.inferenceRequest], 'InferenceRequest', (batch, output) => this.routeBatch(batch, output), {
+      await bus.subscribeTransactional<'InferenceRequest', Shed>(group, [topics.inferenceRequest], 'InferenceRequest', (batch, output, screened) => this.routeBatch(batch, output, screened), {
         transactionalId: group,
         maxBatch: this.maxBatch,
+        screen: (record, batchSize) => this.screen(record, batchSize),
       }),
     );
     this.expiryTimer = setInterval(() => void this.expireReservations(), 1_000);
@@ -256,8 +273,26 @@ export class InferenceScheduler {
     return outcome!;
   }
 
+  /**
+   * Admission from the record's headers, before its body is decoded: past capacity most of a batch is
+   * turned away, and decoding it only to reject it would cost what routing it does. Anything this
+   * cannot judge (no headers, another zone's, already staged or decided) is decoded and decided whole.
+   */
+  screen(record: ConsumedRecord, batchSize: number): Shed | undefined {
+    const { headers } = record;
+    const id = headers[HEADER_REQUEST_ID];
+    const priority = headers[HEADER_PRIORITY];
+    const maxLatencyMs = Number(headers[HEADER_MAX_LATENCY_MS]);
+    if (id === undefined || !isPriority(priority) || !Number.isInteger(maxLatencyMs) || maxLatencyMs < 1) return undefined;
+    if ((this.zones && !this.zones.has(record.key)) || this.decided.has(id) || this.staged.has(id)) return undefined;
+    const verdict = admit({ priority, maxLatencyMs }, record.timestamp, this.deps.clock.now(), batchSize >= this.maxBatch, this.deps.config.admission ?? DEFAULT_ADMISSION_POLICY);
+    if (verdict.admit) return undefined;
+    return { id, priority, maxLatencyMs, modelId: headers[HEADER_MODEL], geozone: record.key, code: verdict.code, reason: verdict.reason };
+  }
+
   /** The routing step of one batch: decisions are staged in `output` and take effect when it commits. */
-  async routeBatch(batch: readonly BatchItem<InferenceRequest>[], output: BatchOutput): Promise<void> {
+  async routeBatch(batch: readonly BatchItem<InferenceRequest>[], output: BatchOutput, screened: readonly Screened<Shed>[] = []): Promise<void> {
+    if (screened.length > 0) this.shed(screened.map((s) => s.verdict), output);
     const mine = batch.filter((item) => !this.zones || this.zones.has(item.message.requesterGeozone));
     if (mine.length === 0) return;
     const requests = mine.map((item) => item.message);
@@ -407,6 +442,47 @@ export class InferenceScheduler {
       });
     });
     return decided;
+  }
+
+  /**
+   * One event per code and zone for the requests a batch's screen turned away (`inference.shed`, with
+   * their ids), not one each: at five times capacity the events alone would outweigh the routing.
+   */
+  private shed(verdicts: readonly Shed[], output: BatchOutput): void {
+    const now = this.deps.clock.now();
+    const groups = new Map<string, Shed[]>();
+    for (const verdict of verdicts) {
+      const key = `${verdict.code}\u0000${verdict.geozone}`;
+      let group = groups.get(key);
+      if (group === undefined) groups.set(key, (group = []));
+      group.push(verdict);
+    }
+    for (const group of groups.values()) {
+      const { code, geozone } = group[0]!;
+      const byPriority: Partial<Record<Priority, number>> = {};
+      for (const v of group) byPriority[v.priority] = (byPriority[v.priority] ?? 0) + 1;
+      const reason = code === 'expired'
+        ? 'expired: waited for a scheduler past its maxLatencyMs; not dispatched late'
+        : 'overloaded: the scheduler is saturated and it waited past what its priority may queue; retry later';
+      output.publish(topics.systemEvent, 'SystemEvent', {
+        schemaVersion: 1,
+        id: newId(),
+        timestamp: new Date(now).toISOString(),
+        kind: 'inference.shed',
+        severity: 'warn',
+        message: `${group.length} request(s) rejected: ${reason} (${Object.entries(byPriority).map(([p, n]) => `${n} ${p}`).join(', ')})`,
+        geozone,
+        details: { code, reason, requestIds: group.map((v) => v.id), byPriority, example: group[0]!.reason },
+      });
+    }
+    output.afterCommit(() => {
+      const observer = this.deps.observer?.routed;
+      if (!observer) return;
+      for (const v of verdicts) {
+        const request: InferenceRequest = { schemaVersion: 1, id: v.id, modelId: v.modelId ?? 'unknown', contextWindowTokens: 1, priority: v.priority, maxLatencyMs: v.maxLatencyMs, requesterGeozone: v.geozone };
+        observer({ status: 'rejected', reason: v.reason, rejectedBy: {}, decisionMs: 0, code: v.code }, request);
+      }
+    });
   }
 
   /**

@@ -208,16 +208,28 @@ export class InferenceTracker {
 
   private onEvent(event: SystemEvent): void {
     for (const listener of this.listeners) listener.event?.(event);
-    if (event.kind !== 'inference.rejected' || !event.subjectId) return;
-    const record = this.record(event.subjectId);
-    if (record.status !== 'pending') return;
     const details = event.details ?? {};
+    const reason = typeof details['reason'] === 'string' ? details['reason'] : event.message;
+    if (event.kind === 'inference.shed') {
+      // Turned away from their headers before decoding, many to an event (src/inference/scheduler.ts).
+      const ids = Array.isArray(details['requestIds']) ? details['requestIds'] : [];
+      for (const id of ids) if (typeof id === 'string') this.reject(id, reason, {}, undefined, event.geozone);
+      return;
+    }
+    if (event.kind !== 'inference.rejected' || !event.subjectId) return;
+    const rejectedBy = (details['rejectedBy'] as Record<string, number> | undefined) ?? {};
+    this.reject(event.subjectId, reason, rejectedBy, typeof details['modelId'] === 'string' ? details['modelId'] : undefined, event.geozone);
+  }
+
+  private reject(id: string, reason: string, rejectedBy: Record<string, number>, modelId: string | undefined, geozone: string | undefined): void {
+    const record = this.record(id);
+    if (record.status !== 'pending') return;
     record.status = 'rejected';
-    record.reason = typeof details['reason'] === 'string' ? details['reason'] : event.message;
-    record.rejectedBy = (details['rejectedBy'] as Record<string, number> | undefined) ?? {};
-    record.modelId ??= typeof details['modelId'] === 'string' ? details['modelId'] : undefined;
-    record.requesterGeozone ??= event.geozone;
+    record.reason = reason;
+    record.rejectedBy = rejectedBy;
+    record.modelId ??= modelId;
+    record.requesterGeozone ??= geozone;
     for (const listener of this.listeners) listener.rejected?.(record);
-    this.decide(event.subjectId, { kind: 'rejected', record });
+    this.decide(id, { kind: 'rejected', record });
   }
 }
