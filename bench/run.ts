@@ -25,6 +25,10 @@
  *     skipped when the project's Slurm (scripts/slurm.sh) does not answer.
  * 11. The services planner (bench/services.ts): a blueprint change on 1,000 nodes x 10,000 instances
  *     planned within p99 50 ms, and >= 2,000 placements/s from no keys at 5,000 nodes.
+ * 12. Services failover (bench/services-failover.ts): `arcnet up` and three `arcnet agent --services`
+ *     processes, an agent of an ACTIVE instance SIGKILLed 10 times (4 with --quick): two instances
+ *     ACTIVE on live agents again within p99 15 s of the kill; skipped when the CLI, the echo fixture
+ *     or /proc is missing.
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -47,6 +51,7 @@ import { trainingSection } from './training.ts';
 import { dataMoverSection } from './data-mover.ts';
 import { slurmSection } from './slurm.ts';
 import { servicesSection } from './services.ts';
+import { servicesFailoverSection } from './services-failover.ts';
 import { embeddedBusSection } from './embedded-bus.ts';
 import { ZONES, request, reservationStore, scheduler, telemetry, type LeaseKind } from './mesh-fixtures.ts';
 
@@ -216,6 +221,10 @@ async function main(): Promise<void> {
     if (runs(11)) {
       console.log('');
       await servicesSection(quick);
+    }
+    if (runs(12)) {
+      console.log('');
+      await servicesFailoverSection(quick);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
