@@ -54,6 +54,7 @@ interface LoadResult {
   readonly achieved: number;
   readonly p50: number;
   readonly p99: number;
+  readonly p99ByPriority: Readonly<Record<Priority, number>>;
   readonly rejected: Readonly<Record<string, number>>;
   readonly undecided: number;
   readonly byPriority: Readonly<Record<Priority, { offered: number; dispatched: number; rejected: number }>>;
@@ -82,6 +83,7 @@ async function load(options: LoadOptions): Promise<LoadResult> {
   }
   const sentAt = new Float64Array(total).fill(Number.NaN);
   const latencies = new Float64Array(total);
+  const latencyByPriority: Record<Priority, number[]> = { critical: [], normal: [], background: [] };
   let measured = 0;
   let decided = 0;
   let dispatched = 0;
@@ -122,8 +124,13 @@ async function load(options: LoadOptions): Promise<LoadResult> {
       sched.index.upsert(nodeFromTelemetry(t, Date.now(), undefined));
       // An instant node: the dispatch arrives, the result goes straight back.
       router.attach(t.id, (dispatch) => {
-        const sent = sentAt[sequenceOf(dispatch.requestId)];
-        if (sent !== undefined && !Number.isNaN(sent)) latencies[measured++] = performance.now() - sent;
+        const sequence = sequenceOf(dispatch.requestId);
+        const sent = sentAt[sequence];
+        if (sent !== undefined && !Number.isNaN(sent)) {
+          const added = performance.now() - sent;
+          latencies[measured++] = added;
+          latencyByPriority[priorities[sequence]!].push(added);
+        }
         memory.produceSync(topics.inferenceResult, [bus.encode(topics.inferenceResult, 'InferenceResult', {
           schemaVersion: 1, requestId: dispatch.requestId, nodeId: dispatch.nodeId, latencyMs: 1, status: 'completed',
           completedAt: new Date().toISOString(), ...(dispatch.fencingToken === undefined ? {} : { fencingToken: dispatch.fencingToken }),
@@ -176,6 +183,11 @@ async function load(options: LoadOptions): Promise<LoadResult> {
     achieved: dispatched / elapsed,
     p50: percentileOfSorted(sorted, 50),
     p99: percentileOfSorted(sorted, 99),
+    p99ByPriority: {
+      critical: percentileOfSorted(Float64Array.from(latencyByPriority.critical).sort(), 99),
+      normal: percentileOfSorted(Float64Array.from(latencyByPriority.normal).sort(), 99),
+      background: percentileOfSorted(Float64Array.from(latencyByPriority.background).sort(), 99),
+    },
     rejected,
     undecided: total - decided,
     byPriority,
@@ -206,7 +218,7 @@ export async function embeddedBusSection(seconds: number, dir: string): Promise<
     const goodput = r.achieved / capacity;
     const met = goodput >= OVERLOAD_GOODPUT_GOAL && r.p99 <= OVERLOAD_P99_GOAL_MS && r.undecided === 0 && r.priorityInversions === 0;
     const rejections = Object.entries(r.rejected).map(([code, n]) => `${fmt(n)} ${code}`).join(', ') || 'none';
-    const shares = (['critical', 'normal', 'background'] as const).map((p) => `${p} ${((r.byPriority[p].dispatched / Math.max(1, r.byPriority[p].offered)) * 100).toFixed(0)} %`).join(', ');
+    const shares = (['critical', 'normal', 'background'] as const).map((p) => `${p} ${((r.byPriority[p].dispatched / Math.max(1, r.byPriority[p].offered)) * 100).toFixed(0)} % (p99 ${r.p99ByPriority[p].toFixed(1)} ms)`).join(', ');
     console.log(`   ${multiple}x capacity (${fmt(offered)} req/s offered for ${seconds} s): ${fmt(r.achieved)} req/s dispatched = ${(goodput * 100).toFixed(0)} % of capacity, added latency p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms; rejected: ${rejections}; ${r.undecided} undecided; dispatched by priority: ${shares}; ${r.priorityInversions} windows shedding critical while serving background`);
     console.log(`      goal goodput >= ${OVERLOAD_GOODPUT_GOAL * 100} %, p99 <= ${OVERLOAD_P99_GOAL_MS} ms, none undecided, no critical shed while background served: ${met ? 'MET' : 'NOT MET'}`);
   }

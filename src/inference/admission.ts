@@ -6,8 +6,11 @@
  * the cost of a rejection instead of growing until throughput collapses.
  *
  * Priorities shed in order: a background request may queue the least, a normal one longer, and a
- * critical one has no queue budget at all (only its deadline), so while the scheduler is behind,
- * background requests go first and critical ones are never shed to serve others. The queue budgets
+ * critical one has no queue budget (only its deadline): it is never shed to serve others. Under
+ * pressure the lower priorities go first even when fresh: once a request of some priority has
+ * waited its `pressureMs`, `AdmissionController` sheds every request below that priority for a while
+ * (a shed floor, stepping down one level per quiet `holdMs`), so the backlog drains for the ones that
+ * stay. The queue budgets
  * apply only to a backlog (a full batch): with a few requests in hand, a wait that only looks long
  * (another host's clock stamped the record) is no reason to shed. A record with no timestamp (0 or
  * less, as Kafka reports one it does not know) has no known wait and is admitted.
@@ -17,10 +20,16 @@ import type { InferenceRequest, Priority } from '../contracts/messages.ts';
 export interface AdmissionPolicy {
   /** How long a request of each priority may have waited for the scheduler while it is backlogged; none: only its deadline. */
   readonly queueBudgetMs: Readonly<Partial<Record<Priority, number>>>;
+  /**
+   * Past this wait of a request of a priority, every lower priority is shed under a backlog for a
+   * while (AdmissionController): the queue drains faster for the ones that must not be shed.
+   */
+  readonly pressureMs?: Readonly<Partial<Record<Priority, number>>>;
 }
 
 export const DEFAULT_ADMISSION_POLICY: AdmissionPolicy = {
   queueBudgetMs: { background: 2, normal: 4 },
+  pressureMs: { normal: 2, critical: 3 },
 };
 
 /** Why a request was turned away without being placed: the code travels on the rejection event. */
@@ -49,4 +58,51 @@ export function admit(request: Pick<InferenceRequest, 'maxLatencyMs' | 'priority
     };
   }
   return ADMIT;
+}
+
+const RANK: Readonly<Record<Priority, number>> = { background: 0, normal: 1, critical: 2 };
+const BY_RANK: readonly Priority[] = ['background', 'normal', 'critical'];
+
+/**
+ * `admit` with a shed floor: the state is one level and when it was last raised, and `now` is the
+ * only clock, so a replica's decisions follow from what it has seen.
+ */
+export class AdmissionController {
+  private readonly policy: AdmissionPolicy;
+  private readonly holdMs: number;
+  private floor = 0;
+  private raisedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(policy: AdmissionPolicy = DEFAULT_ADMISSION_POLICY, holdMs = 100) {
+    this.policy = policy;
+    this.holdMs = holdMs;
+  }
+
+  /** The lowest priority admitted under a backlog now. */
+  get admitsFrom(): Priority {
+    return BY_RANK[this.floor]!;
+  }
+
+  judge(request: Pick<InferenceRequest, 'maxLatencyMs' | 'priority'>, arrivedAt: number, now: number, backlogged: boolean): Admission {
+    while (this.floor > 0 && now - this.raisedAt > this.holdMs) {
+      this.floor--;
+      this.raisedAt += this.holdMs;
+    }
+    const verdict = admit(request, arrivedAt, now, backlogged, this.policy);
+    if (!verdict.admit || !backlogged || !(arrivedAt > 0)) return verdict;
+    const rank = RANK[request.priority];
+    const pressure = this.policy.pressureMs?.[request.priority];
+    if (pressure !== undefined && now - arrivedAt > pressure && rank >= this.floor) {
+      this.floor = rank;
+      this.raisedAt = now;
+    }
+    if (rank < this.floor) {
+      return {
+        admit: false,
+        code: 'overloaded',
+        reason: `overloaded: the scheduler is saturated and sheds ${request.priority} requests while ${BY_RANK[this.floor]} requests wait; retry later`,
+      };
+    }
+    return verdict;
+  }
 }

@@ -22,7 +22,7 @@ import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
 import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
 import { inferenceProfile, type InferenceProfileConfig } from './profile.ts';
-import { admit, DEFAULT_ADMISSION_POLICY, type AdmissionPolicy, type RejectionCode } from './admission.ts';
+import { AdmissionController, type AdmissionPolicy, type RejectionCode } from './admission.ts';
 
 export interface SchedulerConfig {
   readonly placement: InferenceProfileConfig;
@@ -184,6 +184,7 @@ export class InferenceScheduler {
   private readonly routing = new Map<string, number>();
   private expiryTimer: NodeJS.Timeout | undefined;
   private releases: PendingRelease[] = [];
+  private readonly admission: AdmissionController;
   private releasing: Promise<void> = Promise.resolve();
 
   private get maxBatch(): number {
@@ -192,6 +193,7 @@ export class InferenceScheduler {
 
   constructor(deps: SchedulerDeps) {
     this.deps = deps;
+    this.admission = new AdmissionController(deps.config.admission);
     this.index = new InferenceCandidateIndex(inferenceProfile(deps.config.placement), deps.config.placement.offlineAfterMs);
     this.zones = deps.config.geozones ? new Set(deps.config.geozones) : undefined;
   }
@@ -285,7 +287,7 @@ export class InferenceScheduler {
     const maxLatencyMs = Number(headers[HEADER_MAX_LATENCY_MS]);
     if (id === undefined || !isPriority(priority) || !Number.isInteger(maxLatencyMs) || maxLatencyMs < 1) return undefined;
     if ((this.zones && !this.zones.has(record.key)) || this.decided.has(id) || this.staged.has(id)) return undefined;
-    const verdict = admit({ priority, maxLatencyMs }, record.timestamp, this.deps.clock.now(), batchSize >= this.maxBatch, this.deps.config.admission ?? DEFAULT_ADMISSION_POLICY);
+    const verdict = this.admission.judge({ priority, maxLatencyMs }, record.timestamp, this.deps.clock.now(), batchSize >= this.maxBatch);
     if (verdict.admit) return undefined;
     return { id, priority, maxLatencyMs, modelId: headers[HEADER_MODEL], geozone: record.key, code: verdict.code, reason: verdict.reason };
   }
@@ -321,11 +323,10 @@ export class InferenceScheduler {
     if (queue) {
       // Turned away before placement costs no lease and no explanation: past capacity this is what keeps the queue short.
       const now = clock.now();
-      const policy = config.admission ?? DEFAULT_ADMISSION_POLICY;
       requests.forEach((request, i) => {
         // A staged request was admitted on its first delivery; its redelivery keeps its node.
         if (outcomes[i] !== undefined || this.staged.has(request.id)) return;
-        const verdict = admit(request, queue.arrivedAt[i]!, now, queue.backlogged, policy);
+        const verdict = this.admission.judge(request, queue.arrivedAt[i]!, now, queue.backlogged);
         if (verdict.admit) return;
         const outcome = { status: 'rejected' as const, reason: verdict.reason, rejectedBy: {}, decisionMs: performance.now() - started, code: verdict.code };
         outcomes[i] = outcome;

@@ -1,8 +1,8 @@
 /**
  * The scheduler asks admission (src/inference/admission.ts) before it places: a request that waited
  * past its deadline is rejected as expired (no lease taken, no dispatch), and in a full batch (a
- * backlog) background and normal requests past their queue budget are shed as overloaded while
- * critical ones are still placed. Each rejection is an `inference.rejected` event with its code and
+ * backlog) background and normal requests past their queue budget are shed as overloaded, and
+ * lower priorities even when fresh while critical ones wait, and critical ones are still placed. Each rejection is an `inference.rejected` event with its code and
  * reason. A request already staged (its batch's transaction failed) keeps its node on redelivery.
  */
 import { describe, expect, it } from 'vitest';
@@ -75,7 +75,7 @@ describe('scheduler admission: deadlines and shedding under a backlog', () => {
     for (const id of NODES) expect(await leases.current(reservationLease(id))).toBeUndefined();
   });
 
-  it('in a full batch, sheds the background and normal requests past their budget and places the critical one', async () => {
+  it('in a full batch, sheds the background and normal requests past their budget, and a fresh background one while critical ones wait; places the critical one', async () => {
     const { clock, route } = setup();
     const waited = clock.now() - 10;
     const batch = [request('bg', 'background'), request('norm', 'normal'), request('crit', 'critical'), request('fresh', 'background')];
@@ -85,12 +85,14 @@ describe('scheduler admission: deadlines and shedding under a backlog', () => {
       { r: batch[2]!, arrivedAt: waited },
       { r: batch[3]!, arrivedAt: clock.now() - 1 },
     ]);
-    expect(dispatches.map((d) => d.requestId).sort()).toEqual([batch[2]!.id, batch[3]!.id].sort());
+    expect(dispatches.map((d) => d.requestId)).toEqual([batch[2]!.id]);
     expect(rejections.map((e) => [e.subjectId, (e.details as { code: string }).code])).toEqual([
       [batch[0]!.id, 'overloaded'],
       [batch[1]!.id, 'overloaded'],
+      [batch[3]!.id, 'overloaded'],
     ]);
     expect(rejections[0]!.message).toMatch(/overloaded: the scheduler is saturated and this background request waited 10 ms/);
+    expect(rejections[2]!.message).toMatch(/sheds background requests while critical requests wait/);
   });
 
   it('sheds nothing from a batch that is not full, however long it waited short of its deadline', async () => {

@@ -4,7 +4,7 @@
  * critical ones only until their deadline; without a backlog, or without a known arrival, nothing is shed.
  */
 import { describe, expect, it } from 'vitest';
-import { admit, DEFAULT_ADMISSION_POLICY } from '../../src/inference/admission.ts';
+import { AdmissionController, admit, DEFAULT_ADMISSION_POLICY } from '../../src/inference/admission.ts';
 import type { Priority } from '../../src/contracts/messages.ts';
 
 const NOW = 1_700_000_000_000;
@@ -43,5 +43,32 @@ describe('admission', () => {
 
   it('counts a clock that went backwards as no wait', () => {
     expect(admit(ask('background', 1), NOW + 50, NOW, true).admit).toBe(true);
+  });
+
+  it('sheds every lower priority, fresh or not, once a request waited its pressure, and steps down one level per quiet hold', () => {
+    const controller = new AdmissionController(DEFAULT_ADMISSION_POLICY, 100);
+    expect(controller.admitsFrom).toBe('background');
+    expect(controller.judge(ask('background'), NOW - 1, NOW, true).admit).toBe(true);
+    // A critical request waited 5 ms (past its 3 ms pressure): admitted, and the floor rises to critical.
+    expect(controller.judge(ask('critical'), NOW - 5, NOW, true).admit).toBe(true);
+    expect(controller.admitsFrom).toBe('critical');
+    const fresh = controller.judge(ask('background'), NOW - 0, NOW, true);
+    expect(fresh).toMatchObject({ admit: false, code: 'overloaded' });
+    if (!fresh.admit) expect(fresh.reason).toBe('overloaded: the scheduler is saturated and sheds background requests while critical requests wait; retry later');
+    expect(controller.judge(ask('normal'), NOW - 0, NOW + 50, true).admit).toBe(false);
+    // Not under a backlog: nothing is shed by the floor.
+    expect(controller.judge(ask('background'), NOW - 0, NOW + 50, false).admit).toBe(true);
+    // 100 ms without pressure: one level down (normal admitted, background not), then another.
+    expect(controller.judge(ask('normal'), NOW + 101, NOW + 101, true).admit).toBe(true);
+    expect(controller.admitsFrom).toBe('normal');
+    expect(controller.judge(ask('background'), NOW + 150, NOW + 150, true).admit).toBe(false);
+    expect(controller.judge(ask('background'), NOW + 202, NOW + 202, true).admit).toBe(true);
+    expect(controller.admitsFrom).toBe('background');
+  });
+
+  it('never sheds a critical request by the floor or by a budget, only by its deadline', () => {
+    const controller = new AdmissionController();
+    for (let i = 0; i < 10; i++) expect(controller.judge(ask('critical', 1_000), NOW - 900, NOW + i, true).admit).toBe(true);
+    expect(controller.judge(ask('critical', 1_000), NOW - 1_000, NOW, true)).toMatchObject({ admit: false, code: 'expired' });
   });
 });
