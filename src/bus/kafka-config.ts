@@ -170,21 +170,30 @@ export function unavailable(servers: readonly string[], what: string, error: unk
 /**
  * A produce given up on after a send may have reached the broker: one was still in flight when the
  * adapter stopped waiting (it may still land), or one failed in a way that does not rule out an
- * append (a request timed out, a connection dropped mid-request). The records may be in the log, so
- * the caller must not take the error for "not published": `outcomeUnknown` says so, and a retry with
- * the same message ids is the way out (readers deduplicate by id). Same code and retryability as the
- * error it stands for (UNAVAILABLE, retryable, past the operation timeout).
+ * append (a request timed out, a connection dropped mid-request), or the call went in several sends
+ * (a backlog over one request's limit) and some were acknowledged before one failed. The records may
+ * be in the log, so the caller must not take the error for "not published": `outcomeUnknown` says
+ * so, and a retry with the same message ids is the way out (readers deduplicate by id).
+ * `acknowledgedRecords` counts the records, from the call's first, that the broker acknowledged: a
+ * caller may resend only the rest. Same code and retryability as the error it stands for (UNAVAILABLE,
+ * retryable, past the operation timeout; or what refused the failed send).
  */
 export class ProduceOutcomeUnknownError extends ArcError {
   readonly outcomeUnknown = true;
+  readonly acknowledgedRecords: number;
 
-  constructor(error: ArcError) {
-    super(error.code, `${error.message}; the records may have been appended all the same (a send reached the broker or was still under way): retry with the same ids`, {
-      retryable: error.retryable,
-      cause: error,
-    });
+  constructor(error: ArcError, progress: { acknowledged: number; total: number; restMayHaveLanded: boolean } = { acknowledged: 0, total: 0, restMayHaveLanded: true }) {
+    super(error.code, `${error.message}; ${describeProgress(progress)}`, { retryable: error.retryable, cause: error });
     this.name = 'ProduceOutcomeUnknownError';
+    this.acknowledgedRecords = progress.acknowledged;
   }
+}
+
+function describeProgress({ acknowledged, total, restMayHaveLanded }: { acknowledged: number; total: number; restMayHaveLanded: boolean }): string {
+  if (acknowledged === 0) return 'the records may have been appended all the same (a send reached the broker or was still under way): retry with the same ids';
+  const rest = total - acknowledged;
+  const others = restMayHaveLanded ? `the other ${rest} may have been appended all the same (a send reached the broker or was still under way)` : `the other ${rest} were not`;
+  return `the first ${acknowledged} of ${total} records were appended (acknowledged), ${others}: retry with the same ids, or resend only the rest`;
 }
 
 /**
@@ -201,7 +210,9 @@ const NOT_SENT_MESSAGES = [
   /^Client is closed\.$/,
   /^Unknown topic /,
 ];
-const REFUSED_BEFORE_APPEND = new Set(['NOT_LEADER_OR_FOLLOWER', 'LEADER_NOT_AVAILABLE', 'NOT_ENOUGH_REPLICAS', 'UNKNOWN_TOPIC_OR_PARTITION']);
+// A batch over the topic's max.message.bytes (MESSAGE_TOO_LARGE) or a request the broker cannot take
+// (RECORD_LIST_TOO_LARGE) is refused whole before anything of it is appended.
+const REFUSED_BEFORE_APPEND = new Set(['NOT_LEADER_OR_FOLLOWER', 'LEADER_NOT_AVAILABLE', 'NOT_ENOUGH_REPLICAS', 'UNKNOWN_TOPIC_OR_PARTITION', 'MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
 /** Whether this send failure proves nothing was appended (see NOT_SENT_MESSAGES); anything unrecognised may have been. */
 export function provesNotAppended(error: unknown): boolean {

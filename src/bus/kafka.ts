@@ -11,15 +11,20 @@
  * committed offsets. A produce that gives up cannot take back a send the broker may already have
  * (Kafka has no way to cancel one): when that may be so, the error says the outcome is unknown (see
  * produce()). A transaction that gives up is settled by the next fence of its transactional id.
+ *
+ * However large the backlog a call carries, no request exceeds the broker's limits: the records go
+ * in sends of at most `maxRequestBytes` encoded (default 900 KiB, lowered to the topic's
+ * `max.message.bytes`, read once per topic), one after the other (kafka-batching.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { Admin, compatibilityPartitioner, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
+import { Admin, compatibilityPartitioner, ConfigResourceTypes, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
 import type { Message, MessageToProduce } from '@platformatic/kafka';
 import type { Registry } from 'prom-client';
 import { backoffDelay } from '../core/clock.ts';
 import { ArcError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
 import { DEAD_LETTER_PREFIX, DEAD_LETTER_RETENTION_MS, topicSpecFor } from '../contracts/topics.ts';
+import { DEFAULT_MAX_REQUEST_BYTES, RECORD_BATCH_OVERHEAD, splitBySize, type SizedMessage } from './kafka-batching.ts';
 import {
   baseClientOptions,
   describeServers,
@@ -64,6 +69,13 @@ export interface KafkaBusOptions extends KafkaConnectionOptions {
   readonly replicationFactor?: number;
   /** Where `arcnet_kafka_produce_duration_ms{topic}` is registered (the process's metrics); none, no timing. */
   readonly registry?: Registry;
+  /**
+   * Most encoded bytes in one send (one produce request, and so in every record batch of it); a call
+   * carrying more goes in several sends, one after the other. Default 900 KiB, under the broker's
+   * 1,048,588-byte `message.max.bytes`; a topic whose `max.message.bytes` is lower lowers it. A
+   * record that cannot fit alone is refused with TOO_LARGE.
+   */
+  readonly maxRequestBytes?: number;
 }
 
 /** What one transaction carries: records to append and, optionally, the consumed record whose offset commits with them. */
@@ -82,6 +94,8 @@ interface TransactionalEntry {
   queue: Promise<void>;
 }
 type BusMessage = MessageToProduce<string, Buffer, string, string>;
+/** What the adapter sends: a BusMessage with every field the size count reads (kafka-batching.ts). */
+type OutgoingMessage = BusMessage & SizedMessage & { readonly value: Buffer; readonly headers: Record<string, string> };
 
 const DAY = 24 * 3_600_000;
 const LEADER_WAIT_MS = 15_000;
@@ -98,6 +112,10 @@ export class KafkaBus implements BusAdapter {
   /** Topic → partition count, for topics known to exist with leaders. */
   private readonly known = new Map<string, number>();
   private readonly creating = new Map<string, Promise<void>>();
+  /** Topic → the most bytes one send to it may carry: maxRequestBytes, or its max.message.bytes when lower (read once). */
+  private readonly sendLimits = new Map<string, Promise<number>>();
+  private readonly maxRequestBytes: number;
+  private describeRefused = false;
   private readonly members = new Set<KafkaGroupMember>();
   private readonly transactional = new Map<string, TransactionalEntry>();
   private readonly memberSettings: MemberSettings;
@@ -106,6 +124,11 @@ export class KafkaBus implements BusAdapter {
 
   constructor(options: KafkaBusOptions) {
     if (options.bootstrapServers.length === 0) throw new ArcError('INVALID_INPUT', 'KafkaBus needs at least one bootstrap server', { retryable: false });
+    const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+    if (!Number.isInteger(maxRequestBytes) || maxRequestBytes <= RECORD_BATCH_OVERHEAD) {
+      throw new ArcError('INVALID_INPUT', `KafkaBus maxRequestBytes must be an integer above ${RECORD_BATCH_OVERHEAD} (a batch's own header), got ${maxRequestBytes}`, { retryable: false });
+    }
+    this.maxRequestBytes = maxRequestBytes;
     this.options = options;
     this.servers = describeServers(options.bootstrapServers);
     this.logger = options.logger ?? silentLogger;
@@ -141,42 +164,78 @@ export class KafkaBus implements BusAdapter {
   /**
    * Appends the records; resolves once every in-sync replica has them (acks=all, idempotent).
    *
+   * A call whose records encode to more than one request may carry (`maxRequestBytes`, or the topic's
+   * `max.message.bytes` when lower) goes in several sends, in order, each sent once the one before
+   * was acknowledged: the order per key and partition is the call's, as with one send. A record that
+   * cannot fit even alone fails the call at once with ArcError TOO_LARGE (not retryable) naming the
+   * topic, the record's key, its size and the limit; nothing of that call is sent, and the bus goes
+   * on serving other calls.
+   *
    * Rejects, past `operationTimeoutMs` of retrying an unreachable cluster, with ArcError UNAVAILABLE
-   * (retryable). What that leaves behind depends on how far the sends got, and the error says which:
-   * - plain UNAVAILABLE: no send ever reached a broker (no connection, or the leader refused it
-   *   outright), so nothing was appended and nothing will be;
-   * - ProduceOutcomeUnknownError (UNAVAILABLE, retryable, `outcomeUnknown: true`): a send was still
-   *   under way when the adapter stopped waiting, or failed in a way that does not rule out an append
-   *   (a request that timed out, a connection dropped mid-request). The records may be in the log, or
-   *   land there later: Kafka cannot call a send back, and the library's client goes on retrying it.
-   *   The caller must treat it as "may have been published": retry with the same ids (the API answers
-   *   503, "may have been accepted; retry with the same id", and the scheduler deduplicates by id).
+   * (retryable). A retry resumes at the first send not acknowledged. What a failure leaves behind
+   * depends on how far the sends got, and the error says which:
+   * - plain UNAVAILABLE (or the error as it is): no send ever reached a broker (no connection, or the
+   *   leader refused it outright), so nothing was appended and nothing will be;
+   * - ProduceOutcomeUnknownError (`outcomeUnknown: true`, same code and retryability): a send was
+   *   still under way when the adapter stopped waiting, or failed in a way that does not rule out an
+   *   append (a request that timed out, a connection dropped mid-request), or some sends of the call
+   *   were acknowledged before one failed (`acknowledgedRecords`, counted from the call's first
+   *   record, are in the log; the sends after the failed one were never made). The records may be
+   *   in the log, or land there later: Kafka cannot call a send back, and the library's client goes
+   *   on retrying it. The caller must treat it as "may have been published": retry with the same ids
+   *   (the API answers 503, "may have been accepted; retry with the same id", and the scheduler
+   *   deduplicates by id).
    */
   async produce(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
     this.assertOpen(`produce to ${topic}`);
     if (records.length === 0) return;
-    const messages: BusMessage[] = records.map((record) => ({ topic, key: record.key, value: toBuffer(record.value), headers: { ...record.headers } }));
+    const messages: OutgoingMessage[] = records.map((record) => ({ topic, key: record.key, value: toBuffer(record.value), headers: { ...record.headers } }));
     const startedAt = performance.now();
+    let sends: OutgoingMessage[][] | undefined;
+    let limit = 0;
+    // The first send not acknowledged yet, and how many records the ones before it carried.
+    let next = 0;
+    let acknowledged = 0;
     let sending = 0;
+    // Whether a failed attempt at send `next` may have appended it all the same.
     let mayHaveLanded = false;
+    let gaveUp = false;
     try {
       await this.retrying(`${records.length} record(s) for ${topic} not acknowledged`, async () => {
         await this.ensureExist([topic]);
-        sending++;
-        try {
-          await this.producer.send({ messages });
-        } catch (error) {
-          if (!provesNotAppended(error)) mayHaveLanded = true;
-          // Deleted behind our back: the next attempt creates it again, as a first produce would.
-          if (isUnknownTopicError(error)) this.known.delete(topic);
-          throw error;
-        } finally {
-          sending--;
+        if (!sends) {
+          limit = await this.sendLimit(topic);
+          sends = splitBySize(messages, () => limit);
+        }
+        const all = sends;
+        // An attempt the deadline left running stops after its send in flight: the caller was told already.
+        for (; next < all.length && !gaveUp; next++) {
+          const send = all[next]!;
+          sending++;
+          try {
+            await this.producer.send({ messages: send });
+          } catch (error) {
+            if (!provesNotAppended(error)) mayHaveLanded = true;
+            // Deleted behind our back: the next attempt creates it again, as a first produce would.
+            if (isUnknownTopicError(error)) this.forgetTopic(topic);
+            if (hasApiError(error, 'MESSAGE_TOO_LARGE') || hasApiError(error, 'RECORD_LIST_TOO_LARGE')) {
+              throw new ArcError('TOO_LARGE', `Kafka at ${this.servers} refused a send of ${send.length} record(s) to ${topic} as too large although it was cut to ${limit} bytes: a broker or proxy on the way allows less; lower maxRequestBytes: ${kafkaErrorDetail(error)}`, { retryable: false, cause: error });
+            }
+            throw error;
+          } finally {
+            sending--;
+          }
+          acknowledged += send.length;
+          mayHaveLanded = false;
         }
       });
     } catch (error) {
+      gaveUp = true;
       // `sending` counts a send the deadline left running: it may still land.
-      if (error instanceof ArcError && (sending > 0 || mayHaveLanded)) throw new ProduceOutcomeUnknownError(error);
+      const restMayHaveLanded = sending > 0 || mayHaveLanded;
+      if (error instanceof ArcError && (restMayHaveLanded || acknowledged > 0)) {
+        throw new ProduceOutcomeUnknownError(error, { acknowledged, total: records.length, restMayHaveLanded });
+      }
       throw error;
     } finally {
       this.timeProduce([topic], startedAt);
@@ -355,10 +414,15 @@ export class KafkaBus implements BusAdapter {
     }
     try {
       await this.ensureExist(send.produce.map((p) => p.topic));
+      const topics = [...new Set(send.produce.filter((p) => p.records.length > 0).map((p) => p.topic))];
+      const limits = new Map(await Promise.all(topics.map(async (topic) => [topic, await this.sendLimit(topic)] as const)));
+      const messages = send.produce.flatMap(({ topic, records }) => records.map((r): OutgoingMessage => ({ topic, key: r.key, value: toBuffer(r.value), headers: { ...r.headers } })));
+      // Cut before the transaction begins: a record too large for any send fails it with nothing begun.
+      const sends = splitBySize(messages, (topic) => limits.get(topic)!);
       const tx = await producer.beginTransaction();
       try {
-        const messages = send.produce.flatMap(({ topic, records }) => records.map((r): BusMessage => ({ topic, key: r.key, value: toBuffer(r.value), headers: { ...r.headers } })));
-        if (messages.length > 0) await tx.send({ messages });
+        // One after the other in the one transaction: they commit, or abort, together.
+        for (const chunk of sends) await tx.send({ messages: chunk });
         if (send.consumed && group) {
           await tx.addConsumer(group.consumer);
           // TxnOffsetCommit needs the member's generation and id, which the library reads from a fetched message.
@@ -422,6 +486,47 @@ export class KafkaBus implements BusAdapter {
       // bump producer 0's epoch, which it refuses as fenced once the id has belonged to another producer.
       ...(transactionalId ? { transactionalId, producerId: -1n, producerEpoch: -1 } : {}),
     });
+  }
+
+  /**
+   * The most encoded bytes one send to `topic` may carry: maxRequestBytes, or the topic's
+   * `max.message.bytes` when lower (a topic's override, else the broker's `message.max.bytes`),
+   * described once per topic. A failed description (an outage) is tried again by the next call.
+   */
+  private sendLimit(topic: string): Promise<number> {
+    let limit = this.sendLimits.get(topic);
+    if (!limit) {
+      const reading = this.readSendLimit(topic);
+      limit = reading;
+      this.sendLimits.set(topic, reading);
+      reading.catch(() => {
+        if (this.sendLimits.get(topic) === reading) this.sendLimits.delete(topic);
+      });
+    }
+    return limit;
+  }
+
+  private async readSendLimit(topic: string): Promise<number> {
+    if (this.describeRefused) return this.maxRequestBytes;
+    let described;
+    try {
+      described = await this.admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['max.message.bytes'] }] });
+    } catch (error) {
+      if (isUnknownTopicError(error)) this.known.delete(topic);
+      if (isRetryableKafkaError(error)) throw error;
+      // Not allowed to describe topics (no DescribeConfigs ACL): the configured limit alone, said once.
+      this.describeRefused = true;
+      this.logger.warn({ topic, err: kafkaErrorDetail(error) }, `Kafka at ${this.servers} refused to describe ${topic}'s max.message.bytes; sends stay under maxRequestBytes (${this.maxRequestBytes}) alone`);
+      return this.maxRequestBytes;
+    }
+    const value = Number(described.find((d) => d.resourceName === topic)?.configs.find((c) => c.name === 'max.message.bytes')?.value);
+    return Number.isInteger(value) && value > RECORD_BATCH_OVERHEAD ? Math.min(this.maxRequestBytes, value) : this.maxRequestBytes;
+  }
+
+  /** A topic deleted behind our back: created again (and its limit read again) on the next use. */
+  private forgetTopic(topic: string): void {
+    this.known.delete(topic);
+    this.sendLimits.delete(topic);
   }
 
   /** Creates what is missing of these topics, with the topic table's settings when it has the name. */
