@@ -16,7 +16,7 @@ import { TEST_IMAGE, testEngineEndpoint } from '../support/containers.ts';
 import { needEngines } from '../support/engines.ts';
 import { FeedClient } from '../support/feed.ts';
 import { until } from '../support/until.ts';
-import type { CliProcess } from '../support/processes.ts';
+import { freePort, type CliProcess } from '../support/processes.ts';
 
 const browserEngine = needEngines('chromium');
 const containers = needEngines('containers');
@@ -24,6 +24,7 @@ const containers = needEngines('containers');
 /** Short enough that a killed agent turns offline within the test, long enough that a busy machine's simulated nodes do not flap. */
 const OFFLINE_AFTER_MS = 4_000;
 const AGENT_MODEL = 'console-e2e-model';
+const ECHO_SERVICE = join(import.meta.dirname, '../fixtures/echo-service.ts');
 
 interface NodeRow { id: string; name: string; status: string; geozone?: string }
 interface NodesAnswer { count: number; nodes: NodeRow[] }
@@ -362,6 +363,55 @@ describe.skipIf(!browserEngine.available)(browserEngine.title('the console in Ch
     // The counters on the cards are the server's.
     await until(async () => Number(await page.locator('[data-testid="stat-card"][data-stat="jobs_completed"]').getAttribute('data-value')) === 1, 'jobs_completed = 1 on its card', 10_000, { intervalMs: 200 });
     await screenshot(page, 'jobs');
+  }, 90_000);
+
+  it('shows the services view: a blueprint, its instance ACTIVE on the runner agent with the endpoint the API reports, and why a second instance cannot be placed', async () => {
+    const artifact = 'org.arcnet:console-echo:1.0.0';
+    const base = await freePort();
+    const runner = up.startChild([
+      'agent', '--services', '--server', up.url, '--token', up.key, '--node-key', join(up.dataDir, 'services-agent.key'), '--name', 'services-agent',
+      '--models', 'services-only-model', '--service-ports', `${base}-${Math.min(65_535, base + 20)}`, '--services-dir', join(up.dataDir, 'services-runner'),
+      '--telemetry-interval', '500', '--log-level', 'warn',
+    ]);
+    try {
+      const node = await until(async () => (await up.json<NodesAnswer>('/api/v1/nodes')).nodes.find((n) => n.name === 'services-agent' && n.status === 'online'), 'the services agent online', 30_000, { intervalMs: 200, retryOnError: true });
+      const blueprint = { name: 'console-shop', slices: [{ artifact, instances: 1, run: { kind: 'process', command: [process.execPath, ECHO_SERVICE] }, health: { path: '/health', intervalMs: 200 } }] };
+      expect((await up.post<{ message?: string }>('/api/v1/deploy', blueprint)).status).toBe(201);
+
+      await page.goto(`${up.url}/#/map`);
+      await page.evaluate('document.activeElement?.blur()');
+      await page.keyboard.press('6');
+      await page.locator('[data-testid="blueprint"][data-name="console-shop"]').waitFor({ state: 'visible', timeout: 5_000 });
+      expect(page.url()).toContain('#/services');
+      const slice = page.locator(`[data-testid="service-slice"][data-artifact="${artifact}"]`);
+      const active = slice.locator(`[data-testid="service-instance"][data-node-id="${node.id}"][data-state="ACTIVE"]`);
+      await active.waitFor({ state: 'visible', timeout: 30_000 }).catch(async (error: unknown) => {
+        const shown = await page.locator('main').innerText().catch(() => '(nothing)');
+        throw new Error(`${(error as Error).message}\nthe view shows: ${shown}\nthe API says: ${JSON.stringify(await up.json(`/api/v1/slices/${artifact}`))}${pageErrors()}`);
+      });
+      const reported = await up.json<{ slices: { instances: { node: string; state: string; address?: string }[] }[] }>(`/api/v1/slices/${artifact}`);
+      const address = reported.slices.flatMap((s) => s.instances).find((i) => i.node === node.id && i.state === 'ACTIVE')?.address;
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(await active.getAttribute('data-address')).toBe(address);
+      // Its endpoint, behind the router's path, as the endpoint registry has it.
+      const endpoint = page.locator(`[data-testid="endpoint"][data-artifact="${artifact}"][data-node-id="${node.id}"]`);
+      await endpoint.waitFor({ state: 'visible', timeout: 10_000 });
+      expect(await endpoint.getAttribute('data-route')).toBe('/console-echo/');
+      expect(await endpoint.getAttribute('data-address')).toBe(address);
+      expect(await page.locator(`[data-testid="service-node"][data-node-id="${node.id}"]`).getAttribute('data-slices')).toBe('1');
+
+      // One runner, two instances wanted: the second has nowhere to go, and the view says why, as the API does.
+      expect((await up.post('/api/v1/scale', { artifact, instances: 2 })).status).toBe(200);
+      const unplaced = slice.locator('[data-testid="unplaced-reason"]');
+      await unplaced.waitFor({ state: 'visible', timeout: 10_000 });
+      const reason = (await up.json<{ unplaced: { reason: string } | null }>(`/api/v1/slices/${artifact}`)).unplaced?.reason;
+      expect(reason).toMatch(/one-per-node|already/);
+      expect(await unplaced.innerText()).toBe(reason);
+      await screenshot(page, 'services');
+    } finally {
+      await up.json(`/api/v1/blueprints/console-shop`, { method: 'DELETE' }).catch(() => undefined);
+      await stopProcess(runner, 10_000);
+    }
   }, 90_000);
 
   it('resyncs with no gap when the WebSocket drops mid-run (server restarted): the console and a Node client both check sequence numbers', async () => {

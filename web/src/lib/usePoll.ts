@@ -1,7 +1,8 @@
 /**
  * Polls a REST endpoint while the view that needs it is open: at once, then every `everyMs` after
  * the previous answer (never two in flight). Keeps the last good answer through a failed poll, so
- * a blip shows as an error line and not as an empty view.
+ * a blip shows as an error line and not as an empty view. While `enabled` is false (a hidden tab)
+ * nothing is asked; turning it true again asks at once.
  */
 import { useEffect, useRef, useState } from 'react';
 import { ApiError } from '../api/client.ts';
@@ -15,7 +16,7 @@ export interface Poll<T> {
   refresh: () => void;
 }
 
-export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, everyMs: number, deps: readonly unknown[]): Poll<T> {
+export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, everyMs: number, deps: readonly unknown[], enabled = true): Poll<T> {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [loading, setLoading] = useState(true);
@@ -24,6 +25,7 @@ export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, everyMs: n
   loadRef.current = load;
 
   useEffect(() => {
+    if (!enabled) return;
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | null = null;
     const run = async () => {
@@ -48,7 +50,7 @@ export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, everyMs: n
       controller.abort();
       if (timer !== null) clearTimeout(timer);
     };
-  }, [...deps, everyMs, tick]);
+  }, [...deps, everyMs, tick, enabled]);
 
   return { data, error, missing: error?.routeMissing === true, loading, refresh: () => setTick((t) => t + 1) };
 }

@@ -11,6 +11,7 @@ import { useRestNodes } from '../feed/useRestNodes.ts';
 import { MapView } from '../map/MapView.tsx';
 import { EventsView } from '../views/events/EventsView.tsx';
 import { JobsView } from '../views/jobs/JobsView.tsx';
+import { ServicesView } from '../views/services/ServicesView.tsx';
 import { TrainingView } from '../views/training/TrainingView.tsx';
 import { ViewBoundary } from '../views/ViewBoundary.tsx';
 import { ZonesView } from '../views/zones/ZonesView.tsx';
@@ -64,6 +65,7 @@ export function Console({ apiKey, identity, onSignOut }: ConsoleProps) {
             {route.view === 'jobs' && <ViewBoundary name="jobs"><JobsView /></ViewBoundary>}
             {route.view === 'events' && <ViewBoundary name="events"><EventsView /></ViewBoundary>}
             {route.view === 'training' && <ViewBoundary name="training"><TrainingView identity={identity} /></ViewBoundary>}
+            {route.view === 'services' && <ViewBoundary name="services"><ServicesView /></ViewBoundary>}
             <Suspense fallback={<aside className="panel"><p className="muted">Loading…</p></aside>}>
               {route.view === 'node' && <ViewBoundary key={route.id} name="node"><NodeDetail nodeId={route.id} onClose={closePanel} /></ViewBoundary>}
               {route.view === 'explain' && <ViewBoundary key={route.id} name="explain"><ExplainPanel requestId={route.id} onClose={closePanel} /></ViewBoundary>}

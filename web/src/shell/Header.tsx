@@ -1,8 +1,8 @@
-/** The top bar: navigation between the five views, who is signed in, theme and sign-out. */
+/** The top bar: navigation between the six views, who is signed in, theme and sign-out. */
 import type { Identity } from '../auth/whoami.ts';
 import { TOP_VIEWS, type Route, type TopView } from './route.ts';
 
-const LABELS: Record<TopView, string> = { map: 'Mesh map', zones: 'Zones', jobs: 'Jobs', events: 'Events', training: 'Training' };
+const LABELS: Record<TopView, string> = { map: 'Mesh map', zones: 'Zones', jobs: 'Jobs', events: 'Events', training: 'Training', services: 'Services' };
 
 interface HeaderProps {
   route: Route;

@@ -21,7 +21,7 @@ export function StatusBar() {
       <span data-testid="requests-per-second" data-value={requestsPerSecond.toFixed(1)}>{fixed(requestsPerSecond)} requests/s</span>
       <span>{integer(state.counts.rejected)} rejected</span>
       {state.counts.folded > 0 && <span className="muted" title="inference messages the server counted instead of sending, at this console's rate">{integer(state.counts.folded)} folded</span>}
-      <span className="muted keys-hint">keys: 1–5 views · / search · t theme · Esc close</span>
+      <span className="muted keys-hint">keys: 1–6 views · / search · t theme · Esc close</span>
     </footer>
   );
 }

@@ -1,5 +1,5 @@
 /**
- * The console's keys: 1–5 switch views, `/` goes to the events search, `t` toggles the theme, Esc
+ * The console's keys: 1–6 switch views, `/` goes to the events search, `t` toggles the theme, Esc
  * closes the open panel. Letters and digits are left alone while the operator types in a field.
  */
 import { useEffect } from 'react';

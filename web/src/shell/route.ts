@@ -1,6 +1,6 @@
 /**
  * Routing by the URL's hash, so every view is a link and none needs a page load:
- * #/map (default), #/zones, #/nodes/<id>, #/explain/<requestId>, #/jobs, #/events, #/training.
+ * #/map (default), #/zones, #/nodes/<id>, #/explain/<requestId>, #/jobs, #/events, #/training, #/services.
  */
 import { useEffect, useState } from 'react';
 
@@ -10,16 +10,17 @@ export type Route =
   | { view: 'jobs' }
   | { view: 'events' }
   | { view: 'training' }
+  | { view: 'services' }
   | { view: 'node'; id: string }
   | { view: 'explain'; id: string };
 
-export type TopView = 'map' | 'zones' | 'jobs' | 'events' | 'training';
-/** In the order of their keys, 1 to 5. */
-export const TOP_VIEWS: readonly TopView[] = ['map', 'zones', 'jobs', 'events', 'training'];
+export type TopView = 'map' | 'zones' | 'jobs' | 'events' | 'training' | 'services';
+/** In the order of their keys, 1 to 6. */
+export const TOP_VIEWS: readonly TopView[] = ['map', 'zones', 'jobs', 'events', 'training', 'services'];
 
 export function parseRoute(hash: string): Route {
   const [, first = '', second] = hash.replace(/^#/, '').split('/');
-  if (first === 'zones' || first === 'jobs' || first === 'events' || first === 'training') return { view: first };
+  if (first === 'zones' || first === 'jobs' || first === 'events' || first === 'training' || first === 'services') return { view: first };
   if (first === 'nodes' && second) return { view: 'node', id: decodeURIComponent(second) };
   if (first === 'explain' && second) return { view: 'explain', id: decodeURIComponent(second) };
   return { view: 'map' };
