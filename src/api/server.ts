@@ -22,7 +22,7 @@ import type { MessageBus } from '../bus/typed-bus.ts';
 import type { DocumentStore } from '../store/ports.ts';
 import type { NodeState } from '../mesh/node.ts';
 import { NODES_COLLECTION } from '../mesh/aggregator.ts';
-import type { InferenceTracker, RequestRecord } from '../inference/tracker.ts';
+import { RECENT_RING, SETTLED_RETENTION_MS, type InferenceTracker, type RequestRecord } from '../inference/tracker.ts';
 import type { Reservation } from '../placement/candidate-index.ts';
 import { AGENT_PATH } from '../agent/protocol.ts';
 import { principalOf } from '../access/principal.ts';
@@ -163,7 +163,7 @@ const InferenceListQuery = Type.Object(
   { additionalProperties: false },
 );
 /** The tracker's ring of recent ids (src/inference/tracker.ts): a node's work is looked for among these. */
-const RECENT_WINDOW = 1_000;
+const RECENT_WINDOW = RECENT_RING;
 
 class BadRequest extends Error {
   readonly statusCode = 400;
@@ -357,7 +357,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
     app.get<{ Params: { id: string } }>('/api/v1/inference/:id', { schema: { params: Type.Object({ id: Type.String({ format: 'uuid' }) }) }, config: { access: ACCESS.viewer } }, async (request, reply) => {
       const record = inferenceApi.tracker.get(request.params.id);
-      if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only)` });
+      if (!record) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `inference request ${request.params.id} is not known here (recent requests only: the newest ${RECENT_RING.toLocaleString('en')}, and any settled in the last ${SETTLED_RETENTION_MS / 1000} s or not settled yet)` });
       return presentRequest(record, deps);
     });
 

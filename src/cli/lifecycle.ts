@@ -1,8 +1,10 @@
 /**
  * How a long-running command lives: it starts (a taken port is one line, not a stack trace), says
- * what runs where, and on SIGINT or SIGTERM stops once, cleanly, and exits.
+ * what runs where, gives memory back when it goes idle (src/core/idle-memory.ts), and on SIGINT or
+ * SIGTERM stops once, cleanly, and exits.
  */
 import { errorMessage } from '../core/errors.ts';
+import { releaseMemoryWhenIdle } from '../core/idle-memory.ts';
 import { usage } from './options.ts';
 
 /** Starts something that listens; EADDRINUSE becomes a usage error naming the port (what started has closed again). */
@@ -26,12 +28,17 @@ export interface StopOnSignalOptions {
   readonly logger?: { flush(): void };
 }
 
-/** On SIGINT or SIGTERM: stop once, print the line, exit 0; a failed stop exits 1 naming what failed. */
+/**
+ * On SIGINT or SIGTERM: stop once, print the line, exit 0; a failed stop exits 1 naming what failed.
+ * Until then the process lets V8 return memory once it is idle (every long-running command calls this).
+ */
 export function stopOnSignal(name: string, running: { stop(): Promise<void> }, options: StopOnSignalOptions): void {
   let stopping = false;
+  const stopReleasing = releaseMemoryWhenIdle();
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
+    stopReleasing();
     options.beforeStop?.();
     process.stdout.write(`${signal}: stopping…\n`);
     running

@@ -99,7 +99,7 @@ export async function startInferenceModule(engines: BusEngines & Partial<Pick<En
       // Every report as the registry applied it; status changes reach the hub as the aggregator's events (tracker → observer).
       mesh.onTelemetry((node) => hub.telemetry(node));
     },
-    health: () => ({ ready: true, details: { agentsConnected: gateway.sessions, awaitingDecision: tracker.awaitingDecision } }),
+    health: () => ({ ready: true, details: { agentsConnected: gateway.sessions, awaitingDecision: tracker.awaitingDecision, requestsTracked: tracker.size } }),
     stop: async () => {
       hub.closeAll();
       await router.stop();
