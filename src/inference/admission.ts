@@ -25,6 +25,11 @@ export interface AdmissionPolicy {
    * while (AdmissionController): the queue drains faster for the ones that must not be shed.
    */
   readonly pressureMs?: Readonly<Partial<Record<Priority, number>>>;
+  /**
+   * How long batches must have been full before the budgets and the floor apply (default 1 s): a
+   * backlog that drains within it (a replica taking over, a broker back) is catching up, not overload.
+   */
+  readonly sustainMs?: number;
 }
 
 export const DEFAULT_ADMISSION_POLICY: AdmissionPolicy = {
@@ -70,12 +75,16 @@ const BY_RANK: readonly Priority[] = ['background', 'normal', 'critical'];
 export class AdmissionController {
   private readonly policy: AdmissionPolicy;
   private readonly holdMs: number;
+  private readonly sustainMs: number;
   private floor = 0;
   private raisedAt = Number.NEGATIVE_INFINITY;
+  /** Since when every batch has been full; undefined when the last one was not. */
+  private backlogSince: number | undefined;
 
   constructor(policy: AdmissionPolicy = DEFAULT_ADMISSION_POLICY, holdMs = 100) {
     this.policy = policy;
     this.holdMs = holdMs;
+    this.sustainMs = policy.sustainMs ?? 1_000;
   }
 
   /** The lowest priority admitted under a backlog now. */
@@ -83,7 +92,10 @@ export class AdmissionController {
     return BY_RANK[this.floor]!;
   }
 
-  judge(request: Pick<InferenceRequest, 'maxLatencyMs' | 'priority'>, arrivedAt: number, now: number, backlogged: boolean): Admission {
+  judge(request: Pick<InferenceRequest, 'maxLatencyMs' | 'priority'>, arrivedAt: number, now: number, fullBatch: boolean): Admission {
+    if (!fullBatch) this.backlogSince = undefined;
+    else this.backlogSince ??= now;
+    const backlogged = this.backlogSince !== undefined && now - this.backlogSince >= this.sustainMs;
     while (this.floor > 0 && now - this.raisedAt > this.holdMs) {
       this.floor--;
       this.raisedAt += this.holdMs;

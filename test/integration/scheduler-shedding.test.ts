@@ -17,6 +17,7 @@ import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG } from '../../src/inference/scheduler.ts';
 import { InferenceTracker } from '../../src/inference/tracker.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../../src/inference/profile.ts';
+import { DEFAULT_ADMISSION_POLICY } from '../../src/inference/admission.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import { HEADER_PRIORITY } from '../../src/contracts/screen-headers.ts';
 import type { InferenceDispatch, InferenceRequest, NodeTelemetry, Priority, SystemEvent } from '../../src/contracts/messages.ts';
@@ -46,7 +47,7 @@ describe('scheduler shedding on the in-process bus', () => {
     closing.push(() => memory.close());
     const scheduler = new InferenceScheduler({
       bus, leases: new MemoryLeaseStore({}), clock: systemClock, logger: silentLogger, instanceId: 'shed-test',
-      config: { ...DEFAULT_SCHEDULER_CONFIG, maxBatch: 4, placement: DEFAULT_INFERENCE_PROFILE },
+      config: { ...DEFAULT_SCHEDULER_CONFIG, admission: { ...DEFAULT_ADMISSION_POLICY, sustainMs: 0 }, maxBatch: 4, placement: DEFAULT_INFERENCE_PROFILE },
     });
     for (let i = 0; i < 8; i++) scheduler.observeTelemetry(telemetry(i));
     const tracker = new InferenceTracker();

@@ -46,7 +46,7 @@ describe('admission', () => {
   });
 
   it('sheds every lower priority, fresh or not, once a request waited its pressure, and steps down one level per quiet hold', () => {
-    const controller = new AdmissionController(DEFAULT_ADMISSION_POLICY, 100);
+    const controller = new AdmissionController({ ...DEFAULT_ADMISSION_POLICY, sustainMs: 0 }, 100);
     expect(controller.admitsFrom).toBe('background');
     expect(controller.judge(ask('background'), NOW - 1, NOW, true).admit).toBe(true);
     // A critical request waited 5 ms (past its 3 ms pressure): admitted, and the floor rises to critical.
@@ -70,5 +70,15 @@ describe('admission', () => {
     const controller = new AdmissionController();
     for (let i = 0; i < 10; i++) expect(controller.judge(ask('critical', 1_000), NOW - 900, NOW + i, true).admit).toBe(true);
     expect(controller.judge(ask('critical', 1_000), NOW - 1_000, NOW, true)).toMatchObject({ admit: false, code: 'expired' });
+  });
+
+  it('applies budgets and the floor only once batches have been full for sustainMs: a backlog that drains within it is routed', () => {
+    const controller = new AdmissionController({ ...DEFAULT_ADMISSION_POLICY, sustainMs: 1_000 });
+    expect(controller.judge(ask('background', 10_000), NOW - 500, NOW, true).admit).toBe(true);
+    expect(controller.judge(ask('background', 10_000), NOW - 500, NOW + 999, true).admit).toBe(true);
+    expect(controller.judge(ask('background', 10_000), NOW - 500, NOW + 1_000, true)).toMatchObject({ admit: false, code: 'overloaded' });
+    // A batch that is not full ends the backlog: the clock starts again.
+    expect(controller.judge(ask('background', 10_000), NOW + 1_000, NOW + 1_001, false).admit).toBe(true);
+    expect(controller.judge(ask('background', 10_000), NOW - 500, NOW + 1_002, true).admit).toBe(true);
   });
 });
