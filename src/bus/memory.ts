@@ -6,7 +6,7 @@
  */
 import { backoffDelay } from '../core/clock.ts';
 import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, OutgoingRecord, TopicConfig, TransactionalConsumeOptions } from './ports.ts';
-import { partitionForKey } from './ports.ts';
+import { partitionForKey, takenOf } from './ports.ts';
 
 const DEFAULT_PARTITIONS = 4;
 const DEFAULT_RETENTION_MS = 24 * 3_600_000;
@@ -290,10 +290,10 @@ export class MemoryBus implements BusAdapter {
         let next = offset + 1;
         if ('transactionalId' in options) {
           const batch = partition.records.slice(offset - partition.base, offset - partition.base + (options.maxBatch ?? 500));
-          next = offset + batch.length;
           const staged: { topic: string; records: readonly OutgoingRecord[] }[] = [];
           const committed: (() => void)[] = [];
-          await options.handler(batch, { produce: (topic, records) => void staged.push({ topic, records }), afterCommit: (task) => void committed.push(task) });
+          const taken = await options.handler(batch, { produce: (topic, records) => void staged.push({ topic, records }), afterCommit: (task) => void committed.push(task) });
+          next = offset + takenOf(taken, batch.length);
           // One synchronous step: the output appears and the offset moves together, or (stopped) neither.
           if (control.stop) continue;
           for (const { topic, records } of staged) this.produceSync(topic, records);

@@ -63,9 +63,12 @@ export interface TransactionalConsumeOptions {
   /**
    * Records of one partition, in order. Resolving commits the staged output and the offsets;
    * rejecting (or a failed commit) stages nothing and redelivers the same records after a backoff,
-   * so handlers must be idempotent in any side effects beyond the output.
+   * so handlers must be idempotent in any side effects beyond the output. Resolving with a count n
+   * (1 ≤ n < records.length) takes only the first n: the offset moves past them alone, and the rest
+   * open the partition's next batch. A handler that routes a bounded amount per batch looks at more
+   * than it takes (see TransactionalSubscribeOptions.screen).
    */
-  readonly handler: (records: readonly ConsumedRecord[], output: TransactionalOutput) => Promise<void>;
+  readonly handler: (records: readonly ConsumedRecord[], output: TransactionalOutput) => Promise<number | void>;
 }
 
 export interface Consumer {
@@ -97,4 +100,16 @@ export function partitionForKey(key: string, partitions: number): number {
     hash = Math.imul(hash, 0x01000193);
   }
   return (hash >>> 0) % partitions;
+}
+
+/** How many records of a batch of `available` a transactional handler took (its resolved value): all, or a prefix of at least one. */
+export function takenOf(taken: number | void, available: number): number {
+  if (taken === undefined) return available;
+  if (!Number.isInteger(taken) || taken < 1 || taken > available) throw new RangeError(`a transactional handler took ${taken} of ${available} records; it must take between 1 and all of them`);
+  return taken;
+}
+
+/** The first `taken` of a batch's records: the batch itself when it took them all (the common case, no copy). */
+export function takenPrefix(records: readonly ConsumedRecord[], taken: number): readonly ConsumedRecord[] {
+  return taken === records.length ? records : records.slice(0, taken);
 }

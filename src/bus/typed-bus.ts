@@ -12,7 +12,9 @@ import { schemas, type MessageTypes, type SchemaName } from '../contracts/messag
 import { topicSpecFor, topics, concreteTopics, DEAD_LETTER_RETENTION_MS } from '../contracts/topics.ts';
 import { validateMessage } from '../contracts/validation.ts';
 import { screenHeaders } from '../contracts/screen-headers.ts';
+import { codecForContentType, codecs, DEFAULT_CODEC, JSON_CONTENT_TYPE, type Codec, type CodecName } from './codec.ts';
 import type { BusAdapter, ConsumedRecord, Consumer, Headers, OutgoingRecord } from './ports.ts';
+import { takenPrefix } from './ports.ts';
 
 export const HEADER_SCHEMA = 'arc-schema';
 export const HEADER_VERSION = 'arc-schema-version';
@@ -23,7 +25,7 @@ export const HEADER_DLQ_TOPIC = 'arc-dlq-topic';
 export const HEADER_DLQ_PARTITION = 'arc-dlq-partition';
 export const HEADER_DLQ_OFFSET = 'arc-dlq-offset';
 export const HEADER_DLQ_GROUP = 'arc-dlq-group';
-export const JSON_CONTENT_TYPE = 'application/json';
+export { JSON_CONTENT_TYPE, MSGPACK_CONTENT_TYPE } from './codec.ts';
 
 /** Hooks for metrics; the bus knows nothing of Prometheus. */
 export interface BusObserver {
@@ -66,11 +68,13 @@ export interface TransactionalSubscribeOptions<S = never> {
   readonly maxBatch?: number;
   readonly startAt?: 'earliest' | 'latest';
   /**
-   * Looks at each record before it is decoded (its headers, key, timestamp; `batchSize`: the records
-   * in this batch): a verdict skips decoding and validation, and the record reaches the handler in
-   * `screened` instead of the batch. For deciding cheaply about what will not be processed.
+   * Looks at a batch's records before they are decoded (their headers, keys, timestamps) and returns
+   * a verdict or undefined for each record it takes, in order: a verdict skips decoding and
+   * validation, and the record reaches the handler in `screened` instead of the batch. For deciding
+   * cheaply about what will not be processed. Fewer verdicts than records take only that prefix:
+   * the rest open the next batch (a step that processes a bounded amount per batch), at least one.
    */
-  readonly screen?: (record: ConsumedRecord, batchSize: number) => S | undefined;
+  readonly screen?: (records: readonly ConsumedRecord[]) => readonly (S | undefined)[];
 }
 
 /** A record a transactional subscription's screen gave a verdict on, undecoded. */
@@ -82,17 +86,21 @@ export interface Screened<S> {
 export interface MessageBusOptions {
   readonly logger?: Logger;
   readonly observer?: BusObserver;
+  /** The codec this bus writes (its `content-type`); it reads every codec (src/bus/codec.ts). Default: DEFAULT_CODEC (ADR 0018). */
+  readonly codec?: CodecName;
 }
 
 export class MessageBus {
   readonly adapter: BusAdapter;
   private readonly logger: Logger;
   private readonly observer: BusObserver;
+  private readonly codec: Codec;
 
   constructor(adapter: BusAdapter, options: MessageBusOptions = {}) {
     this.adapter = adapter;
     this.logger = options.logger ?? silentLogger;
     this.observer = options.observer ?? {};
+    this.codec = codecs[options.codec ?? DEFAULT_CODEC];
   }
 
   /** Creates the topic table's topics (per geozone for regional ones) and their dead-letter topics. */
@@ -115,13 +123,13 @@ export class MessageBus {
     const key = String((message as unknown as Record<string, unknown>)[keyField] ?? '');
     return {
       key,
-      value: Buffer.from(JSON.stringify(message)),
+      value: this.codec.encode(message),
       headers: {
         ...extra,
         ...screenHeaders(schema, message),
         [HEADER_SCHEMA]: schema,
         [HEADER_VERSION]: String(schemas[schema].version),
-        [HEADER_CONTENT_TYPE]: JSON_CONTENT_TYPE,
+        [HEADER_CONTENT_TYPE]: this.codec.contentType,
         [HEADER_TRACEPARENT]: traceparent ?? newTraceparent(),
       },
     };
@@ -152,12 +160,16 @@ export class MessageBus {
       transactionalId: options.transactionalId,
       ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
       startAt: options.startAt ?? 'earliest',
-      handler: async (records, output) => {
+      handler: async (offered, output) => {
         const items: BatchItem<MessageTypes[N]>[] = [];
         const screened: Screened<S>[] = [];
         const deadLetters: { record: ConsumedRecord; reason: string }[] = [];
-        for (const record of records) {
-          const verdict = screen?.(record, records.length);
+        const verdicts = screen?.(offered);
+        const taken = verdicts === undefined || verdicts.length >= offered.length ? offered.length : Math.max(1, verdicts.length);
+        const records = takenPrefix(offered, taken);
+        for (let i = 0; i < records.length; i++) {
+          const record = records[i]!;
+          const verdict = verdicts?.[i];
           if (verdict !== undefined) {
             screened.push({ record, verdict });
             continue;
@@ -186,6 +198,7 @@ export class MessageBus {
             this.logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, group, reason }, 'message dead-lettered');
           }
         });
+        return taken;
       },
     });
   }
@@ -235,7 +248,8 @@ export class MessageBus {
   }
 }
 
-function deadLetterRecord(record: ConsumedRecord, group: string, reason: string): OutgoingRecord {
+/** A record for `arc.dead-letter.<topic>`: the record as it was, with where it came from and why. */
+export function deadLetterRecord(record: ConsumedRecord, group: string, reason: string): OutgoingRecord {
   const headers: Headers = {
     ...record.headers,
     [HEADER_DLQ_REASON]: reason,
@@ -261,15 +275,13 @@ export function decodeRecord<N extends SchemaName>(record: ConsumedRecord, expec
   if (Number(version) !== known) {
     return { ok: false, reason: `${where}: ${name} version ${version} is not known to this reader (it reads version ${known})` };
   }
-  const contentType = record.headers[HEADER_CONTENT_TYPE] ?? JSON_CONTENT_TYPE;
-  if (contentType !== JSON_CONTENT_TYPE) return { ok: false, reason: `${where}: unsupported content-type ${contentType}` };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength).toString('utf8'));
-  } catch (error) {
-    return { ok: false, reason: `${where}: payload is not valid JSON (${errorMessage(error)})` };
-  }
-  const checked = validateMessage(expected, parsed);
+  // Absent: JSON, as records from before the header (ADR 0001).
+  const contentType = record.headers[HEADER_CONTENT_TYPE];
+  const codec = codecForContentType(contentType);
+  if (codec === undefined) return { ok: false, reason: `${where}: unsupported content-type ${contentType ?? JSON_CONTENT_TYPE}` };
+  const body = codec.decode(record.value);
+  if (!body.ok) return { ok: false, reason: `${where}: ${body.reason}` };
+  const checked = validateMessage(expected, body.value);
   if (!checked.ok) return { ok: false, reason: `${where}: invalid ${name} v${version}: ${checked.error}` };
   return { ok: true, message: checked.value };
 }

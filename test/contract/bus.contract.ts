@@ -216,6 +216,57 @@ export function busContract(name: string, open: () => Promise<BusAdapter>): void
         await consumer.close();
       });
 
+      it('takes only the prefix a handler says it took: the rest open the next batch, none lost or handled twice', async () => {
+        const out = `${topic}.out`;
+        await bus.ensureTopics([{ topic: out, partitions: 1, retentionMs: 3_600_000 }]);
+        const group = `g-${randomUUID()}`;
+        // One key, so one partition and one order: 0..59.
+        await bus.produce(topic, Array.from({ length: 60 }, (_, i) => ({ key: 'one', value: encoder.encode(String(i)), headers: {} })));
+        const firsts: number[] = [];
+        const ends = new Set<number>([0]);
+        const committed: number[] = [];
+        const consumer = await bus.consumeTransactional({
+          group,
+          topics: [topic],
+          transactionalId: `contract-${group}`,
+          maxBatch: 20,
+          handler: async (records, output) => {
+            // Takes at most 3 of what it is handed; the records it leaves must come first next time.
+            const taken = records.slice(0, 3);
+            firsts.push(Number(text(records[0]!)));
+            ends.add(Number(text(taken[taken.length - 1]!)) + 1);
+            output.produce(out, taken.map((r) => ({ key: r.key, value: encoder.encode(`out-${text(r)}`), headers: {} })));
+            output.afterCommit(() => void committed.push(...taken.map((r) => Number(text(r)))));
+            return taken.length;
+          },
+        });
+        await until(async () => (await committedTotal(group)) === 60, 'every record taken, three at a time', 30_000);
+        await until(() => committed.length === 60, 'the afterCommit tasks', 5_000);
+        expect(committed).toEqual(Array.from({ length: 60 }, (_, i) => i));
+        // Each batch began where a taken prefix ended (a batch the broker aborted is handed over again from its start).
+        for (const first of firsts) expect(ends.has(first), `a batch began at ${first}`).toBe(true);
+        expect(firsts.length).toBeGreaterThanOrEqual(20);
+        const produced = await readAll(out);
+        expect(produced).toEqual(Array.from({ length: 60 }, (_, i) => `out-${i}`));
+        await consumer.close();
+      });
+
+      it('refuses a handler that claims to take none, or more than it was handed, and hands the records over again', async () => {
+        const group = `g-${randomUUID()}`;
+        await bus.produce(topic, [{ key: 'one', value: encoder.encode('payload'), headers: {} }]);
+        const claims = [0, 2, 1];
+        let calls = 0;
+        const consumer = await bus.consumeTransactional({
+          group,
+          topics: [topic],
+          transactionalId: `contract-${group}`,
+          handler: async () => claims[Math.min(calls++, claims.length - 1)],
+        });
+        await until(async () => (await committedTotal(group)) === 1, 'the valid claim to commit', 20_000);
+        expect(calls).toBe(3);
+        await consumer.close();
+      });
+
       it('publishes nothing from a batch whose handler failed and hands the same records over again', async () => {
         const out = `${topic}.out`;
         await bus.ensureTopics([{ topic: out, partitions: 1, retentionMs: 3_600_000 }]);
