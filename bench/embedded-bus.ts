@@ -22,7 +22,7 @@ import { MemoryBus } from '../src/bus/memory.ts';
 import type { OutgoingRecord } from '../src/bus/ports.ts';
 import { MessageBus } from '../src/bus/typed-bus.ts';
 import { DispatchRouter } from '../src/inference/dispatch-router.ts';
-import { IN_PROCESS_MAX_BATCH, type RoutingOutcome, type SchedulerConfig } from '../src/inference/scheduler.ts';
+import { IN_PROCESS_BATCHING, type RoutingOutcome, type SchedulerConfig } from '../src/inference/scheduler.ts';
 import { nodeFromTelemetry } from '../src/mesh/node.ts';
 import { seededRandom } from '../src/sim/random.ts';
 import { ZONES, request, reservationStore, scheduler, sequenceOf, telemetry, type LeaseKind } from './mesh-fixtures.ts';
@@ -32,6 +32,7 @@ export const OVERLOAD_P99_GOAL_MS = 10;
 const WINDOW_MS = 50;
 /** The overload runs' mesh: as many nodes as the capacity run's backlog has requests. */
 const OVERLOAD_NODES_PER_ZONE = 10_000;
+const CAPACITY_DRAINS = 3;
 
 interface LoadOptions {
   readonly nodesPerZone: number;
@@ -115,8 +116,8 @@ async function load(options: LoadOptions): Promise<LoadResult> {
       }
     },
   };
-  // As embedded mode composes it: the in-process bus's batch size.
-  const sched = scheduler(bus, stores.leases, { maxBatch: IN_PROCESS_MAX_BATCH, ...options.scheduler }, observer);
+  // As embedded mode composes it: the in-process bus's routing slots and screen.
+  const sched = scheduler(bus, stores.leases, { ...IN_PROCESS_BATCHING, ...options.scheduler }, observer);
   const router = new DispatchRouter(bus, systemClock, 'bench');
   for (const zone of ZONES) {
     for (let i = 0; i < nodesPerZone; i++) {
@@ -206,12 +207,18 @@ export async function embeddedBusSection(seconds: number, dir: string): Promise<
   }
   // Capacity: a backlog of one request per node routed as fast as the scheduler can, nothing turned
   // away and no node needed twice (so no wait for a release); the overload runs use the same mesh.
+  // Drained three times and the fastest kept: on a shared machine a slow drain is the machine's, and
+  // a low capacity would flatter the goodput ratios below.
   const nodesPerZone = OVERLOAD_NODES_PER_ZONE;
   const unbounded = { admission: { queueBudgetMs: {} } };
-  const drain = await load({ nodesPerZone, offeredRate: (nodesPerZone * ZONES.length) / 6, seconds: 2, dir, preload: true, maxLatencyMs: MAX_LATENCY_MS, scheduler: unbounded });
+  const drains: LoadResult[] = [];
+  for (let k = 0; k < CAPACITY_DRAINS; k++) {
+    drains.push(await load({ nodesPerZone, offeredRate: (nodesPerZone * ZONES.length) / 2, seconds: 2, dir, preload: true, maxLatencyMs: MAX_LATENCY_MS, scheduler: unbounded }));
+  }
+  const drain = drains.reduce((best, d) => (d.achieved > best.achieved ? d : best));
   const capacity = drain.achieved;
   const drainRejected = Object.values(drain.rejected).reduce((a, b) => a + b, 0);
-  console.log(`   capacity (${fmt(nodesPerZone)} nodes/zone): a backlog of ${fmt(drain.offered)} requests routed at ${fmt(capacity)} req/s (${fmt(drain.dispatched)} dispatched, ${drainRejected} rejected)`);
+  console.log(`   capacity (${fmt(nodesPerZone)} nodes/zone): a backlog of ${fmt(drain.offered)} requests routed at ${fmt(capacity)} req/s, the fastest of ${drains.map((d) => fmt(d.achieved)).join(', ')} (${fmt(drain.dispatched)} dispatched, ${drainRejected} rejected)`);
   for (const multiple of [2, 5]) {
     const offered = Math.round(capacity * multiple);
     const r = await load({ nodesPerZone, offeredRate: offered, seconds, dir, mix: { critical: 0.1, background: 0.3 } });

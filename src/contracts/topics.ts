@@ -21,6 +21,7 @@ export interface TopicSpec {
 export const topicTable: readonly TopicSpec[] = [
   { name: 'arc.telemetry.node', purpose: 'Node telemetry updates', schema: 'NodeTelemetry', key: 'id', retentionMs: 7 * DAY, partitions: 12 },
   { name: 'arc.request.inference', purpose: 'Inference requests', schema: 'InferenceRequest', key: 'requesterGeozone', retentionMs: DAY, partitions: 12 },
+  { name: 'arc.request.inference.waiting', purpose: 'Inference requests waiting for a free node', schema: 'InferenceRequest', key: 'requesterGeozone', retentionMs: HOUR, partitions: 12 },
   { name: 'arc.command.dispatch.{geozone}', purpose: 'Inference assignments', schema: 'InferenceDispatch', key: 'nodeId', retentionMs: HOUR, partitions: 6 },
   { name: 'arc.result.inference', purpose: 'Inference results', schema: 'InferenceResult', key: 'requestId', retentionMs: 7 * DAY, partitions: 12 },
   { name: 'arc.job.submission', purpose: 'Training job submissions', schema: 'TrainingJob', key: 'id', retentionMs: 30 * DAY, partitions: 3 },
@@ -37,6 +38,7 @@ export const DEAD_LETTER_RETENTION_MS = 30 * DAY;
 export const topics = {
   telemetry: 'arc.telemetry.node',
   inferenceRequest: 'arc.request.inference',
+  inferenceWaiting: 'arc.request.inference.waiting',
   inferenceResult: 'arc.result.inference',
   jobSubmission: 'arc.job.submission',
   bridgePending: 'arc.bridge.pending',

@@ -22,7 +22,8 @@ import { nodeFromTelemetry, type NodeState } from '../mesh/node.ts';
 import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
 import { inferenceProfile, type InferenceProfileConfig } from './profile.ts';
-import { AdmissionController, type AdmissionPolicy, type RejectionCode } from './admission.ts';
+import { AdmissionController, chooseUnderBacklog, explain, KAFKA_ADMISSION_POLICY, rejectionCode, type AdmissionPolicy, type RejectionCode, type Turnaway } from './admission.ts';
+import { HEADER_WAITING_SINCE, WaitingRoom, waitedOut, type WaitingPolicy } from './waiting-room.ts';
 
 export interface SchedulerConfig {
   readonly placement: InferenceProfileConfig;
@@ -40,6 +41,14 @@ export interface SchedulerConfig {
    * under a backlog its size bounds how long its last request waits behind the others.
    */
   readonly maxBatch?: number;
+  /**
+   * Records a batch looks at (default: maxBatch). Past capacity most of them are turned away from
+   * their headers at a small part of what routing costs, so a batch may look at more than it routes:
+   * it takes records until `maxBatch` of them are to be routed, and the rest open the next batch.
+   */
+  readonly screenBatch?: number;
+  /** How many requests may wait for a free node per model, by priority (./waiting-room.ts); DEFAULT_WAITING_POLICY when absent. */
+  readonly waiting?: WaitingPolicy;
 }
 
 export const DEFAULT_SCHEDULER_CONFIG: Omit<SchedulerConfig, 'placement'> = {
@@ -123,6 +132,18 @@ interface Ask {
   readonly forwarded: boolean;
 }
 
+/** How a batch reached decide(): when each request arrived, and whether it is waiting for a free node already. */
+interface Queued {
+  readonly arrivedAt: readonly number[];
+  readonly traceparents: readonly (string | undefined)[];
+  /** A full batch: more wait behind it, so the admission policy's queue budgets apply. */
+  readonly backlogged: boolean;
+  /** From the waiting topic: admitted already, only its deadline is left to check. */
+  readonly waiting: boolean;
+  /** Per request: admission judged it from its headers already. */
+  readonly screened: readonly boolean[];
+}
+
 /** A request the screen turned away from its headers alone. */
 export interface Shed {
   readonly id: string;
@@ -130,21 +151,52 @@ export interface Shed {
   readonly maxLatencyMs: number;
   readonly modelId: string | undefined;
   readonly geozone: string;
-  readonly code: RejectionCode;
-  readonly reason: string;
+  readonly turnaway: Turnaway;
+  /** How long it had waited, ms. */
+  readonly waited: number;
 }
 
 const PRIORITIES: ReadonlySet<string> = new Set<Priority>(['critical', 'normal', 'background']);
 const isPriority = (value: string | undefined): value is Priority => value !== undefined && PRIORITIES.has(value);
+interface ScreenAsk {
+  readonly id: string;
+  readonly priority: Priority;
+  readonly maxLatencyMs: number;
+}
+
+/** What admission needs from a request's headers (src/contracts/screen-headers.ts), if they are all there and well formed. */
+function screenable(record: ConsumedRecord): ScreenAsk | undefined {
+  const { headers } = record;
+  const id = headers[HEADER_REQUEST_ID];
+  const priority = headers[HEADER_PRIORITY];
+  const maxLatencyMs = Number(headers[HEADER_MAX_LATENCY_MS]);
+  if (id === undefined || !isPriority(priority) || !Number.isInteger(maxLatencyMs) || maxLatencyMs < 1) return undefined;
+  return { id, priority, maxLatencyMs };
+}
+
+const PRIORITY_RANK: Readonly<Record<Priority, number>> = { critical: 0, normal: 1, background: 2 };
+
+type ShedKind = 'expired' | 'over-budget' | 'displaced' | 'below-floor';
+const shedKind = (turnaway: Turnaway): ShedKind => (turnaway === 'expired' || turnaway === 'over-budget' || turnaway === 'displaced' ? turnaway : 'below-floor');
+
+/** The reason an `inference.shed` event gives for all of its requests, by kind of turnaway. */
+const SHED_REASONS: Readonly<Record<ShedKind, string>> = {
+  expired: 'expired: waited for a scheduler past its maxLatencyMs; not dispatched late',
+  'over-budget': 'overloaded: the scheduler is saturated and it waited past what its priority may queue; retry later',
+  displaced: 'overloaded: the scheduler is saturated and routed more urgent or fresher requests in its place; retry later',
+  'below-floor': 'overloaded: the scheduler is saturated and sheds lower priorities while more urgent requests wait; retry later',
+};
 
 /** Requests routed per transaction by default: the batch that queued while the previous one committed, up to this. */
 const MAX_BATCH = 500;
 /**
- * On the in-process bus a batch costs no round trip, and one of 500 decided whole keeps its last
- * request (and every other consumer) waiting behind it: under a backlog 100 kept the dispatched p99
- * an eighth of 500's (bench section 2).
+ * On the in-process bus a batch costs no round trip, and one decided whole keeps its last request
+ * (and every other consumer) waiting behind it, so few are routed per batch; it looks at many, so
+ * turning away what cannot be served keeps up with several times capacity (bench section 2).
  */
-export const IN_PROCESS_MAX_BATCH = 100;
+export const IN_PROCESS_BATCHING = { maxBatch: 32, screenBatch: 500 } as const satisfies Pick<SchedulerConfig, 'maxBatch' | 'screenBatch'>;
+/** On Kafka a batch is a transaction: as many are routed as queued meanwhile (MAX_BATCH), within budgets of a few batch cycles. */
+export const KAFKA_ROUTING = { admission: KAFKA_ADMISSION_POLICY } as const satisfies Pick<SchedulerConfig, 'admission'>;
 /** Lease releases coalesced into one write. */
 const RELEASE_BATCH = 1_000;
 
@@ -154,6 +206,11 @@ const REMEMBERED_DECISIONS = 20_000;
 /** The consumer group of schedulers serving these geozones: replicas with the same zones share it. */
 export function schedulerGroup(geozones: readonly string[]): string {
   return `arc-scheduler-${[...geozones].sort().join('+')}`;
+}
+
+/** The consumer group of a scheduler group's second routing step, over requests waiting for a free node. */
+export function waitingGroupOf(group: string): string {
+  return `${group}-waiting`;
 }
 
 export function reservationLease(nodeId: string): string {
@@ -185,15 +242,21 @@ export class InferenceScheduler {
   private expiryTimer: NodeJS.Timeout | undefined;
   private releases: PendingRelease[] = [];
   private readonly admission: AdmissionController;
+  private readonly waiting: WaitingRoom;
   private releasing: Promise<void> = Promise.resolve();
 
   private get maxBatch(): number {
     return this.deps.config.maxBatch ?? MAX_BATCH;
   }
 
+  private get screenBatch(): number {
+    return Math.max(this.maxBatch, this.deps.config.screenBatch ?? this.maxBatch);
+  }
+
   constructor(deps: SchedulerDeps) {
     this.deps = deps;
     this.admission = new AdmissionController(deps.config.admission);
+    this.waiting = new WaitingRoom(deps.config.waiting);
     this.index = new InferenceCandidateIndex(inferenceProfile(deps.config.placement), deps.config.placement.offlineAfterMs);
     this.zones = deps.config.geozones ? new Set(deps.config.geozones) : undefined;
   }
@@ -214,8 +277,15 @@ export class InferenceScheduler {
     this.consumers.push(
       await bus.subscribeTransactional<'InferenceRequest', Shed>(group, [topics.inferenceRequest], 'InferenceRequest', (batch, output, screened) => this.routeBatch(batch, output, screened), {
         transactionalId: group,
+        maxBatch: this.screenBatch,
+        screen: (records) => this.screen(records),
+      }),
+    );
+    const waitingGroup = waitingGroupOf(group);
+    this.consumers.push(
+      await bus.subscribeTransactional(waitingGroup, [topics.inferenceWaiting], 'InferenceRequest', (batch, output) => this.routeWaiting(batch, output), {
+        transactionalId: waitingGroup,
         maxBatch: this.maxBatch,
-        screen: (record, batchSize) => this.screen(record, batchSize),
       }),
     );
     this.expiryTimer = setInterval(() => void this.expireReservations(), 1_000);
@@ -230,6 +300,11 @@ export class InferenceScheduler {
 
   get inFlightCount(): number {
     return this.inFlight.size;
+  }
+
+  /** Requests this instance parked to wait for a free node that have not been decided yet. */
+  get waitingCount(): number {
+    return this.waiting.size;
   }
 
   /** Reservations of completed requests another scheduler dispatched (a replica, or one that died) that this one freed. */
@@ -259,6 +334,7 @@ export class InferenceScheduler {
       afterCommit: (task) => void tasks.push(task),
     };
     const [outcome] = await this.decide([request], output);
+    if (outcome === undefined) throw new Error(`request ${request.id} was parked outside a batch`);
     try {
       for (const item of staged) await item.publish();
     } catch (error) {
@@ -278,18 +354,90 @@ export class InferenceScheduler {
   /**
    * Admission from the record's headers, before its body is decoded: past capacity most of a batch is
    * turned away, and decoding it only to reject it would cost what routing it does. Anything this
-   * cannot judge (no headers, another zone's, already staged or decided) is decoded and decided whole.
+   * cannot judge (no headers, already staged or decided) is decoded and decided whole.
+   *
+   * More in hand than one batch routes (`maxBatch`) is a backlog. Overload (./admission.ts tells it
+   * from a catch-up) routes the most urgent, then latest, requests within their deadline and budget,
+   * as many as a batch routes, and turns the rest of what it looked at away: the slots stay full and
+   * what is dispatched has waited least. Otherwise records are taken in order until `maxBatch` are to
+   * be routed, and the rest open the next batch.
    */
-  screen(record: ConsumedRecord, batchSize: number): Shed | undefined {
-    const { headers } = record;
-    const id = headers[HEADER_REQUEST_ID];
-    const priority = headers[HEADER_PRIORITY];
-    const maxLatencyMs = Number(headers[HEADER_MAX_LATENCY_MS]);
-    if (id === undefined || !isPriority(priority) || !Number.isInteger(maxLatencyMs) || maxLatencyMs < 1) return undefined;
-    if ((this.zones && !this.zones.has(record.key)) || this.decided.has(id) || this.staged.has(id)) return undefined;
-    const verdict = this.admission.judge({ priority, maxLatencyMs }, record.timestamp, this.deps.clock.now(), batchSize >= this.maxBatch);
-    if (verdict.admit) return undefined;
-    return { id, priority, maxLatencyMs, modelId: headers[HEADER_MODEL], geozone: record.key, code: verdict.code, reason: verdict.reason };
+  screen(records: readonly ConsumedRecord[]): (Shed | undefined)[] {
+    const now = this.deps.clock.now();
+    const quota = this.maxBatch;
+    const backlogged = records.length > quota || records.length >= this.screenBatch;
+    if (backlogged && this.admission.overloaded(records[0]!.timestamp, now)) return this.screenOverload(records, now);
+    const verdicts: (Shed | undefined)[] = [];
+    let toRoute = 0;
+    for (let i = 0; i < records.length && toRoute < quota; i++) {
+      const record = records[i]!;
+      const ask = this.screenAsk(record);
+      if (ask === 'elsewhere') {
+        verdicts.push(undefined);
+        continue;
+      }
+      if (ask === 'decide') {
+        toRoute++;
+        verdicts.push(undefined);
+        continue;
+      }
+      const turnaway = this.admission.turnaway(ask, record.timestamp, now, backlogged);
+      if (turnaway === undefined) toRoute++;
+      verdicts.push(turnaway === undefined ? undefined : this.shedVerdict(record, ask, turnaway, now));
+    }
+    return verdicts;
+  }
+
+  /** The screen of an overloaded batch: every record is taken, `maxBatch` of them are routed. */
+  private screenOverload(records: readonly ConsumedRecord[], now: number): (Shed | undefined)[] {
+    const verdicts = new Array<Shed | undefined>(records.length);
+    const candidates: number[] = [];
+    const asks: ScreenAsk[] = [];
+    const priorities: Priority[] = [];
+    let decideWhole = 0;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      const ask = this.screenAsk(record);
+      if (ask === 'elsewhere') continue;
+      if (ask === 'decide') {
+        decideWhole++;
+        continue;
+      }
+      const turnaway = this.admission.beyondWait(ask, record.timestamp, now);
+      if (turnaway !== undefined) {
+        verdicts[i] = this.shedVerdict(record, ask, turnaway, now);
+        continue;
+      }
+      candidates.push(i);
+      asks.push(ask);
+      priorities.push(ask.priority);
+    }
+    // At least one slot: a critical request behind requests decided whole still moves.
+    const { chosen, taken } = chooseUnderBacklog(priorities, Math.max(1, this.maxBatch - decideWhole), (p) => this.admission.unbudgeted(p));
+    for (let k = 0; k < taken; k++) {
+      if (chosen[k]) continue;
+      const i = candidates[k]!;
+      verdicts[i] = this.shedVerdict(records[i]!, asks[k]!, 'displaced', now);
+    }
+    // More critical requests than slots: the batch ends after the last one routed, the rest come next.
+    if (taken < candidates.length) verdicts.length = candidates[taken - 1]! + 1;
+    return verdicts;
+  }
+
+  /**
+   * What the screen can tell of a record from its headers: another zone's request (not routed here),
+   * one to decode and decide whole (no headers, or staged or decided already: it keeps its decision),
+   * or the priority and deadline to judge it by.
+   */
+  private screenAsk(record: ConsumedRecord): ScreenAsk | 'elsewhere' | 'decide' {
+    const ask = screenable(record);
+    if (ask === undefined) return 'decide';
+    if (this.zones && !this.zones.has(record.key)) return 'elsewhere';
+    return this.decided.has(ask.id) || this.staged.has(ask.id) ? 'decide' : ask;
+  }
+
+  private shedVerdict(record: ConsumedRecord, ask: ScreenAsk, turnaway: Turnaway, now: number): Shed {
+    return { id: ask.id, priority: ask.priority, maxLatencyMs: ask.maxLatencyMs, modelId: record.headers[HEADER_MODEL], geozone: record.key, turnaway, waited: Math.max(0, now - record.timestamp) };
   }
 
   /** The routing step of one batch: decisions are staged in `output` and take effect when it commits. */
@@ -305,15 +453,47 @@ export class InferenceScheduler {
     if (first) {
       this.deps.logger.info({ source, geozone: requests[0]!.requesterGeozone }, `routing requests from ${source}`);
     }
-    // A full batch means more wait behind it: the queue budgets of the admission policy apply.
-    await this.decide(requests, output, { arrivedAt: mine.map((item) => item.meta.record.timestamp), backlogged: batch.length >= this.maxBatch });
+    await this.decide(requests, output, {
+      arrivedAt: mine.map((item) => item.meta.record.timestamp),
+      traceparents: mine.map((item) => item.meta.traceparent),
+      backlogged: batch.length + screened.length >= this.maxBatch,
+      waiting: false,
+      // The screen judged these already: judged twice, a catch-up would see the first request's wait grow.
+      screened: mine.map((item) => screenable(item.meta.record) !== undefined),
+    });
+  }
+
+  /**
+   * The routing step of requests parked to wait for a free node (./waiting-room.ts): once a node of
+   * their model is released (or a short poll passes), they are decided again, most urgent first: a
+   * dispatch, a rejection once their deadline has passed, or another wait.
+   */
+  async routeWaiting(batch: readonly BatchItem<InferenceRequest>[], output: BatchOutput): Promise<void> {
+    const mine = batch
+      .filter((item) => !this.zones || this.zones.has(item.message.requesterGeozone))
+      .map((item) => {
+        const since = Number(item.meta.record.headers[HEADER_WAITING_SINCE]);
+        return { item, since: Number.isFinite(since) && since > 0 ? since : item.meta.record.timestamp };
+      })
+      .sort((a, b) => PRIORITY_RANK[a.item.message.priority] - PRIORITY_RANK[b.item.message.priority] || a.since - b.since);
+    if (mine.length === 0) return;
+    const requests = mine.map(({ item }) => item.message);
+    const earliest = Math.min(...mine.map(({ item, since }) => since + item.message.maxLatencyMs));
+    await this.waiting.ready(requests, earliest, this.deps.clock.now());
+    await this.decide(requests, output, {
+      arrivedAt: mine.map(({ since }) => since),
+      traceparents: mine.map(({ item }) => item.meta.traceparent),
+      backlogged: false,
+      waiting: true,
+      screened: [],
+    });
   }
 
   /**
    * Filter, score, reserve (all of the batch's leases in one round trip), stage the dispatches.
    * Idempotent per request id: a decided request keeps its decision; a staged one keeps its node and token.
    */
-  private async decide(requests: readonly InferenceRequest[], output: BatchOutput, queue?: { readonly arrivedAt: readonly number[]; readonly backlogged: boolean }): Promise<RoutingOutcome[]> {
+  private async decide(requests: readonly InferenceRequest[], output: BatchOutput, queue?: Queued): Promise<(RoutingOutcome | undefined)[]> {
     const { clock, leases, config } = this.deps;
     const started = performance.now();
     const outcomes: (RoutingOutcome | undefined)[] = requests.map((request) => this.decided.get(request.id));
@@ -325,8 +505,8 @@ export class InferenceScheduler {
       const now = clock.now();
       requests.forEach((request, i) => {
         // A staged request was admitted on its first delivery; its redelivery keeps its node.
-        if (outcomes[i] !== undefined || this.staged.has(request.id)) return;
-        const verdict = this.admission.judge(request, queue.arrivedAt[i]!, now, queue.backlogged);
+        if (outcomes[i] !== undefined || this.staged.has(request.id) || queue.screened[i] === true) return;
+        const verdict = queue.waiting ? waitedOut(request, queue.arrivedAt[i]!, now) : this.admission.judge(request, queue.arrivedAt[i]!, now, queue.backlogged);
         if (verdict.admit) return;
         const outcome = { status: 'rejected' as const, reason: verdict.reason, rejectedBy: {}, decisionMs: performance.now() - started, code: verdict.code };
         outcomes[i] = outcome;
@@ -401,15 +581,33 @@ export class InferenceScheduler {
     const now = clock.now();
     // The full pipeline over every node is the slow path: requests alike in all but id share one explanation.
     const explanations = new Map<string, ReturnType<InferenceCandidateIndex['explain']>>();
+    const parked: { index: number; until: number }[] = [];
+    const seatedInBatch = new Map<string, number>();
     requests.forEach((request, i) => {
       if (outcomes[i] !== undefined) return;
       const alike = `${request.modelId}\u0000${request.requesterGeozone}\u0000${request.contextWindowTokens}\u0000${request.priority}\u0000${request.maxLatencyMs}`;
       let explanation = explanations.get(alike);
       if (explanation === undefined) explanations.set(alike, (explanation = this.index.explain(request, now)));
-      const reason =
+      let reason =
         conflicts[i]! > 0 && attempts[i]! > config.maxRetries
           ? `no node could be reserved for ${request.modelId} after ${attempts[i]} attempts: each candidate was taken by another scheduler first`
           : explanation.reason;
+      // Every node that fits is reserved: a node may free up within the deadline, so the request waits for one.
+      const fitsWhenFree = conflicts[i]! > 0 || (explanation.rejectedBy['not-reserved'] ?? 0) > 0;
+      if (queue && fitsWhenFree) {
+        const since = queue.arrivedAt[i]! > 0 ? queue.arrivedAt[i]! : now;
+        if (since + request.maxLatencyMs > now) {
+          const seat = this.waiting.seat(request, now, seatedInBatch.get(request.modelId));
+          if (seat.ok) {
+            if (!this.waiting.has(request.id)) seatedInBatch.set(request.modelId, (seatedInBatch.get(request.modelId) ?? 0) + 1);
+            const traceparent = queue.traceparents[i];
+            output.publish(topics.inferenceWaiting, 'InferenceRequest', request, { headers: { [HEADER_WAITING_SINCE]: String(since) }, ...(traceparent ? { traceparent } : {}) });
+            parked.push({ index: i, until: since + request.maxLatencyMs });
+            return;
+          }
+          reason = `${reason}; ${seat.reason}`;
+        }
+      }
       const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started, code: 'no-candidate' as const };
       outcomes[i] = outcome;
       rejections.push({ index: i, outcome });
@@ -428,11 +626,13 @@ export class InferenceScheduler {
         details: { requestId: request.id, modelId: request.modelId, priority: request.priority, reason: outcome.reason, rejectedBy: outcome.rejectedBy, code: outcome.code },
       });
     }
-    const decided = outcomes as RoutingOutcome[];
+    const decided = outcomes;
     output.afterCommit(() => {
+      for (const { index, until } of parked) this.waiting.parked(requests[index]!, until);
       requests.forEach((request, i) => {
-        if (this.decided.has(request.id)) return;
-        const outcome = decided[i]!;
+        const outcome = decided[i];
+        if (outcome === undefined || this.decided.has(request.id)) return;
+        this.waiting.left(request.id);
         this.staged.delete(request.id);
         if (outcome.status === 'dispatched') {
           const { dispatch } = outcome;
@@ -446,25 +646,27 @@ export class InferenceScheduler {
   }
 
   /**
-   * One event per code and zone for the requests a batch's screen turned away (`inference.shed`, with
-   * their ids), not one each: at five times capacity the events alone would outweigh the routing.
+   * One event per kind of turnaway and zone for the requests a batch's screen turned away
+   * (`inference.shed`, with their ids), not one each: at five times capacity the events alone would
+   * outweigh the routing.
    */
   private shed(verdicts: readonly Shed[], output: BatchOutput): void {
     const now = this.deps.clock.now();
-    const groups = new Map<string, Shed[]>();
+    // By kind, then zone: no key string built per request.
+    const byKind = new Map<Turnaway, Map<string, Shed[]>>();
     for (const verdict of verdicts) {
-      const key = `${verdict.code}\u0000${verdict.geozone}`;
-      let group = groups.get(key);
-      if (group === undefined) groups.set(key, (group = []));
+      let zones = byKind.get(verdict.turnaway);
+      if (zones === undefined) byKind.set(verdict.turnaway, (zones = new Map()));
+      let group = zones.get(verdict.geozone);
+      if (group === undefined) zones.set(verdict.geozone, (group = []));
       group.push(verdict);
     }
-    for (const group of groups.values()) {
-      const { code, geozone } = group[0]!;
+    for (const group of [...byKind.values()].flatMap((zones) => [...zones.values()])) {
+      const { turnaway, geozone } = group[0]!;
+      const code = rejectionCode(turnaway);
       const byPriority: Partial<Record<Priority, number>> = {};
       for (const v of group) byPriority[v.priority] = (byPriority[v.priority] ?? 0) + 1;
-      const reason = code === 'expired'
-        ? 'expired: waited for a scheduler past its maxLatencyMs; not dispatched late'
-        : 'overloaded: the scheduler is saturated and it waited past what its priority may queue; retry later';
+      const reason = SHED_REASONS[shedKind(turnaway)];
       output.publish(topics.systemEvent, 'SystemEvent', {
         schemaVersion: 1,
         id: newId(),
@@ -473,15 +675,20 @@ export class InferenceScheduler {
         severity: 'warn',
         message: `${group.length} request(s) rejected: ${reason} (${Object.entries(byPriority).map(([p, n]) => `${n} ${p}`).join(', ')})`,
         geozone,
-        details: { code, reason, requestIds: group.map((v) => v.id), byPriority, example: group[0]!.reason },
+        details: { code, reason, requestIds: group.map((v) => v.id), byPriority, example: explain(turnaway, group[0]!, group[0]!.waited, this.admission.policyInUse).reason },
       });
     }
     output.afterCommit(() => {
       const observer = this.deps.observer?.routed;
       if (!observer) return;
+      // Words without the wait, one string per kind of reason: the observer sees every shed request.
+      const reasons = new Map<string, string>();
       for (const v of verdicts) {
         const request: InferenceRequest = { schemaVersion: 1, id: v.id, modelId: v.modelId ?? 'unknown', contextWindowTokens: 1, priority: v.priority, maxLatencyMs: v.maxLatencyMs, requesterGeozone: v.geozone };
-        observer({ status: 'rejected', reason: v.reason, rejectedBy: {}, decisionMs: 0, code: v.code }, request);
+        const kind = `${v.turnaway}\u0000${v.priority}\u0000${v.maxLatencyMs}`;
+        let reason = reasons.get(kind);
+        if (reason === undefined) reasons.set(kind, (reason = explain(v.turnaway, v, undefined, this.admission.policyInUse).reason));
+        observer({ status: 'rejected', reason, rejectedBy: {}, decisionMs: 0, code: rejectionCode(v.turnaway) }, request);
       }
     });
   }
@@ -548,7 +755,7 @@ export class InferenceScheduler {
         const parked = this.index.reservation(result.nodeId);
         if (parked?.holder === result.requestId) this.reclaim(result.nodeId, result.requestId, token, parked.expiresAt);
         else {
-          this.index.release(result.nodeId, token);
+          if (this.index.release(result.nodeId, token)) this.nodeFreed(result.nodeId);
           this.completedElsewhere.set(result.requestId, { nodeId: result.nodeId, token });
         }
       }
@@ -581,7 +788,7 @@ export class InferenceScheduler {
         const batch = this.releases.splice(0, RELEASE_BATCH);
         try {
           await this.deps.leases.releaseMany(batch.map(({ name, token }) => ({ name, token })));
-          for (const { nodeId, token } of batch) this.index.release(nodeId, token);
+          for (const { nodeId, token } of batch) if (this.index.release(nodeId, token)) this.nodeFreed(nodeId);
         } catch (error) {
           // Not retried: a lease not released ends with its TTL (so does the index's reservation), and
           // retrying into an outage would pile up.
@@ -592,9 +799,16 @@ export class InferenceScheduler {
     return this.releasing;
   }
 
+  /** Requests waiting for a node of one of its models may get this one now. */
+  private nodeFreed(nodeId: string): void {
+    const node = this.index.node(nodeId);
+    if (node) this.waiting.nodeFreed(node.modelsLoaded);
+  }
+
   private async expireReservations(): Promise<void> {
     const now = this.deps.clock.now();
     for (const expired of this.index.expire(now)) {
+      this.nodeFreed(expired.nodeId);
       const flight = this.inFlight.get(expired.holder);
       if (!flight || flight.token !== expired.token) continue;
       this.inFlight.delete(expired.holder);

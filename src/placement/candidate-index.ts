@@ -28,12 +28,19 @@ export interface Candidate {
   readonly forwarded: boolean;
 }
 
+interface Membership {
+  readonly node: NodeState;
+  readonly heaps: readonly IndexedMaxHeap[];
+  readonly scores: readonly number[];
+}
+
 export class InferenceCandidateIndex {
   private readonly profile: Profile<NodeState, InferenceAsk>;
   private readonly offlineAfterMs: number;
   private readonly nodes = new Map<string, NodeState>();
   private readonly heaps = new Map<string, Map<string, IndexedMaxHeap>>();
-  private readonly memberOf = new Map<string, IndexedMaxHeap[]>();
+  /** The heaps each node belongs in, with its score in each, as computed from `node`'s state. */
+  private readonly memberOf = new Map<string, Membership>();
   private readonly reservations = new Map<string, Reservation>();
   /** Reservation expiry order: a min-heap on expiry, kept as a max-heap on its negation. */
   private readonly expiries = new IndexedMaxHeap();
@@ -94,7 +101,7 @@ export class InferenceCandidateIndex {
     this.reservations.delete(nodeId);
     this.expiries.remove(nodeId);
     const node = this.nodes.get(nodeId);
-    if (node) this.insert(node);
+    if (node) this.restore(node);
     return held;
   }
 
@@ -175,9 +182,25 @@ export class InferenceCandidateIndex {
     }
   }
 
+  /**
+   * A released node back in its heaps. Its state is most often the one its heaps were computed from
+   * (telemetry that came meanwhile waits for the release), and then the filters and scores are not
+   * run again: it goes back, with its score, into the heaps it left on its way to the top.
+   */
+  private restore(node: NodeState): void {
+    const membership = this.memberOf.get(node.id);
+    if (membership?.node !== node) {
+      this.insert(node);
+      return;
+    }
+    const { heaps, scores } = membership;
+    for (let k = 0; k < heaps.length; k++) if (!heaps[k]!.has(node.id)) heaps[k]!.upsert(node.id, scores[k]!);
+  }
+
   private insert(node: NodeState): void {
     this.unlink(node.id);
     const heaps: IndexedMaxHeap[] = [];
+    const scores: number[] = [];
     const context: PlacementContext = { now: node.lastSeen, isReserved: this.neverReserved };
     let zoneHeaps = this.heaps.get(node.geozone);
     if (!zoneHeaps) {
@@ -192,16 +215,18 @@ export class InferenceCandidateIndex {
         heap = new IndexedMaxHeap();
         zoneHeaps.set(modelId, heap);
       }
-      heap.upsert(node.id, scoreNode(this.profile, node, ask, context));
+      const score = scoreNode(this.profile, node, ask, context);
+      heap.upsert(node.id, score);
       heaps.push(heap);
+      scores.push(score);
     }
-    if (heaps.length > 0) this.memberOf.set(node.id, heaps);
+    if (heaps.length > 0) this.memberOf.set(node.id, { node, heaps, scores });
   }
 
   private unlink(nodeId: string): void {
-    const heaps = this.memberOf.get(nodeId);
-    if (!heaps) return;
-    for (const heap of heaps) heap.remove(nodeId);
+    const membership = this.memberOf.get(nodeId);
+    if (!membership) return;
+    for (const heap of membership.heaps) heap.remove(nodeId);
     this.memberOf.delete(nodeId);
   }
 }

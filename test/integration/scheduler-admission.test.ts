@@ -14,7 +14,6 @@ import { MessageBus, type BatchItem, type BatchOutput } from '../../src/bus/type
 import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, reservationLease } from '../../src/inference/scheduler.ts';
 import { DEFAULT_INFERENCE_PROFILE } from '../../src/inference/profile.ts';
-import { DEFAULT_ADMISSION_POLICY } from '../../src/inference/admission.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import type { InferenceDispatch, InferenceRequest, NodeTelemetry, Priority, SystemEvent } from '../../src/contracts/messages.ts';
 
@@ -40,7 +39,7 @@ describe('scheduler admission: deadlines and shedding under a backlog', () => {
     const leases = new MemoryLeaseStore({ clock });
     const scheduler = new InferenceScheduler({
       bus: new MessageBus(new MemoryBus()), leases, clock, logger: silentLogger, instanceId: 'scheduler-1',
-      config: { ...DEFAULT_SCHEDULER_CONFIG, admission: { ...DEFAULT_ADMISSION_POLICY, sustainMs: 0 }, maxBatch: BATCH, backoffBaseMs: 0, backoffCapMs: 1, placement: DEFAULT_INFERENCE_PROFILE },
+      config: { ...DEFAULT_SCHEDULER_CONFIG, maxBatch: BATCH, backoffBaseMs: 0, backoffCapMs: 1, placement: DEFAULT_INFERENCE_PROFILE },
     });
     for (const id of NODES) scheduler.observeTelemetry(telemetry(id, clock.now()));
     const route = async (requests: readonly { r: InferenceRequest; arrivedAt: number }[], commit = true): Promise<Attempt> => {

@@ -7,7 +7,7 @@
  */
 import type { KvStore, LeaseStore } from '../../store/ports.ts';
 import { MemoryLeaseStore } from '../../store/memory-leases.ts';
-import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, IN_PROCESS_MAX_BATCH, schedulerGroup, type SchedulerObserver } from '../../inference/scheduler.ts';
+import { InferenceScheduler, DEFAULT_SCHEDULER_CONFIG, IN_PROCESS_BATCHING, KAFKA_ROUTING, schedulerGroup, type SchedulerObserver } from '../../inference/scheduler.ts';
 import { DEFAULT_INFERENCE_PROFILE, type InferenceProfileConfig } from '../../inference/profile.ts';
 import type { ArcMetrics } from '../../api/metrics.ts';
 import type { Engines } from '../engines.ts';
@@ -60,7 +60,7 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
     reservationTtlMs: options.reservationTtlMs ?? DEFAULT_SCHEDULER_CONFIG.reservationTtlMs,
     maxRetries: options.maxRetries ?? DEFAULT_SCHEDULER_CONFIG.maxRetries,
     geozones: options.geozones,
-    ...(engines.kinds.bus === 'kafka' ? {} : { maxBatch: IN_PROCESS_MAX_BATCH }),
+    ...(engines.kinds.bus === 'kafka' ? KAFKA_ROUTING : IN_PROCESS_BATCHING),
   };
   const scheduler = new InferenceScheduler({
     bus,
@@ -92,6 +92,8 @@ export async function startSchedulerModule(engines: Engines, options: SchedulerO
           nodesKnown: known,
           reservations: scheduler.index.reservationCount(),
           inFlight: scheduler.inFlightCount,
+          // Requests parked until a node of their model frees up (src/inference/waiting-room.ts).
+          waitingForNode: scheduler.waitingCount,
           // Leases of another scheduler's completed requests this one freed (see InferenceScheduler.reclaim).
           reclaimedReservations: scheduler.reclaimedReservations,
           routing: scheduler.routedFrom(),
