@@ -29,6 +29,8 @@
  *     processes, an agent of an ACTIVE instance SIGKILLed 10 times (4 with --quick): two instances
  *     ACTIVE on live agents again within p99 15 s of the kill; skipped when the CLI, the echo fixture
  *     or /proc is missing.
+ * 13. The message codec on the routing path (bench/codec.ts): JSON against MessagePack per message
+ *     routed (encode+validate, decode+validate, bytes), both in the same run (ADR 0018).
  *
  * `--quick` shortens every section; `--only 2,5` runs just those sections.
  */
@@ -53,6 +55,7 @@ import { slurmSection } from './slurm.ts';
 import { servicesSection } from './services.ts';
 import { servicesFailoverSection } from './services-failover.ts';
 import { embeddedBusSection } from './embedded-bus.ts';
+import { codecSection } from './codec.ts';
 import { ZONES, request, reservationStore, scheduler, telemetry, type LeaseKind } from './mesh-fixtures.ts';
 
 const quick = process.argv.includes('--quick');
@@ -225,6 +228,10 @@ async function main(): Promise<void> {
     if (runs(12)) {
       console.log('');
       await servicesFailoverSection(quick);
+    }
+    if (runs(13)) {
+      console.log('');
+      await codecSection(quick);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

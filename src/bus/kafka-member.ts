@@ -10,15 +10,20 @@
  * each JoinGroup (the `protocolsMetadata` hook, the one place the library calls before rejoining)
  * the member lets running handlers finish for a short grace, commits what they finished and drops
  * its queues; after the join each partition restarts from the group's committed offset.
+ *
+ * Batch delivery (consume-transform-produce) is pipelined one deep per partition: the next batch is
+ * decided while the one before commits, and committed only after it (ADR 0019, drainBatches()).
  */
 import { Consumer as KafkaConsumer, FetchIsolationLevels, stringDeserializer } from '@platformatic/kafka';
 import type { CommitOptionsPartition, ConsumerGroupJoinPayload, Message, MessagesStream } from '@platformatic/kafka';
 import { backoffDelay } from '../core/clock.ts';
 import { ArcError } from '../core/errors.ts';
 import type { Logger } from '../core/logging.ts';
+import { BatchCycle } from './batch-cycle.ts';
 import { baseClientOptions, describeServers, isRetryableKafkaError, kafkaErrorDetail } from './kafka-config.ts';
 import type { KafkaConnectionOptions } from './kafka-config.ts';
 import type { ConsumeOptions, ConsumedRecord, Consumer, Headers } from './ports.ts';
+import { takenPrefix } from './ports.ts';
 
 type KafkaMessage = Message<string, Buffer, string, string>;
 type Stream = MessagesStream<string, Buffer, string, string>;
@@ -39,6 +44,9 @@ export interface MemberSettings {
   /** Records fetched but not yet handled, over all partitions, before fetching pauses. */
   readonly maxBufferedRecords: number;
   readonly fetchMaxWaitMs: number;
+  /** Bounds on one fetch response, whole and per partition (KafkaBusOptions.fetchMaxBytes). */
+  readonly fetchMaxBytes: number;
+  readonly fetchMaxBytesPerPartition: number;
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   /** Creates the subscribed topics when missing; runs before every (re)start. */
@@ -46,17 +54,37 @@ export interface MemberSettings {
 }
 
 /**
- * Batch delivery for consume-transform-produce: the handler gets up to `maxBatch` queued records of
- * one partition and commits their offsets itself (in its transaction), so the member does not.
+ * Batch delivery for consume-transform-produce, pipelined one deep: `decide` gets up to `maxBatch`
+ * queued records of one partition and resolves to the batch's commit, which commits their offsets
+ * itself (in its transaction), so the member does not. The next batch is decided while the one
+ * before commits; its commit is called only once that one has committed, and never if it failed.
  */
 export interface BatchDelivery {
   readonly maxBatch: number;
-  readonly handler: (records: readonly ConsumedRecord[]) => Promise<void>;
+  /**
+   * Runs the handler of one batch and resolves to its commit. `previous` is the batch of the same
+   * partition committing meanwhile, if any: its records, and its commit (rejects when that fails,
+   * in which case what this call decided is discarded and redelivered).
+   */
+  readonly decide: (records: readonly ConsumedRecord[], previous: CommittingBatch | undefined) => Promise<DecidedBatch>;
   /**
    * Runs before newly assigned partitions are handled: fences their previous owner and lets its
    * last transaction finish, so the committed offsets read right after are final.
    */
   readonly fence: (partitions: readonly { readonly topic: string; readonly partition: number }[]) => Promise<void>;
+}
+
+/** A decided batch: how many of the records handed over it took (a prefix; the rest open the next batch), and its commit. */
+export interface DecidedBatch {
+  readonly taken: number;
+  readonly commit: () => Promise<void>;
+}
+
+/** A batch whose commit is under way while the next one of its partition is decided. */
+export interface CommittingBatch {
+  readonly records: readonly ConsumedRecord[];
+  /** Resolves once it committed (its afterCommit tasks run); rejects when it did not. */
+  readonly committed: Promise<void>;
 }
 
 /** Group details a transactional offset commit must carry (KIP-447 fencing). */
@@ -138,6 +166,8 @@ export class KafkaGroupMember implements Consumer {
   private restartAttempt = 0;
   /** The running handler call per partition, across sessions: a partition never has two at once here. */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Batch delivery's decide and commit times, for when to decide a batch that would not be full. */
+  private readonly cycle = new BatchCycle();
 
   private readonly batch: BatchDelivery | undefined;
 
@@ -212,6 +242,8 @@ export class KafkaGroupMember implements Consumer {
       heartbeatInterval: s.heartbeatIntervalMs,
       rebalanceTimeout: s.rebalanceTimeoutMs,
       maxWaitTime: s.fetchMaxWaitMs,
+      maxBytes: s.fetchMaxBytes,
+      maxBytesPerPartition: s.fetchMaxBytesPerPartition,
       // The library's default too; explicit because produceTransactional relies on it: records of an
       // open or aborted transaction are never handed to a handler.
       isolationLevel: FetchIsolationLevels.READ_COMMITTED,
@@ -249,6 +281,8 @@ export class KafkaGroupMember implements Consumer {
           fallbackMode: this.options.startAt === 'latest' ? 'latest' : 'earliest',
           autocommit: false,
           maxWaitTime: s.fetchMaxWaitMs,
+          maxBytes: s.fetchMaxBytes,
+          maxBytesPerPartition: s.fetchMaxBytesPerPartition,
         }),
         session.ready.then(() => new Promise<never>(() => undefined)),
       ]);
@@ -474,22 +508,21 @@ export class KafkaGroupMember implements Consumer {
     if (state.draining) return;
     state.draining = true;
     try {
+      if (this.batch) {
+        await this.drainBatches(session, state);
+        return;
+      }
       while (state.active && !state.revoking && !state.stopped) {
         const message = state.queue[0];
         if (!message) break;
-        if (this.batch) {
-          const handled = await this.handleBatch(session, state);
-          if (handled === undefined) break;
-          state.queue.splice(0, handled);
-          this.released(session, handled);
-          continue;
-        }
         if (!(await this.handle(session, state, message))) break;
         state.queue.shift();
         this.released(session, 1);
       }
     } finally {
       state.draining = false;
+      // Records that arrived while the pipeline was winding down (received() found it draining) are not left waiting.
+      if (this.batch && state.queue.length > 0 && state.active && !state.revoking && !state.stopped) void this.drain(session, state);
     }
   }
 
@@ -509,40 +542,139 @@ export class KafkaGroupMember implements Consumer {
   }
 
   /**
-   * Like handle(), for a batch whose handler commits its own offsets (transactionally): resolves to
-   * how many of the queued records it handled, or undefined when the partition was taken away first.
+   * Batch delivery of one partition, pipelined one deep, for as long as it has records and stays
+   * assigned: batch N+1 is decided (its handler runs) while batch N's transaction commits. N+1's
+   * commit is called only after N committed, so transactions of a partition still begin one at a
+   * time and in order, and each batch's afterCommit tasks run after its own commit. When N fails,
+   * N+1's decision is discarded (not committed, its afterCommit tasks never run) and both are
+   * redelivered from N's first record: the handler must be idempotent for a batch it decided but
+   * that never committed, as it already is for a failed transaction.
    *
    * A failed transaction may have committed all the same (the broker went away before it answered).
    * So before each retry the partition's transactional id is fenced, which settles that transaction
    * one way or the other, and the group's committed offset is read again: the records it now covers
    * are dropped, not handled twice. The retry takes what is queued then, records that arrived during
-   * the outage included.
+   * the outage included. A partition being taken away decides nothing further; the commit under way
+   * is waited for (within the revoke grace, as any running handler).
    */
-  private async handleBatch(session: Session, state: PartitionState): Promise<number | undefined> {
-    let handled = 0;
+  private async drainBatches(session: Session, state: PartitionState): Promise<void> {
+    // Never two pipelines of one partition at once, across sessions too.
+    for (let previous = this.inflight.get(state.key); previous; previous = this.inflight.get(state.key)) await previous;
+    if (!state.active || state.revoking || state.stopped) return;
+    const run = this.pipeline(session, state);
+    this.inflight.set(state.key, run);
+    try {
+      await run;
+    } finally {
+      if (this.inflight.get(state.key) === run) this.inflight.delete(state.key);
+    }
+  }
+
+  private async pipeline(session: Session, state: PartitionState): Promise<void> {
+    const delivery = this.batch!;
+    let committing: { readonly count: number; readonly batch: CommittingBatch; readonly outcome: Promise<unknown>; readonly startedAt: number } | undefined;
     let failures = 0;
     let first: Error | undefined;
-    const ok = await this.untilHandled(
-      state,
-      async () => {
-        if (failures > 0) await this.resync(session, state);
-        const messages = state.queue.slice(0, this.batch!.maxBatch);
-        handled = 0;
-        if (messages.length === 0) return;
-        await this.batch!.handler(messages.map(toRecord));
-        handled = messages.length;
-      },
-      (error, attempt) => {
-        failures++;
-        first ??= error instanceof Error ? error : new Error(String(error));
-        this.logger.warn({ topic: state.topic, partition: state.partition, records: state.queue.length, attempt, err: kafkaErrorDetail(error) }, 'batch not committed; redelivering after a backoff');
-      },
-    );
-    if (!ok) return undefined;
-    if (failures > 0) {
-      this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, records: handled, failedAttempts: failures, firstError: kafkaErrorDetail(first) }, `batch committed after ${failures} failed attempt(s): ${state.topic}[${state.partition}] is flowing again`);
+    let mustResync = false;
+    const gone = (): boolean => !state.active || state.revoking || state.stopped;
+    /** After a failure: back off; false when the partition was taken away meanwhile. */
+    const failed = async (error: unknown): Promise<boolean> => {
+      first ??= error instanceof Error ? error : new Error(String(error));
+      this.logger.warn({ topic: state.topic, partition: state.partition, records: state.queue.length, attempt: failures, err: kafkaErrorDetail(error) }, 'batch not committed; redelivering after a backoff');
+      failures++;
+      mustResync = true;
+      if (gone()) return false;
+      await this.backoff(state, backoffDelay(failures - 1, this.settings.retryBaseMs, this.settings.retryCapMs));
+      return !gone();
+    };
+    /** The batch under way committed: its records leave the queue. */
+    const done = (count: number): void => {
+      if (state.stopped) return;
+      state.queue.splice(0, count);
+      this.released(session, count);
+      if (failures > 0) {
+        this.logger.info({ group: this.group, topic: state.topic, partition: state.partition, records: count, failedAttempts: failures, firstError: kafkaErrorDetail(first) }, `batch committed after ${failures} failed attempt(s): ${state.topic}[${state.partition}] is flowing again`);
+        failures = 0;
+        first = undefined;
+      }
+    };
+    for (;;) {
+      if (gone()) {
+        if (committing && (await committing.outcome) === undefined) done(committing.count);
+        return;
+      }
+      if (mustResync) {
+        // Nothing is committing here: a failure ended the batch under way, if any.
+        try {
+          await this.resync(session, state);
+          mustResync = false;
+        } catch (error) {
+          if (!(await failed(error))) return;
+          continue;
+        }
+      }
+      const skip = committing?.count ?? 0;
+      if (committing && state.queue.length - skip < delivery.maxBatch) {
+        // A batch that would not be full is decided as late as still finishes with the commit under
+        // way: records arriving meanwhile join it instead of waiting a whole cycle for the next one.
+        const lateBy = this.cycle.lateBy(performance.now() - committing.startedAt);
+        if (lateBy > 0) {
+          await within(committing.outcome, lateBy);
+          if (gone()) continue;
+        }
+      }
+      const messages = state.queue.slice(skip, skip + delivery.maxBatch);
+      if (messages.length === 0) {
+        if (!committing) return;
+        // Nothing to decide meanwhile: wait for the commit, then look again.
+        const { count, outcome } = committing;
+        const error = await outcome;
+        committing = undefined;
+        if (error !== undefined) {
+          if (!(await failed(error))) return;
+        } else done(count);
+        continue;
+      }
+      const records = messages.map(toRecord);
+      let decided: DecidedBatch | undefined;
+      let decideError: unknown;
+      const decideStarted = performance.now();
+      try {
+        decided = await delivery.decide(records, committing?.batch);
+        this.cycle.decided(performance.now() - decideStarted);
+      } catch (error) {
+        decideError = error ?? new Error('batch handler failed');
+      }
+      if (committing) {
+        const { count, outcome } = committing;
+        const error = await outcome;
+        committing = undefined;
+        if (error !== undefined) {
+          // What this batch decided is discarded: both are redelivered from the first uncommitted record.
+          if (!(await failed(error))) return;
+          continue;
+        }
+        done(count);
+      }
+      if (!decided) {
+        if (!(await failed(decideError))) return;
+        continue;
+      }
+      // Decided but not begun: a partition taken away meanwhile goes to its next owner with these records.
+      if (gone()) return;
+      const { taken, commit } = decided;
+      const startedAt = performance.now();
+      const outcome = commit().then(
+        () => void this.cycle.committed(performance.now() - startedAt),
+        (error: unknown) => error ?? new Error('batch commit failed'),
+      );
+      const committed = outcome.then((error) => {
+        if (error !== undefined) throw error;
+      });
+      // Read by the next batch's decide only when it must wait; a failure is handled through `outcome`.
+      committed.catch(() => undefined);
+      committing = { count: taken, batch: { records: takenPrefix(records, taken), committed }, outcome, startedAt };
     }
-    return handled;
   }
 
   /** Before a batch is retried: settle its last transaction (fence) and drop what the group's offset covers now. */

@@ -23,7 +23,8 @@ import type { Registry } from 'prom-client';
 import { backoffDelay } from '../core/clock.ts';
 import { ArcError } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logging.ts';
-import { DEAD_LETTER_PREFIX, DEAD_LETTER_RETENTION_MS, topicSpecFor } from '../contracts/topics.ts';
+import { DEAD_LETTER_PREFIX, DEAD_LETTER_RETENTION_MS, topicSpecFor, topics } from '../contracts/topics.ts';
+import { HEADER_REQUEST_ID } from '../contracts/screen-headers.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, RECORD_BATCH_OVERHEAD, splitBySize, type SizedMessage } from './kafka-batching.ts';
 import {
   baseClientOptions,
@@ -38,9 +39,11 @@ import {
 } from './kafka-config.ts';
 import type { KafkaConnectionOptions } from './kafka-config.ts';
 import { KafkaGroupMember } from './kafka-member.ts';
+import { HEADER_DLQ_REASON, deadLetterRecord } from './typed-bus.ts';
 import { produceTimer, type ProduceTimer } from './kafka-metrics.ts';
 import type { MemberSettings } from './kafka-member.ts';
 import type { BusAdapter, ConsumeOptions, ConsumedRecord, Consumer, Headers, OutgoingRecord, TopicConfig, TransactionalConsumeOptions } from './ports.ts';
+import { takenOf, takenPrefix } from './ports.ts';
 
 
 export interface KafkaBusOptions extends KafkaConnectionOptions {
@@ -62,6 +65,15 @@ export interface KafkaBusOptions extends KafkaConnectionOptions {
   /** Longest wait of an idle fetch; bounds how soon close() returns (default 500 ms). */
   readonly fetchMaxWaitMs?: number;
   readonly maxBufferedRecords?: number;
+  /**
+   * The most one fetch response may carry (default 2 MiB), and per partition (default 1 MiB). The
+   * library parses a response whole before the event loop runs again, at a cost that grows with the
+   * response's size per record read, so its default (50 MB, per partition too) made a member behind
+   * a backlog block its process for seconds at a time (leases lost, heartbeats late). A member
+   * buffers only maxBufferedRecords anyway; a batch larger than the limit still comes, alone.
+   */
+  readonly fetchMaxBytes?: number;
+  readonly fetchMaxBytesPerPartition?: number;
   /** Topics created on first use that the topic table does not know (defaults 4 partitions, 24 h). */
   readonly defaultPartitions?: number;
   readonly defaultRetentionMs?: number;
@@ -94,6 +106,13 @@ interface TransactionalEntry {
   queue: Promise<void>;
 }
 type BusMessage = MessageToProduce<string, Buffer, string, string>;
+/** What a transactional handler staged for a batch: records to append, and tasks for after the commit. */
+interface Staged {
+  readonly produce: { topic: string; records: readonly OutgoingRecord[] }[];
+  readonly committed: (() => void)[];
+  /** How many of the records the handler took: a prefix, the rest open the next batch. */
+  readonly taken: number;
+}
 /** What the adapter sends: a BusMessage with every field the size count reads (kafka-batching.ts). */
 type OutgoingMessage = BusMessage & SizedMessage & { readonly value: Buffer; readonly headers: Record<string, string> };
 
@@ -148,6 +167,8 @@ export class KafkaBus implements BusAdapter {
       retryCapMs: options.retryCapMs ?? 5_000,
       maxBufferedRecords: options.maxBufferedRecords ?? 2_000,
       fetchMaxWaitMs: options.fetchMaxWaitMs ?? 500,
+      fetchMaxBytes: options.fetchMaxBytes ?? 2 * 1_048_576,
+      fetchMaxBytesPerPartition: options.fetchMaxBytesPerPartition ?? 1_048_576,
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       prepare: (topics) => this.ensureExist(topics),
@@ -254,10 +275,26 @@ export class KafkaBus implements BusAdapter {
    * Each partition gets its own transactional producer, `<transactionalId>.<topic>.<partition>`: the
    * member that takes a partition over initialises that id first, which aborts (or completes) the
    * previous owner's open transaction and fences it, before reading where to resume.
+   *
+   * Pipelined one deep (ADR 0019, kafka-member.ts): a partition's next batch is handed to the handler
+   * while the transaction of the batch before commits; its own transaction begins only once that one
+   * committed, and is discarded, with its afterCommit tasks, if that one failed. One exception keeps
+   * a handler's view as without the pipeline: a batch holding a record whose request id header
+   * (arc-request-id) a record of the batch still committing carries waits for that commit and its
+   * afterCommit tasks before the handler sees it, so a client's retry of a request is seen decided.
+   *
+   * A batch whose staged output holds a record too large for its topic (TOO_LARGE) is decided again
+   * one record at a time; the record whose own output is too large is dead-lettered (oneByOne()).
    */
   async consumeTransactional(options: TransactionalConsumeOptions): Promise<Consumer> {
     this.assertOpen(`consume ${options.topics.join(',')}`);
     const txId = (topic: string, partition: number): string => `${options.transactionalId}.${topic}.${partition}`;
+    const stage = async (records: readonly ConsumedRecord[]): Promise<Staged> => {
+      const produce: Staged['produce'] = [];
+      const committed: Staged['committed'] = [];
+      const taken = await options.handler(records, { produce: (topic, out) => void produce.push({ topic, records: out }), afterCommit: (task) => void committed.push(task) });
+      return { produce, committed, taken: takenOf(taken, records.length) };
+    };
     const member = new KafkaGroupMember(
       this.memberSettings,
       { group: options.group, topics: options.topics, ...(options.startAt ? { startAt: options.startAt } : {}), handler: () => undefined },
@@ -267,20 +304,73 @@ export class KafkaBus implements BusAdapter {
         fence: async (partitions) => {
           await Promise.all(partitions.map(({ topic, partition }) => this.fenceTransactionalId(txId(topic, partition))));
         },
-        handler: async (records) => {
-          const last = records[records.length - 1];
-          if (!last) return;
-          const produce: { topic: string; records: readonly OutgoingRecord[] }[] = [];
-          const committed: (() => void)[] = [];
-          await options.handler(records, { produce: (topic, out) => void produce.push({ topic, records: out }), afterCommit: (task) => void committed.push(task) });
-          await this.produceTransactional({ transactionalId: txId(last.topic, last.partition), produce, consumed: { group: options.group, record: last } });
-          for (const task of committed) task();
+        decide: async (records, previous) => {
+          if (records.length === 0) return { taken: 0, commit: async () => undefined };
+          // A record carrying an id of the batch still committing is decided after that commit, as it would be without the pipeline.
+          if (previous && sharesAnId(previous.records, records)) await previous.committed;
+          const staged = await stage(records);
+          const taken = takenPrefix(records, staged.taken);
+          const last = taken[taken.length - 1]!;
+          const transactionalId = txId(last.topic, last.partition);
+          return {
+            taken: taken.length,
+            commit: async () => {
+              try {
+                await this.produceTransactional({ transactionalId, produce: staged.produce, consumed: { group: options.group, record: last } });
+              } catch (error) {
+                if (!(error instanceof ArcError && error.code === 'TOO_LARGE')) throw error;
+                await this.oneByOne(taken, transactionalId, options.group, stage, error);
+                return;
+              }
+              for (const task of staged.committed) task();
+            },
+          };
         },
       },
     );
     this.members.add(member);
     await member.start();
     return member;
+  }
+
+  /**
+   * A batch whose staged output holds a record too large for any send (TOO_LARGE, refused before its
+   * transaction began) would fail the same way on every redelivery. So its records are decided again
+   * one at a time, each committed in a transaction with its own offset; a record whose own output is
+   * too large goes to its topic's dead-letter topic instead, with the reason, in a transaction with
+   * its offset. Nothing is lost, the rest are processed once, and nothing is redelivered forever.
+   * Another failure part way rejects as any failed commit does: the member fences, reads the group's
+   * offset (which covers the records committed here) and redelivers from there.
+   */
+  private async oneByOne(records: readonly ConsumedRecord[], transactionalId: string, group: string, stage: (records: readonly ConsumedRecord[]) => Promise<Staged>, cause: ArcError): Promise<void> {
+    this.logger.warn({ transactionalId, records: records.length, err: cause.message }, 'a batch\'s output holds a record too large for the topic; committing its records one at a time to dead-letter the one at fault');
+    for (const record of records) {
+      const staged = await stage([record]);
+      try {
+        await this.produceTransactional({ transactionalId, produce: staged.produce, consumed: { group, record } });
+      } catch (error) {
+        if (!(error instanceof ArcError && error.code === 'TOO_LARGE')) throw error;
+        const reason = `output too large to commit for ${record.topic}[${record.partition}]@${record.offset}: ${error.message}`;
+        await this.deadLetterTransactional(record, transactionalId, group, reason);
+        continue;
+      }
+      for (const task of staged.committed) task();
+    }
+  }
+
+  /** The record to its topic's dead-letter topic with the reason, committed with its offset. */
+  private async deadLetterTransactional(record: ConsumedRecord, transactionalId: string, group: string, reason: string): Promise<void> {
+    const topic = topics.deadLetter(record.topic);
+    const letter = deadLetterRecord(record, group, reason);
+    try {
+      await this.produceTransactional({ transactionalId, produce: [{ topic, records: [letter] }], consumed: { group, record } });
+    } catch (error) {
+      if (!(error instanceof ArcError && error.code === 'TOO_LARGE')) throw error;
+      // The record itself is over the dead-letter topic's limit: its headers and the reason are kept, its value left out.
+      const bare = { ...letter, value: Buffer.alloc(0), headers: { ...letter.headers, [HEADER_DLQ_REASON]: `${reason}; its value (${record.value.byteLength} bytes) left out: over ${topic}'s limit` } };
+      await this.produceTransactional({ transactionalId, produce: [{ topic, records: [bare] }], consumed: { group, record } });
+    }
+    this.logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, group, reason }, 'message dead-lettered');
   }
 
   /**
@@ -421,19 +511,31 @@ export class KafkaBus implements BusAdapter {
       const sends = splitBySize(messages, (topic) => limits.get(topic)!);
       const tx = await producer.beginTransaction();
       try {
-        // One after the other in the one transaction: they commit, or abort, together.
-        for (const chunk of sends) await tx.send({ messages: chunk });
-        if (send.consumed && group) {
-          await tx.addConsumer(group.consumer);
-          // TxnOffsetCommit needs the member's generation and id, which the library reads from a fetched message.
-          const consumedMessage = {
-            topic: send.consumed.record.topic,
-            partition: send.consumed.record.partition,
-            offset: BigInt(send.consumed.record.offset),
-            metadata: { consumer: { groupId: group.groupId, generationId: group.generationId, memberId: group.memberId, coordinatorId: group.coordinatorId } },
-          } as unknown as Message<string, Buffer, string, string>;
-          await tx.addOffset(consumedMessage);
-        }
+        // Round trips: AddOffsetsToTxn alone first (two requests of one transaction at its coordinator
+        // at once may meet CONCURRENT_TRANSACTIONS), then the sends (AddPartitionsToTxn, Produce) and
+        // the offset (TxnOffsetCommit, at the group coordinator) side by side, then EndTxn: four on
+        // the way instead of five. Kafka allows offsets before records in a transaction (the Java
+        // client too); both become visible with the commit marker or not at all.
+        if (send.consumed && group) await tx.addConsumer(group.consumer);
+        const settled = await Promise.allSettled([
+          (async () => {
+            // One after the other in the one transaction: they commit, or abort, together.
+            for (const chunk of sends) await tx.send({ messages: chunk });
+          })(),
+          (async () => {
+            if (!send.consumed || !group) return;
+            // TxnOffsetCommit needs the member's generation and id, which the library reads from a fetched message.
+            const consumedMessage = {
+              topic: send.consumed.record.topic,
+              partition: send.consumed.record.partition,
+              offset: BigInt(send.consumed.record.offset),
+              metadata: { consumer: { groupId: group.groupId, generationId: group.generationId, memberId: group.memberId, coordinatorId: group.coordinatorId } },
+            } as unknown as Message<string, Buffer, string, string>;
+            await tx.addOffset(consumedMessage);
+          })(),
+        ]);
+        // Both settled before the abort below: no request of this transaction is still on its way then.
+        for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
         await tx.commit();
       } catch (error) {
         if (!tx.completed) await tx.abort().catch(() => tx.cancel().catch(() => undefined));
@@ -742,3 +844,19 @@ async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise
     clearTimeout(timer);
   }
 }
+
+/** Whether any record of `next` carries a request id (HEADER_REQUEST_ID) that a record of `previous` carries. */
+function sharesAnId(previous: readonly ConsumedRecord[], next: readonly ConsumedRecord[]): boolean {
+  const ids = new Set<string>();
+  for (const record of previous) {
+    const id = record.headers[HEADER_REQUEST_ID];
+    if (id !== undefined) ids.add(id);
+  }
+  if (ids.size === 0) return false;
+  for (const record of next) {
+    const id = record.headers[HEADER_REQUEST_ID];
+    if (id !== undefined && ids.has(id)) return true;
+  }
+  return false;
+}
+

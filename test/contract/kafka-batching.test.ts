@@ -15,8 +15,9 @@ import { DEFAULT_MAX_REQUEST_BYTES, RECORD_BATCH_OVERHEAD, recordBytes, splitByS
 import type { ConsumedRecord, OutgoingRecord } from '../../src/bus/ports.ts';
 import { ProduceOutcomeUnknownError } from '../../src/bus/kafka-config.ts';
 import { ArcError } from '../../src/core/errors.ts';
+import { topics } from '../../src/contracts/topics.ts';
 import { needEngines } from '../support/engines.ts';
-import { kafkaServers } from '../support/kafka.ts';
+import { fastBusOptions, kafkaServers, ScratchTopics } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
 import { freePortPair, kafkaInstance, type KafkaInstance } from '../support/kafka-instance.ts';
 
@@ -100,24 +101,9 @@ describe('Kafka produce sizes (kafka-batching.ts)', () => {
 });
 
 /** Every topic the suite touches, deleted at the end. */
-const touched = new Set<string>();
-const topicName = (what: string): string => {
-  const topic = `kafka.batching.${what}.${randomUUID().slice(0, 8)}`;
-  touched.add(topic);
-  return topic;
-};
-
-const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions => ({
-  bootstrapServers: kafkaServers(),
-  clientId: 'arcnet-test-batching',
-  heartbeatIntervalMs: 200,
-  sessionTimeoutMs: 6_000,
-  rebalanceTimeoutMs: 10_000,
-  revokeGraceMs: 500,
-  retryBaseMs: 5,
-  retryCapMs: 50,
-  ...overrides,
-});
+const scratch = new ScratchTopics('kafka.batching');
+const topicName = (what: string): string => scratch.name(what);
+const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions => fastBusOptions('arcnet-test-batching', overrides);
 
 /** About 1 KiB: the sequence number first, so the bytes say which record they are. */
 function record(key: string, seq: number, size = 1_000): OutgoingRecord {
@@ -132,7 +118,7 @@ function watchSends(): { sends: { records: number; bytes: number }[]; stop: () =
   const sends: { records: number; bytes: number }[] = [];
   const start = (context: { options?: { messages?: { topic: string; key: string; value: Buffer; headers: Record<string, string> }[] } }): void => {
     const messages = context.options?.messages ?? [];
-    if (messages.some((m) => touched.has(m.topic))) sends.push({ records: messages.length, bytes: batchBytes(messages) });
+    if (messages.some((m) => scratch.has(m.topic))) sends.push({ records: messages.length, bytes: batchBytes(messages) });
   };
   const hooks = { start, end: () => undefined, asyncStart: () => undefined, asyncEnd: () => undefined, error: () => undefined };
   channel.subscribe(hooks);
@@ -176,13 +162,8 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka produce within the broker l
   });
   afterAll(async () => {
     await bus.close();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const topics = [...touched].filter((topic) => existing.has(topic));
-      if (topics.length > 0) await admin.deleteTopics({ topics });
-    } finally {
-      await admin.close();
-    }
+    await admin.close();
+    await scratch.deleteAll();
   });
 
   it('produces a backlog of 20,000 records of 1 KiB (about 20 times one request) in one call: every record consumed once, in order per key', async () => {
@@ -341,6 +322,60 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka produce within the broker l
     }, 'the next transaction', 10_000);
     expect(got.map((r) => r.key)).toEqual(['next']);
   }, 60_000);
+
+  it('dead-letters the one input of a transactional batch whose output is too large for its topic, with the reason, and processes the others once: nothing redelivers forever', async () => {
+    const input = topicName('tx-big-in');
+    const output = topicName('tx-big-out');
+    const deadLetters = topics.deadLetter(input);
+    scratch.track(deadLetters);
+    await bus.ensureTopics([{ topic: input, partitions: 1, retentionMs: 3_600_000 }]);
+    await admin.createTopics({ topics: [output], partitions: 2, replicas: -1, configs: [{ name: 'max.message.bytes', value: '65536' }] });
+    const count = 8;
+    const bad = 5;
+    await bus.produce(input, Array.from({ length: count }, (_, i) => ({ key: `in-${i}`, value: utf8(`input ${i}`), headers: { 'arc-seq': String(i) } })));
+    const limited = new KafkaBus(testOptions());
+    const group = `g-${randomUUID()}`;
+    const calls: number[][] = [];
+    const afterCommits: number[] = [];
+    const consumer = await limited.consumeTransactional({
+      group,
+      topics: [input],
+      transactionalId: `batching-big-${randomUUID().slice(0, 8)}`,
+      handler: async (records, out) => {
+        calls.push(records.map((r) => r.offset));
+        // Input `bad` emits a record over the output topic's 64 KiB limit; every other input a small one.
+        out.produce(output, records.map((r) => record(`out-${r.offset}`, 0, r.offset === bad ? 100_000 : 1_000)));
+        out.afterCommit(() => void afterCommits.push(...records.map((r) => r.offset)));
+      },
+    });
+    try {
+      await until(async () => (await limited.committed(group, input, 0)) === count, 'every input offset committed', 60_000);
+      // Time for a redelivery to show up, were there one.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    } finally {
+      await consumer.close();
+      await limited.close();
+    }
+    const handledTimes = new Map<number, number>();
+    for (const offsets of calls) for (const o of offsets) handledTimes.set(o, (handledTimes.get(o) ?? 0) + 1);
+    // The first batch, then each record alone once more to find the one at fault; never again after.
+    expect(calls.length).toBeLessThanOrEqual(1 + count + 1);
+    for (let i = 0; i < count; i++) expect(handledTimes.get(i) ?? 0, `input ${i} handled at most twice`).toBeLessThanOrEqual(2);
+    expect(afterCommits.sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i).filter((i) => i !== bad));
+    const outputs = await consumeAll(bus, output, count - 1, 60_000);
+    expect(outputs.map((r) => r.key).sort()).toEqual(Array.from({ length: count }, (_, i) => `out-${i}`).filter((k) => k !== `out-${bad}`).sort());
+    const letters = await until(async () => {
+      const got = await bus.read(deadLetters, 0, 0, 10);
+      return got.length > 0 && got;
+    }, 'the dead letter', 10_000);
+    expect(letters).toHaveLength(1);
+    const letter = letters[0]!;
+    expect(letter.key).toBe(`in-${bad}`);
+    expect(Buffer.from(letter.value).toString('utf8')).toBe(`input ${bad}`);
+    expect(letter.headers).toMatchObject({ 'arc-dlq-topic': input, 'arc-dlq-partition': '0', 'arc-dlq-offset': String(bad), 'arc-dlq-group': group, 'arc-seq': String(bad) });
+    expect(letter.headers['arc-dlq-reason']).toMatch(new RegExp(`output too large to commit for ${input.replaceAll('.', '\\.')}\\[0\\]@${bad}: .*key "out-${bad}" for ${output.replaceAll('.', '\\.')} is \\d+ bytes .* over the 65536-byte limit`));
+    console.log(`too-large output: ${calls.length} handler calls for ${count} inputs, input ${bad} dead-lettered: ${letter.headers['arc-dlq-reason']}`);
+  }, 120_000);
 });
 
 describe.skipIf(!kafka.available)(kafka.title('Kafka produce of a backlog when the broker hangs part way'), () => {

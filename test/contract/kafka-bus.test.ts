@@ -13,77 +13,44 @@ import type { ConsumedRecord, ConsumeOptions, Consumer, OutgoingRecord, TopicCon
 import { ArcError } from '../../src/core/errors.ts';
 import { DEAD_LETTER_RETENTION_MS } from '../../src/contracts/topics.ts';
 import { needEngines } from '../support/engines.ts';
-import { kafkaServers } from '../support/kafka.ts';
+import { fastBusOptions, kafkaServers, readAllRecords, ScratchTopics } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
 import { freePortPair, kafkaInstance, type KafkaInstance } from '../support/kafka-instance.ts';
 
 const kafka = needEngines('kafka');
 
 /** Every topic the suite touches, deleted at the end: a dev broker otherwise collects hundreds of partitions a day and starts slower for it. */
-const touched = new Set<string>();
+const scratch = new ScratchTopics('kafka.bus');
 
 class TrackingKafkaBus extends KafkaBus {
   override ensureTopics(configs: readonly TopicConfig[]): Promise<void> {
-    for (const config of configs) touched.add(config.topic);
+    for (const config of configs) scratch.track(config.topic);
     return super.ensureTopics(configs);
   }
 
   override produce(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
-    touched.add(topic);
+    scratch.track(topic);
     return super.produce(topic, records);
   }
 
   override consume(options: ConsumeOptions): Promise<Consumer> {
-    for (const topic of options.topics) touched.add(topic);
+    for (const topic of options.topics) scratch.track(topic);
     return super.consume(options);
   }
 
   override partitions(topic: string): Promise<number> {
-    touched.add(topic);
+    scratch.track(topic);
     return super.partitions(topic);
   }
 }
 const encoder = new TextEncoder();
 const text = (record: ConsumedRecord): string => new TextDecoder().decode(record.value);
 
-/** Quick heartbeats and a short rebalance grace keep group joins and handovers to a fraction of a second. */
-const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions => ({
-  bootstrapServers: kafkaServers(),
-  clientId: 'arcnet-test',
-  heartbeatIntervalMs: 200,
-  sessionTimeoutMs: 6_000,
-  rebalanceTimeoutMs: 10_000,
-  revokeGraceMs: 500,
-  retryBaseMs: 5,
-  retryCapMs: 50,
-  ...overrides,
-});
-
-/** Every record of a topic's first `partitions` partitions, read page by page from offset 0. */
-async function readAll(bus: KafkaBus, topic: string, partitions: number): Promise<ConsumedRecord[]> {
-  const records: ConsumedRecord[] = [];
-  for (let p = 0; p < partitions; p++) {
-    for (let from = 0; ; ) {
-      const page = await bus.read(topic, p, from, 1_000);
-      if (page.length === 0) break;
-      records.push(...page);
-      from = page[page.length - 1]!.offset + 1;
-    }
-  }
-  return records;
-}
+const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions => fastBusOptions('arcnet-test', overrides);
+const readAll = readAllRecords;
 
 describe.skipIf(!kafka.available)(kafka.title('Kafka bus'), () => {
-  afterAll(async () => {
-    const admin = new Admin({ clientId: 'arcnet-test-cleanup', bootstrapBrokers: kafkaServers() });
-    try {
-      const existing = new Set(await admin.listTopics());
-      const topics = [...touched].filter((topic) => existing.has(topic));
-      if (topics.length > 0) await admin.deleteTopics({ topics });
-    } finally {
-      await admin.close();
-    }
-  });
+  afterAll(() => scratch.deleteAll());
 
   busContract('kafka', async () => new TrackingKafkaBus(testOptions()));
 
