@@ -2,8 +2,9 @@
  * The scheduler killed mid-transaction, again and again (issue 9). distributed.test.ts kills it once,
  * after its dispatches and offsets have committed, so a non-atomic dispatch/offset commit would pass
  * there. Here a continuous request stream (100 req/s) keeps the active scheduler inside a batch nearly
- * all the time, and it is SIGKILLed a random 2–5 s into its routing, five times over (a fresh replica
- * replaces each one, so two always run).
+ * all the time, and it is SIGKILLed a random 2–5 s into its routing, the moment a request has reached
+ * the log (so one is always in its hands), five times over (a fresh replica replaces each one, so two
+ * always run).
  *
  * Judged afterwards, not from logs or timings of node activity:
  * - Exactly one decision per request, from the committed transactions of the dispatch and event
@@ -19,7 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { startCli, type CliProcess } from '../support/processes.ts';
 import { needEngines } from '../support/engines.ts';
 import { POSTGRES_URL, adminConnection, testSchemas } from '../support/postgres.ts';
-import { KAFKA_BOOTSTRAP, kafkaServers } from '../support/kafka.ts';
+import { KAFKA_BOOTSTRAP, kafkaServers, skipGroupToEnd } from '../support/kafka.ts';
 import { until } from '../support/until.ts';
 import { endOf, exclusionViolations, grantsOf, installLeaseHistory, readLeaseHistory, readLeases, type Grant } from '../support/lease-history.ts';
 import { CommittedLogReader, leakedAborted, type CommittedRead } from '../support/committed-log.ts';
@@ -28,7 +29,7 @@ import { MessageBus, decodeRecord } from '../../src/bus/typed-bus.ts';
 import type { ConsumedRecord, Consumer } from '../../src/bus/ports.ts';
 import { topics } from '../../src/contracts/topics.ts';
 import type { InferenceDispatch, InferenceRequest, InferenceResult, SystemEvent } from '../../src/contracts/messages.ts';
-import { reservationLease, schedulerGroup } from '../../src/inference/scheduler.ts';
+import { reservationLease, schedulerGroup, waitingGroupOf } from '../../src/inference/scheduler.ts';
 import type { NodeState } from '../../src/mesh/node.ts';
 import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { StateStores } from '../../src/store/ports.ts';
@@ -45,6 +46,12 @@ const NODES = 1_000;
 const TELEMETRY_MS = 5_000;
 const RATE = 100;
 const KILLS = 5;
+/**
+ * How long the schedulers may take to learn the mesh, or to route again: on a loaded 2-core CI
+ * machine (another suite starting its own broker, say) a group join alone has taken most of 30 s.
+ * Exactly-once is what this suite checks, not how fast a loaded machine recovers.
+ */
+const SETTLE_MS = 60_000;
 const MIN_KILLS = 4;
 /** After a scheduler starts routing, the kill comes this long later: uniformly 2–5 s. */
 const KILL_AFTER_MS: readonly [number, number] = [2_000, 5_000];
@@ -134,6 +141,14 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     };
     const startScheduler = (): CliProcess =>
       spawn(['scheduler', ...engineArgs, '--http-port', '0', '--failover-after', String(FAILOVER_MS), '--reservation-timeout', String(RESERVATION_TTL_MS)]);
+    client = new KafkaBus({ bootstrapServers: kafkaServers(), clientId: `e2e-chaos-${randomUUID().slice(0, 6)}` });
+    const bus = new MessageBus(client);
+    // The request partitions are shared with other zones' traffic (other suites, the bench): this
+    // suite's schedulers start at what it sends, not behind what an earlier run or suite left. On a
+    // fresh broker the topics do not exist yet, so they are created first, as every role does.
+    await bus.ensureTopics([ZONE]);
+    await skipGroupToEnd(schedulerGroup([ZONE]), [topics.inferenceRequest]);
+    await skipGroupToEnd(waitingGroupOf(schedulerGroup([ZONE])), [topics.inferenceWaiting]);
     spawn(['aggregator', ...engineArgs, '--http-port', '0', '--summary-interval', '5000']);
     const schedulers = [startScheduler(), startScheduler()];
     const simulator = spawn(['simulate', '--kafka', KAFKA_BOOTSTRAP, '--nodes', String(NODES), '--geozone', ZONE, '--telemetry-interval', String(TELEMETRY_MS), '--log-level', 'warn']);
@@ -161,7 +176,7 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
         return known.every((n) => n >= NODES);
       },
       'both schedulers to know every node',
-      30_000,
+      SETTLE_MS,
       { intervalMs: 250 },
     ).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}; nodes known: ${known.join(', ')}\n${processReport(children)}`);
@@ -170,8 +185,6 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     // Requests for models the nodes have, in proportion to how many nodes have each.
     const nodeModels = (await stores.documents.list<NodeState>('nodes')).map((doc) => doc.body!.modelsLoaded);
 
-    client = new KafkaBus({ bootstrapServers: kafkaServers(), clientId: `e2e-chaos-${randomUUID().slice(0, 6)}` });
-    const bus = new MessageBus(client);
     const decisionTopics = [topics.dispatch(ZONE), topics.systemEvent];
     // The verdict's source: the decision topics' raw log from here on, committed transactions only
     // (committed-log.ts decides commit and abort from the control markers itself).
@@ -207,6 +220,16 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     // The stream: RATE requests a second, published in 20 ms ticks, until the kills are done.
     const streamStarted = Date.now();
     let stopStream = false;
+    // Called once a request is in the log: a kill right then finds it not yet decided, since the
+    // scheduler has still to fetch it and commit its batch; a kill at a random moment can find none.
+    let onAck: (() => void) | undefined;
+    const nextAck = (): Promise<void> =>
+      new Promise((resolve) => {
+        onAck = () => {
+          onAck = undefined;
+          resolve();
+        };
+      });
     const stream = (async () => {
       while (!stopStream && Date.now() - streamStarted < MAX_STREAM_MS) {
         const due = Math.floor(((Date.now() - streamStarted) * RATE) / 1000) - ids.size;
@@ -231,6 +254,7 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
           batch.map(async (request) => {
             await bus.publish(topics.inferenceRequest, 'InferenceRequest', request);
             ackedAt.set(request.id, Date.now());
+            onAck?.();
           }),
         );
         await sleep(20);
@@ -241,13 +265,14 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     const kills: Kill[] = [];
     const takeoverSeen: number[] = [];
     while (kills.length < KILLS && Date.now() - streamStarted < MAX_STREAM_MS - KILL_AFTER_MS[1] - TAIL_MS) {
-      const routing = await until(() => (assertNoneExited(children), activeScheduler(schedulers, 500)), 'a scheduler routing the stream', 30_000, { intervalMs: 50 }).catch((error: unknown) => {
+      const routing = await until(() => (assertNoneExited(children), activeScheduler(schedulers, 500)), 'a scheduler routing the stream', SETTLE_MS, { intervalMs: 50 }).catch((error: unknown) => {
         throw new Error(`${(error as Error).message} after ${kills.length} kills\n${processReport(children)}`);
       });
       const routingSince = Date.now();
       if (kills.length > 0) takeoverSeen.push(routingSince - kills.at(-1)!.at);
       await sleep(KILL_AFTER_MS[0] + Math.random() * (KILL_AFTER_MS[1] - KILL_AFTER_MS[0]));
       const victim = (await activeScheduler(schedulers, 500)) ?? routing;
+      await nextAck();
       victim.child.kill('SIGKILL');
       const at = Date.now();
       kills.push({ at, victim: instanceOf(victim.child) ?? '?', produced: ackedAt.size, routedForMs: at - routingSince });
@@ -255,7 +280,7 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     }
     // The last victim's successor routes for a while too, then the stream ends.
     if (kills.length > 0) {
-      await until(() => activeScheduler(schedulers, 500), 'a scheduler routing after the last kill', 30_000, { intervalMs: 50 }).catch((error: unknown) => {
+      await until(() => activeScheduler(schedulers, 500), 'a scheduler routing after the last kill', SETTLE_MS, { intervalMs: 50 }).catch((error: unknown) => {
         throw new Error(`${(error as Error).message}\n${processReport(children)}`);
       });
       takeoverSeen.push(Date.now() - kills.at(-1)!.at);
@@ -474,5 +499,5 @@ describe.skipIf(!engines.available)(engines.title('scheduler SIGKILLed mid-trans
     expect(perKill.filter((k) => k.pending > 0).length, 'kills that left requests undecided').toBeGreaterThanOrEqual(MIN_KILLS);
     expect(perKill.reduce((n, k) => n + k.abortedByKill + k.reservedUncommitted, 0), 'decisions and reservations cut off mid-transaction by the kills').toBeGreaterThan(0);
     expect(simulator.exitCode).toBeNull();
-  }, 150_000);
+  }, 240_000);
 });

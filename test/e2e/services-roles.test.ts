@@ -28,6 +28,7 @@ import { connectDocker } from '../../src/agent/docker-runtime.ts';
 import { openPostgresStores } from '../../src/store/postgres.ts';
 import type { KvWatch, StateStores } from '../../src/store/ports.ts';
 import { SLICES_PREFIX, parseSliceKey, type SliceRecord } from '../../src/services/model.ts';
+import { seededRandom } from '../../src/sim/random.ts';
 
 const engines = needEngines('postgres', 'kafka', 'containers');
 const RUN = randomUUID().slice(0, 8);
@@ -89,18 +90,6 @@ class SliceMonitor {
   stop(): void {
     this.watch?.close();
   }
-}
-
-/** A small seeded generator (mulberry32): the same seed gives the same fault sequence. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -285,7 +274,7 @@ describe.skipIf(!engines.available)(engines.title('services on arcnet server + t
     await untilUp(() => settled(ECHO, 1), 'echo scaled down to one instance', 30_000);
     monitor.reset();
     const placedBefore = monitor.placements.length;
-    const random = seeded(SEED);
+    const random = seededRandom(SEED);
     const targets = [...Object.keys(AGENTS), 'services-1', 'services-2'];
     const faults: string[] = [];
     for (let step = 0; step < 8; step++) {
