@@ -11,7 +11,7 @@
  */
 import type { NodeState } from '../mesh/node.ts';
 import { better, firstFailure, place, scoreNode, type PlacementContext, type Profile, type Unplaceable } from './framework.ts';
-import { IndexedMaxHeap } from './indexed-heap.ts';
+import { IndexedMaxHeap, type HeapMember } from './indexed-heap.ts';
 import type { InferenceAsk } from '../inference/profile.ts';
 
 export interface Reservation {
@@ -31,7 +31,8 @@ export interface Candidate {
 interface Membership {
   readonly node: NodeState;
   readonly heaps: readonly IndexedMaxHeap[];
-  readonly scores: readonly number[];
+  /** The node's handle in each of `heaps`, at the score computed from `node`. */
+  readonly members: readonly HeapMember[];
 }
 
 export class InferenceCandidateIndex {
@@ -39,7 +40,7 @@ export class InferenceCandidateIndex {
   private readonly offlineAfterMs: number;
   private readonly nodes = new Map<string, NodeState>();
   private readonly heaps = new Map<string, Map<string, IndexedMaxHeap>>();
-  /** The heaps each node belongs in, with its score in each, as computed from `node`'s state. */
+  /** The heaps each node belongs in, with its handle (and score) in each, as computed from `node`'s state. */
   private readonly memberOf = new Map<string, Membership>();
   private readonly reservations = new Map<string, Reservation>();
   /** Reservation expiry order: a min-heap on expiry, kept as a max-heap on its negation. */
@@ -172,7 +173,7 @@ export class InferenceCandidateIndex {
       if (id === undefined) return undefined;
       if (this.reservations.has(id)) {
         // Reserved (expired ones were ended first, so the reservation is live): back in every heap on release.
-        heap.remove(id);
+        heap.setAsideTop();
         continue;
       }
       const node = this.nodes.get(id)!;
@@ -185,7 +186,7 @@ export class InferenceCandidateIndex {
   /**
    * A released node back in its heaps. Its state is most often the one its heaps were computed from
    * (telemetry that came meanwhile waits for the release), and then the filters and scores are not
-   * run again: it goes back, with its score, into the heaps it left on its way to the top.
+   * run again: it goes back, with its score, into the heaps it was set aside from on its way to the top.
    */
   private restore(node: NodeState): void {
     const membership = this.memberOf.get(node.id);
@@ -193,14 +194,14 @@ export class InferenceCandidateIndex {
       this.insert(node);
       return;
     }
-    const { heaps, scores } = membership;
-    for (let k = 0; k < heaps.length; k++) if (!heaps[k]!.has(node.id)) heaps[k]!.upsert(node.id, scores[k]!);
+    const { heaps, members } = membership;
+    for (let k = 0; k < heaps.length; k++) heaps[k]!.putBack(members[k]!);
   }
 
   private insert(node: NodeState): void {
     this.unlink(node.id);
     const heaps: IndexedMaxHeap[] = [];
-    const scores: number[] = [];
+    const members: HeapMember[] = [];
     const context: PlacementContext = { now: node.lastSeen, isReserved: this.neverReserved };
     let zoneHeaps = this.heaps.get(node.geozone);
     if (!zoneHeaps) {
@@ -215,12 +216,10 @@ export class InferenceCandidateIndex {
         heap = new IndexedMaxHeap();
         zoneHeaps.set(modelId, heap);
       }
-      const score = scoreNode(this.profile, node, ask, context);
-      heap.upsert(node.id, score);
       heaps.push(heap);
-      scores.push(score);
+      members.push(heap.upsert(node.id, scoreNode(this.profile, node, ask, context)));
     }
-    if (heaps.length > 0) this.memberOf.set(node.id, { node, heaps, scores });
+    if (heaps.length > 0) this.memberOf.set(node.id, { node, heaps, members });
   }
 
   private unlink(nodeId: string): void {

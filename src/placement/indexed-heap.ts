@@ -2,9 +2,23 @@
  * A max-heap of ids by score with O(log n) update and removal by id; ties go to the lower id.
  * Each entry carries its own position, so a sift step is two array writes and two property writes
  * rather than map updates: at 100,000 nodes per heap that is what keeps a routing decision flat.
+ *
+ * The top can be set aside and put back later through the member handle `upsert` returned, with no
+ * lookup by id either way: a node reserved and released thousands of times a second leaves and
+ * rejoins its heaps without touching their maps.
  */
-interface Entry {
+
+/** An id's place in one heap, as `upsert` returns it; pass it to `putBack` after `setAsideTop`. */
+export interface HeapMember {
   readonly id: string;
+  readonly score: number;
+}
+
+/** `position` of an entry set aside (known, out of the heap) and of one removed (forgotten). */
+const ASIDE = -1;
+const REMOVED = -2;
+
+interface Entry extends HeapMember {
   score: number;
   position: number;
 }
@@ -17,8 +31,10 @@ export class IndexedMaxHeap {
     return this.heap.length;
   }
 
+  /** In the heap now (an id set aside is known but not in it). */
   has(id: string): boolean {
-    return this.entries.has(id);
+    const entry = this.entries.get(id);
+    return entry !== undefined && entry.position >= 0;
   }
 
   peekId(): string | undefined {
@@ -29,25 +45,55 @@ export class IndexedMaxHeap {
     return this.heap[0]?.score ?? -Infinity;
   }
 
-  upsert(id: string, score: number): void {
+  /** Adds the id or moves it to its new score (putting it back if it was set aside); its member handle. */
+  upsert(id: string, score: number): HeapMember {
     const entry = this.entries.get(id);
     if (entry === undefined) {
-      const created: Entry = { id, score, position: this.heap.length };
+      const created: Entry = { id, score, position: ASIDE };
       this.entries.set(id, created);
-      this.heap.push(created);
-      this.up(created.position);
-      return;
+      this.attach(created);
+      return created;
     }
     const old = entry.score;
     entry.score = score;
-    if (score > old) this.up(entry.position);
+    if (entry.position === ASIDE) this.attach(entry);
+    else if (score > old) this.up(entry.position);
     else this.down(entry.position);
+    return entry;
   }
 
+  /** Forgets the id; true when it was known (in the heap or set aside). */
   remove(id: string): boolean {
     const entry = this.entries.get(id);
     if (entry === undefined) return false;
     this.entries.delete(id);
+    if (entry.position >= 0) this.detach(entry);
+    entry.position = REMOVED;
+    return true;
+  }
+
+  /** Takes the top out of the heap, still known: `putBack` with its handle returns it at its score. */
+  setAsideTop(): HeapMember | undefined {
+    const top = this.heap[0];
+    if (top === undefined) return undefined;
+    this.detach(top);
+    top.position = ASIDE;
+    return top;
+  }
+
+  /** Puts a member set aside back at its score; one in the heap already, or removed since, is left as it is. */
+  putBack(member: HeapMember): void {
+    const entry = member as Entry;
+    if (entry.position === ASIDE) this.attach(entry);
+  }
+
+  private attach(entry: Entry): void {
+    entry.position = this.heap.length;
+    this.heap.push(entry);
+    this.up(entry.position);
+  }
+
+  private detach(entry: Entry): void {
     const last = this.heap.pop()!;
     if (last !== entry) {
       this.heap[entry.position] = last;
@@ -55,7 +101,6 @@ export class IndexedMaxHeap {
       this.up(last.position);
       this.down(last.position);
     }
-    return true;
   }
 
   private static before(a: Entry, b: Entry): boolean {

@@ -6,14 +6,20 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { IndexedMaxHeap } from '../../src/placement/indexed-heap.ts';
+import { IndexedMaxHeap, type HeapMember } from '../../src/placement/indexed-heap.ts';
 
-type Op = { readonly kind: 'upsert'; readonly id: string; readonly score: number } | { readonly kind: 'remove'; readonly id: string };
+type Op =
+  | { readonly kind: 'upsert'; readonly id: string; readonly score: number }
+  | { readonly kind: 'remove'; readonly id: string }
+  | { readonly kind: 'aside' }
+  | { readonly kind: 'putBack'; readonly pick: number };
 
 const ids = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'];
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('upsert' as const), id: fc.constantFrom(...ids), score: fc.integer({ min: 0, max: 5 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('remove' as const), id: fc.constantFrom(...ids) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('aside' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('putBack' as const), pick: fc.nat({ max: 20 }) }) },
 );
 
 /** Best first: higher score, then lower id. */
@@ -75,17 +81,60 @@ describe('IndexedMaxHeap', () => {
     expect(drained).toEqual([6, 5, 4, 3, 2, 0]);
   });
 
+  it('sets the top aside and puts it back at its score, without forgetting it', () => {
+    const heap = new IndexedMaxHeap();
+    heap.upsert('a', 5);
+    heap.upsert('b', 3);
+    const a = heap.setAsideTop()!;
+    expect(a).toMatchObject({ id: 'a', score: 5 });
+    expect(heap.has('a')).toBe(false);
+    expect(heap.peekId()).toBe('b');
+    expect(heap.size).toBe(1);
+    heap.putBack(a);
+    heap.putBack(a);
+    expect(heap.peekId()).toBe('a');
+    expect(heap.size).toBe(2);
+    // Removed while set aside: its handle no longer puts it back.
+    heap.setAsideTop();
+    expect(heap.remove('a')).toBe(true);
+    heap.putBack(a);
+    expect(heap.has('a')).toBe(false);
+    expect(heap.size).toBe(1);
+  });
+
   it('matches the model after every operation, and drains best first', () => {
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => {
         const heap = new IndexedMaxHeap();
         const model = new Map<string, number>();
+        // Ids set aside, by the handle that puts them back; every handle given out, stale ones too.
+        const aside = new Map<string, HeapMember>();
+        const handles: HeapMember[] = [];
         for (const op of ops) {
           if (op.kind === 'upsert') {
             heap.upsert(op.id, op.score);
             model.set(op.id, op.score);
-          } else {
-            expect(heap.remove(op.id)).toBe(model.delete(op.id));
+            aside.delete(op.id);
+          } else if (op.kind === 'remove') {
+            const known = model.delete(op.id) || aside.delete(op.id);
+            expect(heap.remove(op.id)).toBe(known);
+          } else if (op.kind === 'aside') {
+            const best = order(model)[0];
+            const member = heap.setAsideTop();
+            expect(member?.id).toBe(best);
+            if (member && best !== undefined) {
+              expect(member.score).toBe(model.get(best));
+              model.delete(best);
+              aside.set(best, member);
+              handles.push(member);
+            }
+          } else if (handles.length > 0) {
+            const member = handles[op.pick % handles.length]!;
+            heap.putBack(member);
+            if (aside.get(member.id) === member) {
+              aside.delete(member.id);
+              model.set(member.id, member.score);
+            }
           }
           const best = order(model)[0];
           expect(heap.peekId()).toBe(best);
