@@ -151,7 +151,7 @@ export class ArcMetrics {
   busObserver(): BusObserver {
     return {
       produced: (topic, count) => this.busProduced.inc({ topic }, count),
-      consumed: (topic) => this.busConsumed.inc({ topic }),
+      consumed: (topic, _group, count) => this.busConsumed.inc({ topic }, count),
       deadLettered: (topic) => this.deadLetters.inc({ topic }),
     };
   }
