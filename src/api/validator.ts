@@ -19,7 +19,7 @@ import { Ajv, type AnySchema, type ValidateFunction } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
 import { ArcError } from '../core/errors.ts';
-import { parseInstant } from '../core/instants.ts';
+import { isInstant, parseInstant } from '../core/instants.ts';
 
 // ajv-formats is CommonJS: under Node's ESM its plugin is both the default export and that export's `default`, the one the types name.
 const addFormats = ajvFormats.default;
@@ -30,7 +30,7 @@ const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-
 function strictAjv(): Ajv {
   const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false });
   addFormats(ajv);
-  ajv.addFormat('date-time', { type: 'string', validate: (text: string) => DATE_TIME.test(text) && parseInstant(text).ok });
+  ajv.addFormat('date-time', { type: 'string', validate: (text: string) => DATE_TIME.test(text) && isInstant(text) });
   return ajv;
 }
 

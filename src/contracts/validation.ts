@@ -2,12 +2,12 @@
 import { FormatRegistry, type TSchema, type Static } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { isUuid } from '../core/ids.ts';
-import { INSTANT_RANGE, parseInstant } from '../core/instants.ts';
+import { INSTANT_RANGE, isInstant, parseInstant } from '../core/instants.ts';
 import { schemas, type SchemaName, type MessageTypes } from './messages.ts';
 
 if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', isUuid);
 // Every instant a producer sends must be storable and printable (src/core/instants.ts), not merely parseable.
-if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (value) => parseInstant(value).ok);
+if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', isInstant);
 
 const compiled = new Map<TSchema, TypeCheck<TSchema>>();
 

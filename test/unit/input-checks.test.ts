@@ -4,11 +4,12 @@
  * logging a client's protocol errors.
  */
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import Fastify from 'fastify';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Type } from '@sinclair/typebox';
-import { MAX_INSTANT_MS, parseInstant } from '../../src/core/instants.ts';
+import { isInstant, MAX_INSTANT_MS, parseInstant } from '../../src/core/instants.ts';
 import { installRequestValidation } from '../../src/api/validator.ts';
 import { ClientErrorLog } from '../../src/api/client-errors.ts';
 import { validateMessage } from '../../src/contracts/validation.ts';
@@ -32,6 +33,25 @@ describe('instants', () => {
     expect(parseInstant('2026-02-30T00:00:00Z')).toMatchObject({ ok: false, problem: expect.stringMatching(/is not a valid date/) });
     expect(parseInstant('2028-02-29T00:00:00Z')).toEqual({ ok: true, ms: Date.UTC(2028, 1, 29) });
     expect(parseInstant('x'.repeat(10_000))).toMatchObject({ ok: false, problem: expect.stringMatching(/^"x{61}\.\.\." is not/) });
+  });
+
+  it('tells a canonical instant by arithmetic as Date does: every day of every month, leap years by the Gregorian rule', () => {
+    const canonical = (y: number, m: number, d: number, rest: string): string => `${String(y).padStart(4, '0')}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}T${rest}Z`;
+    fc.assert(
+      fc.property(fc.integer({ min: 1970, max: 9999 }), fc.integer({ min: 0, max: 13 }), fc.integer({ min: 0, max: 32 }), fc.integer({ min: 0, max: 86_399_999 }), (y, m, d, msOfDay) => {
+        const rest = new Date(msOfDay).toISOString().slice(11, 23);
+        const text = canonical(y, m, d, rest);
+        const reference = Date.UTC(y, m - 1, d);
+        const exists = m >= 1 && m <= 12 && d >= 1 && new Date(reference).getUTCDate() === d;
+        expect(isInstant(text), text).toBe(exists);
+        expect(parseInstant(text), text).toEqual(exists ? { ok: true, ms: reference + msOfDay } : { ok: false, problem: expect.any(String) });
+      }),
+      { numRuns: 2_000 },
+    );
+    for (const [text, ok] of [['2000-02-29T00:00:00.000Z', true], ['1900-02-29T00:00:00.000Z', false], ['2100-02-29T00:00:00.000Z', false], ['2024-02-29T12:00:00.000Z', true], ['2026-04-31T00:00:00.000Z', false], ['2026-13-01T00:00:00.000Z', false], ['2026-1a-01T00:00:00.000Z', false]] as const) {
+      expect(isInstant(text), text).toBe(ok);
+      expect(parseInstant(text).ok, text).toBe(ok);
+    }
   });
 
   it('holds bus messages to the same range, and coerces nothing on the bus', () => {
