@@ -17,7 +17,7 @@
  * `max.message.bytes`, read once per topic), one after the other (kafka-batching.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { Admin, compatibilityPartitioner, ConfigResourceTypes, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
+import { Admin, ConfigResourceTypes, Consumer as KafkaConsumer, IS_CONTROL, ListOffsetTimestamps, Producer, stringDeserializer, stringSerializer } from '@platformatic/kafka';
 import type { Message, MessageToProduce } from '@platformatic/kafka';
 import type { Registry } from 'prom-client';
 import { backoffDelay } from '../core/clock.ts';
@@ -26,6 +26,7 @@ import { silentLogger, type Logger } from '../core/logging.ts';
 import { DEAD_LETTER_PREFIX, DEAD_LETTER_RETENTION_MS, topicSpecFor, topics } from '../contracts/topics.ts';
 import { HEADER_REQUEST_ID } from '../contracts/screen-headers.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, RECORD_BATCH_OVERHEAD, splitBySize, type SizedMessage } from './kafka-batching.ts';
+import { javaPartitioner } from './kafka-partitioner.ts';
 import {
   baseClientOptions,
   describeServers,
@@ -581,8 +582,8 @@ export class KafkaBus implements BusAdapter {
       idempotent: true,
       acks: -1,
       // Java's partitioner (murmur2 & 0x7fffffff): the library's default masks differently, so a
-      // key would land on another partition than from a Java producer.
-      partitioner: compatibilityPartitioner,
+      // key would land on another partition than from a Java producer; its compatible one is in BigInts.
+      partitioner: javaPartitioner,
       serializers: { key: stringSerializer, headerKey: stringSerializer, headerValue: stringSerializer },
       // A new producer must introduce itself as unknown (-1/-1): the library's default 0/0 asks the broker to
       // bump producer 0's epoch, which it refuses as fenced once the id has belonged to another producer.
