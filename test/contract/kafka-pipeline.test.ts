@@ -25,6 +25,7 @@ const testOptions = (overrides: Partial<KafkaBusOptions> = {}): KafkaBusOptions 
 const readAll = (bus: KafkaBus, topic: string): Promise<ConsumedRecord[]> => readAllRecords(bus, topic);
 
 const input = (i: number, id = `req-${i}`): OutgoingRecord => ({ key: 'zone', value: utf8(`in-${i}`), headers: { [HEADER_REQUEST_ID]: id, seq: String(i) } });
+const copied = (record: ConsumedRecord): OutgoingRecord => ({ key: record.key, value: utf8(`out-${record.headers['seq']}`), headers: { seq: record.headers['seq']! } });
 
 describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), () => {
   let bus: KafkaBus;
@@ -36,16 +37,18 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), (
     await scratch.deleteAll();
   });
 
-  it('decides the next batch while the one before commits, commits them in order, each afterCommit after its own commit', async () => {
+  /** A one-partition input holding `records`, an empty one-partition output, and a fresh group. */
+  async function pipeline(records: readonly OutgoingRecord[]): Promise<{ from: string; to: string; group: string }> {
     const from = topicName('in');
     const to = topicName('out');
-    await bus.ensureTopics([
-      { topic: from, partitions: 1, retentionMs: 3_600_000 },
-      { topic: to, partitions: 1, retentionMs: 3_600_000 },
-    ]);
+    await bus.ensureTopics([from, to].map((topic) => ({ topic, partitions: 1, retentionMs: 3_600_000 })));
+    await bus.produce(from, records);
+    return { from, to, group: `g-${randomUUID()}` };
+  }
+
+  it('decides the next batch while the one before commits, commits them in order, each afterCommit after its own commit', async () => {
     const total = 40;
-    await bus.produce(from, Array.from({ length: total }, (_, i) => input(i)));
-    const group = `g-${randomUUID()}`;
+    const { from, to, group } = await pipeline(Array.from({ length: total }, (_, i) => input(i)));
     /** Per batch: its first offset, when its handler started, and when its afterCommit ran. */
     const batches: { first: number; startedAt: number; committedAt?: number }[] = [];
     const afterCommits: number[] = [];
@@ -57,7 +60,7 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), (
       handler: async (records, out) => {
         const batch: { first: number; startedAt: number; committedAt?: number } = { first: records[0]!.offset, startedAt: performance.now() };
         batches.push(batch);
-        out.produce(to, records.map((r) => ({ key: r.key, value: utf8(`out-${r.headers['seq']}`), headers: { seq: r.headers['seq']! } })));
+        out.produce(to, records.map(copied));
         out.afterCommit(() => {
           batch.committedAt = performance.now();
           for (const r of records) afterCommits.push(r.offset);
@@ -82,15 +85,8 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), (
   }, 90_000);
 
   it('discards the batch decided while a commit fails, and redelivers both from the first uncommitted record: every output once', async () => {
-    const from = topicName('in');
-    const to = topicName('out');
-    await bus.ensureTopics([
-      { topic: from, partitions: 1, retentionMs: 3_600_000 },
-      { topic: to, partitions: 1, retentionMs: 3_600_000 },
-    ]);
     const total = 30;
-    await bus.produce(from, Array.from({ length: total }, (_, i) => input(i)));
-    const group = `g-${randomUUID()}`;
+    const { from, to, group } = await pipeline(Array.from({ length: total }, (_, i) => input(i)));
     let failedOnce = false;
     /** Decisions by number; which of them ran their afterCommit, and which were decided while the failing commit ran. */
     let decisions = 0;
@@ -117,7 +113,7 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), (
           out.produce('not a valid topic!', [{ key: 'x', value: utf8('x'), headers: {} }]);
           return;
         }
-        out.produce(to, records.map((r) => ({ key: r.key, value: utf8(`out-${r.headers['seq']}`), headers: { seq: r.headers['seq']! } })));
+        out.produce(to, records.map(copied));
         out.afterCommit(() => {
           committedDecisions.add(decision);
           for (const r of records) afterCommits.push(r.offset);
@@ -142,15 +138,8 @@ describe.skipIf(!kafka.available)(kafka.title('Kafka pipelined transactions'), (
   }, 90_000);
 
   it('decides a record carrying the request id of one in the batch still committing only after that commit (and its afterCommit)', async () => {
-    const from = topicName('in');
-    const to = topicName('out');
-    await bus.ensureTopics([
-      { topic: from, partitions: 1, retentionMs: 3_600_000 },
-      { topic: to, partitions: 1, retentionMs: 3_600_000 },
-    ]);
     // Batches of one: 0 and 1 share an id (a client's retry), 2 and 3 do not.
-    await bus.produce(from, [input(0, 'same'), input(1, 'same'), input(2, 'two'), input(3, 'three')]);
-    const group = `g-${randomUUID()}`;
+    const { from, to, group } = await pipeline([input(0, 'same'), input(1, 'same'), input(2, 'two'), input(3, 'three')]);
     const decided = new Set<string>();
     /** Per offset: whether its id was decided (afterCommit run) when its handler started. */
     const seenDecided = new Map<number, boolean>();
