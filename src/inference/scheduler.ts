@@ -23,7 +23,7 @@ import { HEADER_ENDPOINT } from './dispatch-router.ts';
 import { InferenceCandidateIndex } from '../placement/candidate-index.ts';
 import { inferenceProfile, type InferenceProfileConfig } from './profile.ts';
 import { AdmissionController, chooseUnderBacklog, explain, KAFKA_ADMISSION_POLICY, rejectionCode, type AdmissionPolicy, type RejectionCode, type Turnaway } from './admission.ts';
-import { HEADER_WAITING_SINCE, WaitingRoom, waitedOut, type WaitingPolicy } from './waiting-room.ts';
+import { HEADER_WAITING_SINCE, pastDeadline, WaitingRoom, waitedOut, type WaitingPolicy } from './waiting-room.ts';
 
 export interface SchedulerConfig {
   readonly placement: InferenceProfileConfig;
@@ -592,11 +592,17 @@ export class InferenceScheduler {
         conflicts[i]! > 0 && attempts[i]! > config.maxRetries
           ? `no node could be reserved for ${request.modelId} after ${attempts[i]} attempts: each candidate was taken by another scheduler first`
           : explanation.reason;
+      let code: RejectionCode | 'no-candidate' = 'no-candidate';
       // Every node that fits is reserved: a node may free up within the deadline, so the request waits for one.
       const fitsWhenFree = conflicts[i]! > 0 || (explanation.rejectedBy['not-reserved'] ?? 0) > 0;
       if (queue && fitsWhenFree) {
         const since = queue.arrivedAt[i]! > 0 ? queue.arrivedAt[i]! : now;
-        if (since + request.maxLatencyMs > now) {
+        const late = pastDeadline(request, since, now, queue.waiting, this.admission.policyInUse);
+        if (late) {
+          // Its deadline passed while the batch decided: a node may still free up, but too late for it.
+          reason = late.reason;
+          code = late.code;
+        } else {
           const seat = this.waiting.seat(request, now, seatedInBatch.get(request.modelId));
           if (seat.ok) {
             if (!this.waiting.has(request.id)) seatedInBatch.set(request.modelId, (seatedInBatch.get(request.modelId) ?? 0) + 1);
@@ -608,7 +614,7 @@ export class InferenceScheduler {
           reason = `${reason}; ${seat.reason}`;
         }
       }
-      const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started, code: 'no-candidate' as const };
+      const outcome = { status: 'rejected' as const, reason, rejectedBy: explanation.rejectedBy, decisionMs: performance.now() - started, code };
       outcomes[i] = outcome;
       rejections.push({ index: i, outcome });
     });

@@ -11,7 +11,7 @@
  * node of a model was freed, which paces the waiting step instead of a busy loop over the topic.
  */
 import type { InferenceRequest, Priority } from '../contracts/messages.ts';
-import type { Admission } from './admission.ts';
+import { explain, type Admission, type AdmissionPolicy } from './admission.ts';
 
 /** When the request first reached a scheduler (ms since the epoch): its deadline counts from there across every wait. */
 export const HEADER_WAITING_SINCE = 'arc-waiting-since';
@@ -159,4 +159,15 @@ export function waitedOut(request: Pick<InferenceRequest, 'modelId' | 'maxLatenc
     code: 'expired',
     reason: `expired: waited ${waited} ms for a node of ${request.modelId} to free up and none did within its maxLatencyMs of ${request.maxLatencyMs} ms; not dispatched late`,
   };
+}
+
+/**
+ * Whether a request that would wait for a node to free up is past its deadline at `now` (the last
+ * clock reading of its decision, later than the admission's): expired then, with the reason a
+ * parked one (`waiting`) or a fresh one gets, never "no candidate".
+ */
+export function pastDeadline(request: Pick<InferenceRequest, 'modelId' | 'maxLatencyMs' | 'priority'>, since: number, now: number, waiting: boolean, policy: AdmissionPolicy): { readonly code: 'expired'; readonly reason: string } | undefined {
+  if (since + request.maxLatencyMs > now) return undefined;
+  const verdict = waiting ? waitedOut(request, since, now) : explain('expired', request, Math.max(0, Math.round(now - since)), policy);
+  return verdict.admit ? undefined : { code: 'expired', reason: verdict.reason };
 }
